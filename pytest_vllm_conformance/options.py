@@ -1,0 +1,243 @@
+"""Command-line options, their ini twins, and the validated :class:`Settings` built from them.
+
+Every option lives in one group with the ``--vllm-`` prefix. Values from the command
+line win over ini values, which win over environment variables and defaults. All
+validation happens in :meth:`Settings.from_config`, so a bad value is one
+``pytest.UsageError`` sentence whether it came from the command line or an ini file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from pytest_vllm_conformance.secrets import Secret
+
+PROFILES = ("auto", "openai", "vllm")
+SUITE_MODES = ("auto", "on", "off")
+TINY = "tiny"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_READY_TIMEOUT_S = 10.0
+REFUSED_GRACE_S = 2.0
+DEFAULT_SERVE_TIMEOUT_S = 600.0
+DEFAULT_OUTPUT_DIR = "reports"
+API_KEY_ENV_VARS = ("VLLM_API_KEY", "OPENAI_API_KEY")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the ``vllm-conformance`` option group and its ini twins."""
+    group = parser.getgroup("vllm-conformance", "OpenAI-compatible server conformance")
+    group.addoption(
+        "--vllm-url", action="append", default=None, metavar="URL",
+        help="base URL of the server under test, http(s)://host[:port]; repeat for replicas "
+             "of one deployment. Default: none (ini: vllm_url).",
+    )
+    group.addoption(
+        "--vllm-serve", default=None, metavar="MODEL",
+        help=f"start a local vLLM server for MODEL (a directory or a name; '{TINY}' builds a "
+             "tiny random-weight model, no download) and test it. Default: none (ini: vllm_serve).",
+    )
+    group.addoption(
+        "--vllm-serve-arg", action="append", default=None, metavar="ARG",
+        help="extra argument for the started vLLM server, e.g. --vllm-serve-arg=--max-num-seqs=8; "
+             "repeatable. Default: none (ini: vllm_serve_args).",
+    )
+    group.addoption(
+        "--vllm-serve-python", default=None, metavar="PATH",
+        help="Python interpreter that has vllm installed. Default: this interpreter "
+             "(ini: vllm_serve_python).",
+    )
+    group.addoption(
+        "--vllm-serve-timeout", default=None, metavar="SECONDS",
+        help="how long a started server may take to become healthy. "
+             f"Default: {DEFAULT_SERVE_TIMEOUT_S:g} (ini: vllm_serve_timeout).",
+    )
+    group.addoption(
+        "--vllm-api-key", default=None, metavar="KEY",
+        help="API key sent as a bearer token; never written to any report or log. "
+             "Default: $VLLM_API_KEY, then $OPENAI_API_KEY, else none.",
+    )
+    group.addoption(
+        "--vllm-model", default=None, metavar="NAME",
+        help="model to test. Default: the first id listed by /v1/models (ini: vllm_model).",
+    )
+    group.addoption(
+        "--vllm-embedding-url", default=None, metavar="URL",
+        help="server that answers /v1/embeddings, when not the main one. "
+             "Default: the main URL (ini: vllm_embedding_url).",
+    )
+    group.addoption(
+        "--vllm-embedding-model", default=None, metavar="NAME",
+        help="model used for embeddings. Default: none, embeddings tests skip with a reason "
+             "(ini: vllm_embedding_model).",
+    )
+    group.addoption(
+        "--vllm-timeout", default=None, metavar="SECONDS",
+        help="longest any single request may take, streams included. "
+             f"Default: {DEFAULT_TIMEOUT_S:g} (ini: vllm_timeout).",
+    )
+    group.addoption(
+        "--vllm-ready-timeout", default=None, metavar="SECONDS",
+        help="how long to wait for a --vllm-url server to answer before giving up; when it is "
+             "not set, a refused connection (nothing listening) gives up after "
+             f"{REFUSED_GRACE_S:g} s. "
+             f"Default: {DEFAULT_READY_TIMEOUT_S:g} (ini: vllm_ready_timeout).",
+    )
+    group.addoption(
+        "--vllm-profile", default=None, metavar="NAME",
+        help=f"conformance profile, one of {', '.join(PROFILES)}: 'openai' is the spec as "
+             "written, 'vllm' adds vLLM's documented allowances, 'auto' picks by engine. "
+             "Default: auto (ini: vllm_profile).",
+    )
+    group.addoption(
+        "--vllm-suites", default=None, metavar="MODE",
+        help=f"collect the bundled suites, one of {', '.join(SUITE_MODES)}: 'auto' collects "
+             "them when a target is given and no test path is named. Default: auto "
+             "(ini: vllm_suites).",
+    )
+    group.addoption(
+        "--vllm-output-dir", default=None, metavar="DIR",
+        help="where server logs and reports are written. "
+             f"Default: {DEFAULT_OUTPUT_DIR} (ini: vllm_output_dir).",
+    )
+    parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
+    parser.addini("vllm_serve", "model for a locally started vLLM server", default="")
+    parser.addini("vllm_serve_args", "extra arguments for the started server", type="args",
+                  default=[])
+    parser.addini("vllm_serve_python", "interpreter that has vllm installed", default="")
+    parser.addini("vllm_serve_timeout", "start-up limit in seconds", default="")
+    for name, text in (
+        ("vllm_model", "model to test"),
+        ("vllm_embedding_url", "server answering /v1/embeddings"),
+        ("vllm_embedding_model", "model used for embeddings"),
+        ("vllm_timeout", "per-request limit in seconds"),
+        ("vllm_ready_timeout", "readiness limit in seconds"),
+        ("vllm_profile", "conformance profile"),
+        ("vllm_suites", "collect the bundled suites: auto, on or off"),
+        ("vllm_output_dir", "folder for logs and reports"),
+    ):
+        parser.addini(name, text, default="")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options of one run."""
+
+    urls: tuple[str, ...] = ()
+    serve: str | None = None
+    serve_args: tuple[str, ...] = ()
+    serve_python: str = sys.executable
+    serve_timeout: float = DEFAULT_SERVE_TIMEOUT_S
+    api_key: Secret | None = None
+    model: str | None = None
+    embedding_url: str | None = None
+    embedding_model: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_S
+    ready_timeout: float = DEFAULT_READY_TIMEOUT_S
+    ready_timeout_given: bool = False
+    profile: str = "auto"
+    suites: str = "auto"
+    output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
+
+    @property
+    def has_target(self) -> bool:
+        return bool(self.urls) or self.serve is not None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        """Read and validate every option; raise ``pytest.UsageError`` on the first bad one."""
+
+        def pick(option: str, ini: str) -> Any:
+            value = config.getoption(option)
+            return value if value not in (None, []) else (config.getini(ini) or None)
+
+        urls = tuple(normalise_url(u, "--vllm-url") for u in pick("vllm_url", "vllm_url") or ())
+        serve = pick("vllm_serve", "vllm_serve")
+        if urls and serve:
+            raise pytest.UsageError("use either --vllm-url or --vllm-serve, not both.")
+        embedding_url = pick("vllm_embedding_url", "vllm_embedding_url")
+        key = config.getoption("vllm_api_key") or next(
+            (os.environ[v] for v in API_KEY_ENV_VARS if os.environ.get(v)), None
+        )
+        root = Path(config.invocation_params.dir)
+        ready = pick("vllm_ready_timeout", "vllm_ready_timeout")
+        return cls(
+            urls=urls,
+            serve=serve,
+            serve_args=tuple(pick("vllm_serve_arg", "vllm_serve_args") or ()),
+            serve_python=pick("vllm_serve_python", "vllm_serve_python") or sys.executable,
+            serve_timeout=_seconds(pick("vllm_serve_timeout", "vllm_serve_timeout"),
+                                   "--vllm-serve-timeout", DEFAULT_SERVE_TIMEOUT_S),
+            api_key=Secret(key) if key else None,
+            model=pick("vllm_model", "vllm_model"),
+            embedding_url=normalise_url(embedding_url, "--vllm-embedding-url")
+            if embedding_url else None,
+            embedding_model=pick("vllm_embedding_model", "vllm_embedding_model"),
+            timeout=_seconds(pick("vllm_timeout", "vllm_timeout"), "--vllm-timeout",
+                             DEFAULT_TIMEOUT_S),
+            ready_timeout=_seconds(ready, "--vllm-ready-timeout", DEFAULT_READY_TIMEOUT_S),
+            ready_timeout_given=ready is not None,
+            profile=_choice(pick("vllm_profile", "vllm_profile"), "--vllm-profile", PROFILES),
+            suites=_choice(pick("vllm_suites", "vllm_suites"), "--vllm-suites", SUITE_MODES),
+            output_dir=root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR),
+        )
+
+
+def normalise_url(raw: str, option: str) -> str:
+    """Return ``scheme://host[:port][/prefix]`` without a trailing ``/`` or ``/v1``."""
+    text = raw.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise pytest.UsageError(
+            f"{option} must be http(s)://host[:port], got {redact_url(text)!r}."
+        )
+    if parts.query or parts.fragment:
+        raise pytest.UsageError(f"{option} must not carry a query or fragment.")
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    del port
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def redact_url(url: str) -> str:
+    """Drop any user:password@ part so a URL can be printed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]).geturl()
+
+
+def _seconds(raw: Any, option: str, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise pytest.UsageError(f"{option} must be a positive number of seconds, got {raw!r}.")
+    return value
+
+
+def _choice(raw: Any, option: str, choices: tuple[str, ...]) -> str:
+    if raw is None:
+        return choices[0]
+    if raw not in choices:
+        raise pytest.UsageError(f"{option} must be one of {', '.join(choices)}, got {raw!r}.")
+    return str(raw)

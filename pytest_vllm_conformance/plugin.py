@@ -1,0 +1,110 @@
+"""The pytest11 entry point: options, markers, bundled-suite collection and fixtures.
+
+This module stays cheap to import: the client, the server launcher and everything
+that talks to the network load only when a target is given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_vllm_conformance import hookspecs
+from pytest_vllm_conformance.options import Settings, add_options
+
+if TYPE_CHECKING:
+    from pytest_vllm_conformance.client import Client
+    from pytest_vllm_conformance.session import ConformanceSession
+    from pytest_vllm_conformance.target import Target
+
+MARKERS = {
+    "compliance": "OpenAI schema and parameter conformance of completions, chat and models",
+    "streaming": "Server-Sent Events framing and chunk semantics",
+    "embeddings": "/v1/embeddings conformance",
+    "errors": "error bodies, status codes and authorization",
+    "determinism": "identical outputs under concurrency, batching, replicas and caching",
+    "latency": "TTFT, ITL, TPOT and end-to-end latency percentiles against SLOs",
+    "memory": "server memory stability under sustained load",
+    "metrics": "the Prometheus /metrics endpoint",
+    "health": "liveness and readiness endpoints",
+    "cancellation": "dropped streams free their server resources",
+}
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+SESSION_KEY = pytest.StashKey["ConformanceSession"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+    settings = Settings.from_config(config)
+    config.stash[SETTINGS_KEY] = settings
+    _select_suites(config, settings)
+    if settings.has_target:
+        from pytest_vllm_conformance.session import ConformanceSession
+
+        state = ConformanceSession(config, settings)
+        config.stash[SESSION_KEY] = state
+        config.pluginmanager.register(state, "vllm-conformance-session")
+
+
+def suites_dir() -> Path:
+    """The bundled suites' folder (the repo's suites/, installed as a subpackage)."""
+    spec = importlib.util.find_spec("pytest_vllm_conformance.suites")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _select_suites(config: pytest.Config, settings: Settings) -> None:
+    mode = settings.suites
+    named = config.args_source is pytest.Config.ArgsSource.ARGS
+    if mode == "on" or (mode == "auto" and settings.has_target and not named):
+        suites = str(suites_dir())
+        config.args = [*config.args, suites] if named else [suites]
+
+
+# -- fixtures ------------------------------------------------------------------------------
+def _session(config: pytest.Config) -> ConformanceSession:
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None or state.target is None:
+        pytest.fail("this test needs a server under test: pass --vllm-url=URL or "
+                    "--vllm-serve=MODEL.", pytrace=False)
+    return state
+
+
+@pytest.fixture(scope="session")
+def vllm_target(pytestconfig: pytest.Config) -> Target:
+    """The server under test, identified and ready."""
+    target = _session(pytestconfig).target
+    assert target is not None
+    return target
+
+
+@pytest.fixture(scope="session")
+def vllm_client(pytestconfig: pytest.Config) -> Client:
+    """The shared client, pointed at the target, with its key and timeout."""
+    client = _session(pytestconfig).client
+    assert client is not None
+    return client
+
+
+@pytest.fixture(scope="session")
+def vllm_model(vllm_target: Target) -> str:
+    """The id of the model under test."""
+    return vllm_target.model
+
+
+@pytest.fixture(scope="session")
+def vllm_profile(pytestconfig: pytest.Config) -> str:
+    """The conformance profile in force: 'openai' or 'vllm' ('auto' resolved by engine)."""
+    return _session(pytestconfig).profile

@@ -1,0 +1,55 @@
+"""Liveness and readiness: the endpoints an orchestrator and a load balancer rely on."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_vllm_conformance import checks
+from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.target import Target
+
+pytestmark = pytest.mark.health
+
+
+def test_health_endpoint_answers_200(vllm_client: Client, vllm_target: Target) -> None:
+    if vllm_target.engine.name == "other" and vllm_target.endpoints.get("/health") == 404:
+        pytest.skip("the server has no /health (it is not part of the OpenAI API)")
+    checks.status_is(vllm_client.get("/health"), 200, "/health is not 200 on a ready server")
+
+
+def test_models_lists_the_model_under_test(vllm_client: Client, vllm_model: str) -> None:
+    r = vllm_client.get("/v1/models")
+    checks.status_is(r, 200, "GET /v1/models failed", Severity.CRITICAL)
+    body = checks.json_object(r, "GET /v1/models is not a JSON object")
+    ids = [m.get("id") for m in body.get("data") or [] if isinstance(m, dict)]
+    if vllm_model not in ids:
+        raise CheckFailure("/v1/models does not list the model", path="$.data[*].id",
+                           expected=repr(vllm_model), received=repr(ids), curl=r.curl)
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/completions", "/v1/chat/completions"])
+def test_canary_request_with_one_token(vllm_client: Client, vllm_model: str,
+                                       endpoint: str) -> None:
+    body: dict[str, object] = {"model": vllm_model, "max_tokens": 1, "temperature": 0}
+    if endpoint.endswith("chat/completions"):
+        body["messages"] = [{"role": "user", "content": "Say hello."}]
+    else:
+        body["prompt"] = "Say hello."
+    r = vllm_client.post(endpoint, body)
+    checks.status_is(r, 200, f"POST {endpoint} canary failed", Severity.CRITICAL)
+    data = checks.json_object(r, f"POST {endpoint} is not a JSON object")
+    used = (data.get("usage") or {}).get("completion_tokens")
+    if not isinstance(used, int) or used > 1:
+        raise CheckFailure("max_tokens=1 canary produced more than one token",
+                           path="$.usage.completion_tokens", expected="<= 1",
+                           received=repr(used), curl=r.curl)
+
+
+@pytest.mark.streaming
+def test_canary_stream_ends_with_done(vllm_client: Client, vllm_model: str) -> None:
+    r = vllm_client.stream("/v1/chat/completions", {
+        "model": vllm_model, "max_tokens": 4, "temperature": 0, "stream": True,
+        "messages": [{"role": "user", "content": "Count to three."}]})
+    checks.status_is(r, 200, "streaming canary failed", Severity.CRITICAL)
+    checks.stream_ends_with_done(r)

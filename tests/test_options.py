@@ -1,0 +1,119 @@
+"""Options: one group, validated as they parse, ini twins, and suite selection."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_vllm_conformance.options import Settings, normalise_url, redact_url
+
+
+def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines([
+        "*OpenAI-compatible server conformance*",
+        "*--vllm-url=URL*",
+        "*--vllm-serve=MODEL*",
+        "*--vllm-api-key=KEY*",
+        "*--vllm-timeout=SECONDS*",
+        "*vllm_url (linelist)*",
+    ])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--vllm-url=ftp://host"], "ERROR: --vllm-url must be http(s)://host[:port], got 'ftp://host'."),
+    (["--vllm-url=http://"], "ERROR: --vllm-url must be http(s)://host[:port], got 'http://'."),
+    (["--vllm-url=http://h:99999"], "ERROR: --vllm-url must be http(s)://host[:port]*"),
+    (["--vllm-url=http://a:1", "--vllm-serve=tiny"],
+     "ERROR: use either --vllm-url or --vllm-serve, not both."),
+    (["--vllm-timeout=0"], "ERROR: --vllm-timeout must be a positive number of seconds, got '0'."),
+    (["--vllm-ready-timeout=soon"], "ERROR: --vllm-ready-timeout must be a positive number*"),
+    (["--vllm-profile=lenient"], "ERROR: --vllm-profile must be one of auto, openai, vllm*"),
+    (["--vllm-suites=maybe"], "ERROR: --vllm-suites must be one of auto, on, off*"),
+])
+def test_bad_values_are_one_usage_error(pytester: pytest.Pytester, args: list[str],
+                                        message: str) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and errors[0].startswith(message.rstrip("*")), errors
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nvllm_timeout = -3\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --vllm-timeout must be a positive number*'-3'."])
+
+
+def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nvllm_url = http://ini-host:1\nvllm_timeout = 7\n")
+    config = pytester.parseconfigure("--vllm-url=http://cli-host:2")
+    settings = Settings.from_config(config)
+    assert settings.urls == ("http://cli-host:2",)
+    assert settings.timeout == 7.0
+
+
+def test_api_key_comes_from_the_environment(pytester: pytest.Pytester,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-openai-env")
+    settings = Settings.from_config(pytester.parseconfigure())
+    assert settings.api_key is not None and settings.api_key.reveal() == "sk-from-openai-env"
+    monkeypatch.setenv("VLLM_API_KEY", "sk-from-vllm-env")
+    settings = Settings.from_config(pytester.parseconfigure())
+    assert settings.api_key is not None and settings.api_key.reveal() == "sk-from-vllm-env"
+    assert "sk-from" not in repr(settings)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("http://h:8000", "http://h:8000"),
+    ("http://h:8000/", "http://h:8000"),
+    ("http://h:8000/v1", "http://h:8000"),
+    ("https://h/prefix/v1/", "https://h/prefix"),
+    ("http://user:pw@h:1", "http://h:1"),
+])
+def test_urls_are_normalised(raw: str, expected: str) -> None:
+    assert normalise_url(raw, "--vllm-url") == expected
+
+
+def test_credentials_in_urls_are_never_printed() -> None:
+    assert redact_url("http://user:pw@h:1/x") == "http://***@h:1/x"
+    with pytest.raises(pytest.UsageError) as info:
+        normalise_url("ftp://user:secretpw@h", "--vllm-url")
+    assert "secretpw" not in str(info.value)
+
+
+def test_without_a_target_the_bundled_suites_stay_out(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_mine(): pass")
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1)
+    assert "test_health.py" not in result.stdout.str()
+
+
+def test_our_markers_are_registered(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.determinism
+        @pytest.mark.cancellation
+        def test_marked(): pass
+    """)
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.determinism: identical outputs*",
+                                 "@pytest.mark.latency: *"])
+
+
+def test_collect_only_does_not_contact_the_server(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--collect-only", "-q", "--vllm-url=http://127.0.0.1:9")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["test_health.py::test_health_endpoint_answers_200"])
+
+
+def test_named_paths_keep_the_bundled_suites_out_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_own="def test_own(): pass")
+    auto = pytester.runpytest("--collect-only", "-q", "--vllm-url=http://h:1", "test_own.py")
+    assert "test_health.py" not in auto.stdout.str()
+    on = pytester.runpytest("--collect-only", "-q", "--vllm-url=http://h:1", "--vllm-suites=on",
+                            "test_own.py")
+    on.stdout.fnmatch_lines(["test_own.py::test_own", "test_health.py::*"])
