@@ -16,6 +16,8 @@ import pytest_vllm_conformance.target  # noqa: F401
 from tests.engines import llamacpp_smollm2, vllm_tiny
 from tests.fault_server import FaultServer
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def _fault_server() -> Iterator[FaultServer]:
