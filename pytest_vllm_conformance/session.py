@@ -98,10 +98,10 @@ class ConformanceSession:
         """Show check failures and client errors as their own clear text, not a traceback."""
         report = yield
         exc = call.excinfo.value if call.excinfo is not None else None
-        if isinstance(exc, CheckFailure):
-            report.longrepr = exc.render()
-        elif isinstance(exc, ClientError):
-            report.longrepr = render_client_error(exc)
+        if isinstance(exc, CheckFailure | ClientError):
+            text = exc.render() if isinstance(exc, CheckFailure) else render_client_error(exc)
+            notes = getattr(exc, "__notes__", [])  # Hypothesis: the example that failed
+            report.longrepr = "\n".join([text, *notes])
         return report
 
     # -- helpers -----------------------------------------------------------------------------

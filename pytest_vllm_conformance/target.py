@@ -25,6 +25,10 @@ class NotReady(Exception):
     """The target cannot be tested; the message is the one line the user sees."""
 
 
+class _ModelListBroken(NotReady):
+    """/v1/models failed; not fatal when the model is named on the command line."""
+
+
 @dataclass(frozen=True)
 class EngineInfo:
     """Which engine answers, and the signals that said so."""
@@ -114,7 +118,12 @@ async def discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | N
     for url in (*urls, *([embedding_url] if embedding_url else [])):
         await wait_ready(client, url, ready_within_s, refused_grace_s)
     url = urls[0]
-    models = await _list_models(client, url)
+    try:
+        models = await _list_models(client, url)
+    except _ModelListBroken:
+        if model is None:
+            raise
+        models = [model]  # the health suite reports the broken /v1/models
     chosen = model or models[0]
     if chosen not in models:
         raise NotReady(f"{redact_url(url)} does not serve model {chosen!r}; it serves "
@@ -139,16 +148,19 @@ async def _list_models(client: AsyncClient, url: str) -> list[str]:
             what = "refused the API key" if client.api_key else "requires an API key"
             raise NotReady(f"{redact_url(url)} {what} (HTTP {r.status} on /v1/models); {hint}.")
         if r.status != 200:
-            raise NotReady(f"{redact_url(url)} answered GET /v1/models with HTTP {r.status}: "
-                           f"{client._redact(r.error_message())}")
+            raise _ModelListBroken(
+                f"{redact_url(url)} answered GET /v1/models with HTTP {r.status}: "
+                f"{client._redact(r.error_message())}; name the model with --vllm-model to "
+                "test it anyway")
         body = r.json()
     except ClientError as exc:
-        raise NotReady(f"{redact_url(url)}: {exc.message}; is it an OpenAI-compatible "
-                       "server?") from None
+        raise _ModelListBroken(f"{redact_url(url)}: {exc.message}; is it an OpenAI-compatible "
+                               "server?") from None
     data = body.get("data") if isinstance(body, dict) else None
     ids = [m["id"] for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
     if not ids:
-        raise NotReady(f"{redact_url(url)} lists no model at /v1/models; pass --vllm-model.")
+        raise _ModelListBroken(f"{redact_url(url)} lists no model at /v1/models; pass "
+                               "--vllm-model.")
     return ids
 
 

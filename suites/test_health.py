@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_vllm_conformance import checks
+from pytest_vllm_conformance.checks import streaming
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target import Target
@@ -52,4 +53,4 @@ def test_canary_stream_ends_with_done(vllm_client: Client, vllm_model: str) -> N
         "model": vllm_model, "max_tokens": 4, "temperature": 0, "stream": True,
         "messages": [{"role": "user", "content": "Count to three."}]})
     checks.status_is(r, 200, "streaming canary failed", Severity.CRITICAL)
-    checks.stream_ends_with_done(r)
+    streaming.well_formed(r)

@@ -13,7 +13,7 @@ import pytest_vllm_conformance.checks
 import pytest_vllm_conformance.failures
 import pytest_vllm_conformance.session
 import pytest_vllm_conformance.target  # noqa: F401
-from tests.engines import llamacpp_smollm2, vllm_tiny
+from tests.engines import llamacpp_smollm2, transformers_serve, vllm_tiny
 from tests.fault_server import FaultServer
 
 pytest_plugins = ["pytester"]
@@ -47,3 +47,24 @@ def llamacpp_url() -> Iterator[str]:
     """A real llama.cpp server (xllamacpp) serving SmolLM2-135M-Instruct."""
     with llamacpp_smollm2() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def vllm_embed_url() -> Iterator[str]:
+    """A real vLLM embedding server (pooling runner) on the tiny model, served as tiny-embed."""
+    with vllm_tiny("VLLM_EMBED_TEST_URL", embed=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def llamacpp_embed_url() -> Iterator[str]:
+    """A real llama.cpp embedding server on SmolLM2, served as smollm2-embed."""
+    with llamacpp_smollm2(embedding=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def transformers_url() -> Iterator[tuple[str, str]]:
+    """A real `transformers serve` on the tiny model: (url, model id)."""
+    with transformers_serve() as served:
+        yield served

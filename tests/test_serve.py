@@ -52,7 +52,8 @@ def test_serve_runs_the_suites_and_keeps_the_log(pytester: pytest.Pytester,
                                                   fake_python: str) -> None:
     result = pytester.runpytest(
         "--vllm-serve=/models/some-dir", "--vllm-model=fault-model",
-        f"--vllm-serve-python={fake_python}", "--vllm-serve-arg=--max-num-seqs=4", "-s")
+        f"--vllm-serve-python={fake_python}", "--vllm-serve-arg=--max-num-seqs=4", "-s",
+        "-m", "health")
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["vllm-conformance: starting vLLM for fault-model on http*",
                                  "vllm-conformance: vLLM ready after * s",
@@ -66,7 +67,8 @@ def test_the_key_reaches_the_server_by_environment_only(pytester: pytest.Pyteste
                                                         fake_python: str) -> None:
     key = "sk-DISTINCTIVE-serve-key-99"
     result = pytester.runpytest("--vllm-serve=m", "--vllm-model=fault-model",
-                                f"--vllm-serve-python={fake_python}", f"--vllm-api-key={key}")
+                                f"--vllm-serve-python={fake_python}", f"--vllm-api-key={key}",
+                                "-m", "health")
     log = (pytester.path / "reports" / "vllm-server.log").read_text()
     assert "key in env: True" in log and key not in log
     assert key not in result.stdout.str() + result.stderr.str()

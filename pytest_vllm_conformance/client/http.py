@@ -40,7 +40,7 @@ class _Exchange(asyncio.Protocol):
     """Writes one request, parses one response; resolves ``done`` when it is whole."""
 
     def __init__(self, payload: bytes, timings: Timings, max_body: int, sse: SSEDecoder | None,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, abort_after: int | None = None) -> None:
         self.payload = payload
         self.timings = timings
         self.max_body = max_body
@@ -53,6 +53,8 @@ class _Exchange(asyncio.Protocol):
         self.status = 0
         self.now = 0.0
         self.headers_complete = False
+        self.abort_after = abort_after
+        self.aborted = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,6 +100,12 @@ class _Exchange(asyncio.Protocol):
         self.body += body
         if self.sse is not None:
             self.sse.feed(body, self.now)
+            if self.abort_after is not None and len(self.sse.events) >= self.abort_after:
+                self.aborted = True  # the caller walks away: close as a dropped client would
+                self.timings.done = self.now
+                if not self.done.done():
+                    self.done.set_result(None)
+                self._close()
 
     def on_message_complete(self) -> None:
         self.timings.done = self.now or perf_counter()
@@ -145,11 +153,13 @@ class AsyncClient:
     async def request(self, method: str, path: str, *, body: Any = None, raw: bytes | None = None,
                       stream: bool = False, timeout: float | None = None,
                       base_url: str | None = None, auth: bool = True,
-                      headers: dict[str, str] | None = None) -> Response:
+                      headers: dict[str, str] | None = None,
+                      abort_after: int | None = None) -> Response:
         """Send one request; raise a :class:`ClientError` subclass with a ``curl`` line on failure.
 
         ``raw`` sends bytes as they are (for malformed-JSON tests); ``auth=False`` leaves the
-        key out; ``base_url`` sends to another server with the same key and limits.
+        key out; ``base_url`` sends to another server with the same key and limits;
+        ``abort_after`` closes a stream after that many events, as a client that walks away.
         """
         timings = Timings(scheduled=perf_counter())
         url = (base_url or self.base_url).rstrip("/") + path
@@ -162,7 +172,7 @@ class AsyncClient:
         sse = SSEDecoder() if stream else None
         loop = asyncio.get_running_loop()
         payload = self._payload(method, parts, data, stream, send_auth, headers)
-        proto = _Exchange(payload, timings, self.max_body, sse, loop)
+        proto = _Exchange(payload, timings, self.max_body, sse, loop, abort_after)
         try:
             async with asyncio.timeout(limit):
                 try:
@@ -192,7 +202,7 @@ class AsyncClient:
             raise
         return Response(record, proto.status, proto.headers, bytes(proto.body), timings,
                         sse.events if sse else [], sse.problems if sse else [],
-                        sse.done_seen if sse else False)
+                        sse.done_seen if sse else False, proto.aborted)
 
     def _payload(self, method: str, parts: Any, data: bytes | None, stream: bool,
                  send_auth: bool, extra: dict[str, str] | None) -> bytes:

@@ -76,6 +76,7 @@ class Response:
     events: list[SSEEvent] = field(default_factory=list)
     sse_problems: list[str] = field(default_factory=list)
     done_seen: bool = False
+    aborted: bool = False  # the client closed the stream on purpose (abort_after)
 
     @property
     def curl(self) -> str:

@@ -1,0 +1,93 @@
+"""A conformance matrix (check x engine) from runs of the bundled suites.
+
+    python -m pytest_vllm_conformance.matrix \\
+        --engine "vllm=http://127.0.0.1:8000 --vllm-embedding-model=e5" \\
+        --engine "llama.cpp=http://127.0.0.1:8080" [--out matrix.md]
+
+Each ``--engine`` is ``NAME=URL`` followed by any extra pytest options for that run.
+Every run is a separate pytest process writing JUnit XML (pytest's own, through
+``--junitxml``); the table is built from those files and printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+PASS, FAIL, SKIP, ERROR = "pass", "FAIL", "skip", "ERROR"
+
+
+def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
+    """test id -> (outcome, first line of the reason) from one JUnit file."""
+    out: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        module = case.get("classname", "").rsplit(".", 1)[-1]
+        name = f"{module}::{case.get('name')}"
+        result, reason = PASS, ""
+        for tag, label in (("failure", FAIL), ("error", ERROR), ("skipped", SKIP)):
+            node = case.find(tag)
+            if node is not None:
+                result = label
+                text = node.get("message") or node.text or ""
+                reason = text.strip().splitlines()[0] if text.strip() else ""
+                break
+        if reason.startswith("["):
+            reason = reason.split("] ", 1)[-1]
+        out[name] = (result, reason.split("  (x")[0][:70])
+    return out
+
+
+def run_engine(spec: str, folder: Path) -> tuple[str, dict[str, tuple[str, str]]]:
+    head, *extra = shlex.split(spec)
+    name, _, url = head.partition("=")
+    if not url:
+        raise SystemExit(f"--engine must be NAME=URL [pytest options], got {spec!r}")
+    junit = folder / f"{name}.xml"
+    cmd = [sys.executable, "-m", "pytest", f"--vllm-url={url}", f"--junitxml={junit}", "-q",
+           "-p", "no:cacheprovider", "-p", "no:randomly", *extra]
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=False)
+    if not junit.exists():
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise SystemExit(f"the run for {name} produced no results: {last}")
+    return name, outcomes(junit)
+
+
+def table(results: dict[str, dict[str, tuple[str, str]]]) -> str:
+    engines = list(results)
+    tests = sorted({t for r in results.values() for t in r})
+    lines = ["| check | " + " | ".join(engines) + " |",
+             "|---|" + "---|" * len(engines)]
+    for test in tests:
+        cells = []
+        for engine in engines:
+            outcome, reason = results[engine].get(test, ("-", ""))
+            cells.append(outcome if outcome == PASS or not reason else f"{outcome}: {reason}")
+        lines.append(f"| `{test}` | " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    totals = [" / ".join(f"{sum(1 for o, _ in results[e].values() if o == k)} {k}"
+                         for k in (PASS, FAIL, SKIP)) for e in engines]
+    lines.append("| **total** | " + " | ".join(totals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_vllm_conformance.matrix",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", action="append", required=True, metavar="'NAME=URL [OPTS]'")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = dict(run_engine(spec, Path(tmp)) for spec in args.engine)
+    text = table(results)
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

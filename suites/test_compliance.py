@@ -1,0 +1,164 @@
+"""OpenAI schema and semantics of /v1/models, /v1/completions and /v1/chat/completions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_vllm_conformance import checks, shapes
+from pytest_vllm_conformance.checks import schema as schema_checks
+from pytest_vllm_conformance.checks import semantics, streaming
+from pytest_vllm_conformance.client import Client, Response
+from pytest_vllm_conformance.client.events import stream_text
+from pytest_vllm_conformance.failures import CheckFailure, Findings, Severity
+from pytest_vllm_conformance.target import Target
+
+pytestmark = pytest.mark.compliance
+COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
+
+
+def _send(client: Client, path: str, body: dict[str, Any]) -> Response:
+    r = client.stream(path, body) if body.get("stream") else client.post(path, body)
+    checks.status_is(r, 200, f"POST {path} failed")
+    return r
+
+
+def _check_answer(r: Response, body: dict[str, Any], root: str, chunk_root: str,
+                  profile: str) -> None:
+    findings = Findings()
+    if body.get("stream"):
+        chunks = streaming.data_lines_are_json(r)
+        findings.check(schema_checks.stream_matches, chunks, chunk_root, profile, curl=r.curl)
+        if (body.get("stream_options") or {}).get("include_usage") and chunks:
+            findings.check(semantics.usage_adds_up, chunks[-1], r.curl)
+    else:
+        data = checks.json_object(r, f"POST {r.request.url} is not a JSON object")
+        findings.check(schema_checks.matches, data, root, profile, curl=r.curl)
+        findings.check(semantics.usage_adds_up, data, r.curl)
+        findings.check(semantics.finish_reasons_set, data, r.curl)
+        findings.check(semantics.n_choices_indexed, data, shapes.expected_choices(body), r.curl)
+    findings.raise_any()
+
+
+def test_models_match_the_schema(vllm_client: Client, vllm_profile: str) -> None:
+    r = vllm_client.get("/v1/models")
+    checks.status_is(r, 200, "GET /v1/models failed")
+    schema_checks.matches(r.json(), "ListModelsResponse", vllm_profile, curl=r.curl)
+
+
+@pytest.mark.parametrize("shape", shapes.COMPLETION_SHAPES)
+def test_completions_match_the_schema(vllm_client: Client, vllm_model: str, vllm_profile: str,
+                                      shape: str) -> None:
+    body = shapes.completion(vllm_model, **shapes.COMPLETION_SHAPES[shape])
+    r = _send(vllm_client, COMPLETIONS, body)
+    _check_answer(r, body, "CreateCompletionResponse", "CreateCompletionResponse", vllm_profile)
+
+
+@pytest.mark.parametrize("shape", shapes.CHAT_SHAPES)
+def test_chat_completions_match_the_schema(vllm_client: Client, vllm_model: str,
+                                           vllm_profile: str, shape: str) -> None:
+    body = shapes.chat(vllm_model, **shapes.CHAT_SHAPES[shape])
+    r = _send(vllm_client, CHAT, body)
+    _check_answer(r, body, "CreateChatCompletionResponse", "CreateChatCompletionStreamResponse",
+                  vllm_profile)
+
+
+@pytest.mark.parametrize("call", ["models", "completions", "chat", "chat-stream"])
+def test_the_openai_sdk_accepts_the_answers(vllm_target: Target, call: str) -> None:
+    """Round-trip through the official SDK with strict response validation."""
+    import openai
+
+    key = vllm_target.api_key.reveal() if vllm_target.api_key else "no-key"
+    sdk = openai.OpenAI(base_url=f"{vllm_target.base_url}/v1", api_key=key, max_retries=0,
+                        timeout=60, _strict_response_validation=True)
+    model = vllm_target.model
+    try:
+        if call == "models":
+            sdk.models.list()
+        elif call == "completions":
+            sdk.completions.create(model=model, prompt=shapes.PROMPT, max_tokens=4, temperature=0)
+        elif call == "chat":
+            sdk.chat.completions.create(model=model, max_tokens=4, temperature=0,
+                                        messages=[{"role": "user", "content": shapes.PROMPT}])
+        else:
+            for _ in sdk.chat.completions.create(
+                    model=model, max_tokens=4, temperature=0, stream=True,
+                    messages=[{"role": "user", "content": shapes.PROMPT}]):
+                pass
+    except openai.APIError as exc:
+        message = str(exc)
+        if vllm_target.api_key:
+            message = vllm_target.api_key.redact(message)
+        raise CheckFailure("The OpenAI SDK rejects the answer", expected=f"{call} parses",
+                           received=f"{type(exc).__name__}: {message[:300]}",
+                           severity=Severity.HIGH) from None
+    finally:
+        sdk.close()
+
+
+@pytest.mark.parametrize("variant", ["completions", "chat", "chat-max_completion_tokens"])
+def test_max_tokens_is_respected(vllm_client: Client, vllm_model: str, variant: str) -> None:
+    if variant == "completions":
+        path, body = COMPLETIONS, shapes.completion(vllm_model, max_tokens=5)
+    elif variant == "chat":
+        path, body = CHAT, shapes.chat(vllm_model, max_tokens=5)
+    else:
+        path, body = CHAT, shapes.chat(vllm_model, max_tokens=None, max_completion_tokens=5)
+    r = _send(vllm_client, path, body)
+    semantics.max_tokens_respected(r.json(), 5, r.curl)
+
+
+def _text(data: dict[str, Any], index: int = 0) -> str:
+    choice = data["choices"][index]
+    return str(choice["message"]["content"] if "message" in choice else choice["text"])
+
+
+@pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
+def test_a_stop_sequence_ends_the_text_and_is_not_included(vllm_client: Client, vllm_model: str,
+                                                           path: str) -> None:
+    make = shapes.completion if path == COMPLETIONS else shapes.chat
+    baseline = _text(_send(vllm_client, path, make(vllm_model, max_tokens=16)).json())
+    cut = next((k for k in range(3, len(baseline) - 3)
+                if baseline.find(baseline[k:k + 3]) == k and baseline[k:k + 3].strip()), None)
+    if cut is None:
+        pytest.skip(f"the greedy answer {baseline!r} is too short to place a stop sequence in")
+    stop = baseline[cut:cut + 3]
+    r = _send(vllm_client, path, make(vllm_model, max_tokens=16, stop=[stop]))
+    data = r.json()
+    semantics.stop_applied(_text(data), data["choices"][0].get("finish_reason"), stop,
+                           baseline[:cut], r.curl)
+
+
+@pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
+def test_n_gives_n_indexed_choices(vllm_client: Client, vllm_model: str, path: str) -> None:
+    make = shapes.completion if path == COMPLETIONS else shapes.chat
+    r = _send(vllm_client, path, make(vllm_model, n=3, temperature=0.8, seed=3, max_tokens=4))
+    semantics.n_choices_indexed(r.json(), 3, r.curl)
+
+
+def test_echo_returns_the_prompt(vllm_client: Client, vllm_model: str) -> None:
+    r = _send(vllm_client, COMPLETIONS, shapes.completion(vllm_model, echo=True, max_tokens=4))
+    semantics.echo_returns_prompt(_text(r.json()), shapes.PROMPT, r.curl)
+
+
+@pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
+def test_logprobs_come_in_the_requested_number(vllm_client: Client, vllm_model: str,
+                                               path: str) -> None:
+    if path == COMPLETIONS:
+        r = _send(vllm_client, path, shapes.completion(vllm_model, logprobs=3, max_tokens=4))
+        semantics.completion_logprobs_count(r.json(), 3, r.curl)
+    else:
+        r = _send(vllm_client, path, shapes.chat(vllm_model, logprobs=True, top_logprobs=3,
+                                                 max_tokens=4))
+        semantics.chat_logprobs_count(r.json(), 3, r.curl)
+
+
+@pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
+def test_streamed_text_equals_non_streamed_text(vllm_client: Client, vllm_model: str,
+                                                path: str) -> None:
+    make = shapes.completion if path == COMPLETIONS else shapes.chat
+    plain = _text(_send(vllm_client, path, make(vllm_model, max_tokens=12)).json())
+    r = _send(vllm_client, path, make(vllm_model, max_tokens=12, stream=True))
+    streaming.data_lines_are_json(r)
+    semantics.same_text(stream_text(r), plain, r.curl)

@@ -1,0 +1,84 @@
+"""The Prometheus /metrics endpoint: parses, names, counters, histograms, agreement with us."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pytest_vllm_conformance import shapes
+from pytest_vllm_conformance.checks import metrics
+from pytest_vllm_conformance.client import Client, EventKind, timeline
+from pytest_vllm_conformance.target import Target
+
+pytestmark = pytest.mark.metrics
+
+
+def _scrape(client: Client) -> metrics.Scrape:
+    return metrics.parse(client.get("/metrics"))
+
+
+def _request(client: Client, model: str, n: int = 1) -> None:
+    for _ in range(n):
+        r = client.post("/v1/completions", shapes.completion(model, max_tokens=4))
+        assert r.status == 200, f"a plain completion failed with HTTP {r.status}: {r.curl}"
+
+
+def _known(target: Target, table: dict[str, str]) -> str:
+    if target.engine.name not in table:
+        pytest.skip(f"no known metric for this check on engine {target.engine.name!r}")
+    return table[target.engine.name]
+
+
+def test_metrics_parse_as_prometheus_text(vllm_client: Client) -> None:
+    _scrape(vllm_client)
+
+
+def test_the_engine_metrics_are_exposed(vllm_client: Client, vllm_target: Target) -> None:
+    if vllm_target.engine.name not in metrics.EXPECTED_NAMES:
+        pytest.skip(f"no documented metric names for engine {vllm_target.engine.name!r}")
+    r = vllm_client.get("/metrics")
+    metrics.names_present(metrics.parse(r), vllm_target.engine.name, r.curl)
+
+
+def test_counters_only_grow_across_a_request(vllm_client: Client, vllm_target: Target) -> None:
+    before = _scrape(vllm_client)
+    _request(vllm_client, vllm_target.model)
+    after = _scrape(vllm_client)
+    metrics.counters_only_grow(before, after)
+    if vllm_target.engine.name in metrics.PROMPT_COUNTER:
+        metrics.grew_by(before, after, metrics.PROMPT_COUNTER[vllm_target.engine.name], 1)
+
+
+def test_the_latency_histogram_counts_each_request(vllm_client: Client,
+                                                   vllm_target: Target) -> None:
+    name = _known(vllm_target, metrics.E2E_HISTOGRAM)
+    before = _scrape(vllm_client)
+    _request(vllm_client, vllm_target.model, n=3)
+    metrics.grew_by(before, _scrape(vllm_client), f"{name}_count", 3)
+
+
+def test_server_ttft_agrees_with_the_client(vllm_client: Client, vllm_target: Target) -> None:
+    name = _known(vllm_target, metrics.TTFT_HISTOGRAM)
+    body = shapes.chat(vllm_target.model, max_tokens=8, stream=True)
+    before = _scrape(vllm_client)
+    client_ttft = []
+    for _ in range(4):
+        r = vllm_client.stream("/v1/chat/completions", body)
+        first = next(e.t for e in timeline(r) if e.kind is EventKind.TOKEN)
+        client_ttft.append(first - r.timings.sent)
+    after = _scrape(vllm_client)
+    count = after.value(f"{name}_count") - before.value(f"{name}_count")
+    metrics.grew_by(before, after, f"{name}_count", 4)
+    server_mean = (after.value(f"{name}_sum") - before.value(f"{name}_sum")) / count
+    metrics.same_order_of_magnitude(server_mean, sum(client_ttft) / len(client_ttft), "TTFT")
+
+
+def test_metrics_scrape_under_load_does_not_fail(vllm_client: Client, vllm_target: Target) -> None:
+    """Scraping while requests run must not break the endpoint."""
+    async def load() -> list[int]:
+        body = shapes.completion(vllm_target.model, max_tokens=8)
+        work = [vllm_client.aio.post("/v1/completions", body) for _ in range(4)]
+        scrapes = [vllm_client.aio.get("/metrics") for _ in range(4)]
+        return [r.status for r in await asyncio.gather(*work, *scrapes)]
+    assert vllm_client.run(load()) == [200] * 8

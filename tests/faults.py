@@ -1,0 +1,58 @@
+"""Every defect the fault server can be switched into, by the suite whose check catches it."""
+
+from __future__ import annotations
+
+FAULTS: dict[str, str] = {
+    # readiness and health
+    "health_503": "GET /health answers 503 for ever (a server that never gets ready)",
+    "models_401": "GET /v1/models answers 401 whatever the key",
+    "completions_500": "every completion request answers 500",
+    "hang": "completion requests never answer",
+    "huge_body": "completion bodies are 80 MB",
+    "echo_key": "error bodies repeat the Authorization header back",
+    # compliance: schema and semantics
+    "extra_field": "responses carry a field the OpenAI API does not define",
+    "wrong_object": "non-streamed responses say object 'completion'",
+    "created_string": "created is a string, not a Unix time",
+    "finish_reason_null": "non-streamed choices have finish_reason null",
+    "missing_usage": "non-streamed responses have no usage",
+    "usage_mismatch": "usage.total_tokens is not prompt + completion",
+    "max_tokens_ignored": "max_tokens is overrun: 3 tokens more than asked",
+    "stop_ignored": "stop sequences are ignored",
+    "stop_included": "the stop sequence is left in the text",
+    "n_ignored": "n is ignored: one choice",
+    "bad_indices": "every choice has index 0",
+    "echo_ignored": "echo is ignored",
+    "logprobs_count_wrong": "one top logprob more than asked for",
+    "stream_text_differs": "the streamed text differs from the non-streamed text",
+    # errors
+    "invalid_accepted": "out-of-range values (negative max_tokens, temperature 5) are accepted",
+    "unknown_model_200": "an unknown model is served by the default one",
+    "error_500_on_invalid": "invalid requests answer 500",
+    "error_shape": "error bodies are {'detail': ...}, not OpenAI's error object",
+    "no_auth": "a configured key is not enforced",
+    # streaming
+    "stream_no_done": "streams end without data: [DONE]",
+    "stream_non_json": "one streamed data: line is not JSON",
+    "stream_bad_frame": "a stream carries a line that is no SSE field",
+    "stream_wrong_type": "streams are sent as application/json",
+    "stream_stalls": "streams stop sending after two chunks and never end",
+    "stream_id_changes": "every chunk of a stream has a different id",
+    "stream_no_role": "the first chat chunk carries no role",
+    "stream_finish_early": "finish_reason is set on the first content chunk too",
+    "stream_usage_with_choices": "the usage chunk carries a choice",
+    # embeddings
+    "embed_order": "batch embeddings come back reversed with fresh indices",
+    "embed_dims": "the second vector of a batch is one dimension short",
+    "embed_base64_differs": "base64 vectors differ from the float ones",
+    "embed_no_usage": "embedding responses have no usage",
+    "embed_bad_input_200": "invalid embedding input answers 200 with no data",
+    # metrics and cancellation
+    "metrics_missing": "there is no /metrics",
+    "metrics_unparseable": "/metrics has a line that is not Prometheus text",
+    "metrics_names_missing": "vllm:num_requests_running is missing",
+    "metrics_counter_decreases": "vllm:prompt_tokens_total goes down",
+    "metrics_histogram_stuck": "the latency histograms never count a request",
+    "metrics_ttft_off": "the TTFT histogram is in milliseconds, not seconds",
+    "cancel_leak": "a dropped stream is never taken off the running gauge",
+}

@@ -1,0 +1,131 @@
+"""Every bundled check FAILS on the fault server switched to exactly its defect.
+
+The clean fault server passes every suite in both profiles (a check that fails on
+a conforming server is as broken as one that never fails); then each row of BITES
+switches one defect on and runs the one bundled test that must catch it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fault_server import MODEL, FaultServer
+from tests.faults import FAULTS
+
+EMBED = [f"--vllm-embedding-model={MODEL}"]
+# fault -> (bundled test that must fail, title it must show, extra options)
+BITES: dict[str, tuple[str, str, list[str]]] = {
+    "extra_field": ("test_compliance.py::test_completions_match_the_schema[prompt-string]",
+                    "Field not defined by the OpenAI API", ["--vllm-profile=openai"]),
+    "wrong_object": ("test_compliance.py::test_chat_completions_match_the_schema[user-turn]",
+                     "Response does not match the OpenAI schema", []),
+    "created_string": ("test_compliance.py::test_the_openai_sdk_accepts_the_answers[chat]",
+                       "The OpenAI SDK rejects the answer", []),
+    "finish_reason_null": ("test_compliance.py::test_completions_match_the_schema[echo]",
+                           "Finished choice has no finish_reason", []),
+    "missing_usage": ("test_compliance.py::test_completions_match_the_schema[prompt-list]",
+                      "Response has no usage", []),
+    "usage_mismatch": ("test_compliance.py::test_chat_completions_match_the_schema[n-2]",
+                       "Usage does not add up", []),
+    "max_tokens_ignored": ("test_compliance.py::test_max_tokens_is_respected[chat]",
+                           "max_tokens not respected", []),
+    "stop_ignored": ("test_compliance.py::test_a_stop_sequence_ends_the_text_and_is_not_"
+                     "included[/v1/completions]", "Stop sequence left in the text", []),
+    "stop_included": ("test_compliance.py::test_a_stop_sequence_ends_the_text_and_is_not_"
+                      "included[/v1/chat/completions]", "Stop sequence left in the text", []),
+    "n_ignored": ("test_compliance.py::test_n_gives_n_indexed_choices[/v1/completions]",
+                  "n choices not returned with indices 0..n-1", []),
+    "bad_indices": ("test_compliance.py::test_n_gives_n_indexed_choices[/v1/chat/completions]",
+                    "n choices not returned with indices 0..n-1", []),
+    "echo_ignored": ("test_compliance.py::test_echo_returns_the_prompt",
+                     "echo does not return the prompt", []),
+    "logprobs_count_wrong": ("test_compliance.py::test_logprobs_come_in_the_requested_number"
+                             "[/v1/chat/completions]", "Wrong number of top logprobs", []),
+    "stream_text_differs": ("test_compliance.py::test_streamed_text_equals_non_streamed_text"
+                            "[/v1/completions]",
+                            "Streamed text differs from the non-streamed text", []),
+    "invalid_accepted": ("test_errors.py::test_an_invalid_request_is_rejected"
+                         "[negative-max-tokens]", "Invalid request accepted", []),
+    "unknown_model_200": ("test_errors.py::test_an_invalid_request_is_rejected[unknown-model]",
+                          "Invalid request accepted", []),
+    "error_500_on_invalid": ("test_errors.py::test_an_invalid_request_is_rejected[zero-n]",
+                             "Server error on invalid input", []),
+    "error_shape": ("test_errors.py::test_an_invalid_request_is_rejected[missing-messages]",
+                    "Error body is not OpenAI's error object", []),
+    "no_auth": ("test_errors.py::test_the_api_key_is_enforced[wrong-key]",
+                "Invalid request accepted", ["--vllm-api-key=sk-the-key"]),
+    "stream_no_done": ("test_streaming.py::test_stream_ends_with_done[chat]",
+                       "Stream does not end with [[]DONE]", []),
+    "stream_non_json": ("test_streaming.py::test_every_event_is_one_json_chunk[completions]",
+                        "Streamed data line is not JSON", []),
+    "stream_bad_frame": ("test_streaming.py::test_every_event_is_one_json_chunk[chat]",
+                         "Malformed SSE framing", []),
+    "stream_wrong_type": ("test_streaming.py::test_content_type_is_event_stream[chat-usage]",
+                          "Stream is not text/event-stream", []),
+    "stream_id_changes": ("test_streaming.py::test_one_id_across_the_stream[completions]",
+                          "Stream chunks carry different ids", []),
+    "stream_no_role": ("test_streaming.py::test_first_chat_chunk_carries_the_role[chat]",
+                       "First chat chunk carries no role", []),
+    "stream_finish_early": ("test_streaming.py::test_finish_reason_only_on_the_last_chunk"
+                            "[chat-n-2]", "finish_reason not only on the last chunk", []),
+    "stream_usage_with_choices": ("test_streaming.py::test_usage_chunk_is_last_with_empty_"
+                                  "choices[completions-usage]", "Usage chunk has choices", []),
+    "embed_order": ("test_embeddings.py::test_a_batch_keeps_order_and_index",
+                    "Batched embedding of * differs", EMBED),
+    "embed_dims": ("test_embeddings.py::test_a_batch_keeps_order_and_index",
+                   "Embeddings differ in dimension", EMBED),
+    "embed_base64_differs": ("test_embeddings.py::test_base64_decodes_to_the_float_vector",
+                             "The base64 embedding differs", EMBED),
+    "embed_no_usage": ("test_embeddings.py::test_a_single_input_gives_one_valid_vector",
+                       "Embedding usage missing", EMBED),
+    "embed_bad_input_200": ("test_embeddings.py::test_bad_input_is_rejected[a-number]",
+                            "Invalid request accepted", EMBED),
+    "metrics_missing": ("test_metrics.py::test_metrics_parse_as_prometheus_text",
+                        "Server exposes no /metrics", []),
+    "metrics_unparseable": ("test_metrics.py::test_metrics_parse_as_prometheus_text",
+                            "/metrics is not valid Prometheus text", []),
+    "metrics_names_missing": ("test_metrics.py::test_the_engine_metrics_are_exposed",
+                              "vllm metrics missing", []),
+    "metrics_counter_decreases": ("test_metrics.py::test_counters_only_grow_across_a_request",
+                                  "A counter went down", []),
+    "metrics_histogram_stuck": ("test_metrics.py::test_the_latency_histogram_counts_each_"
+                                "request", "vllm:e2e_request_latency_seconds_count did not "
+                                "count the requests", []),
+    "metrics_ttft_off": ("test_metrics.py::test_server_ttft_agrees_with_the_client",
+                         "Server TTFT disagrees with the client's", []),
+    "cancel_leak": ("test_cancellation.py::test_dropped_streams_are_freed",
+                    "Dropped streams keep running", []),
+}
+# Covered by tests/test_health_suite.py and tests/test_readiness.py.
+ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body", "echo_key",
+             "stream_stalls"}
+
+
+def test_every_fault_has_a_check() -> None:
+    assert set(FAULTS) == set(BITES) | ELSEWHERE
+
+
+@pytest.mark.parametrize("profile", ["openai", "vllm"])
+def test_the_clean_fault_server_passes_every_suite(pytester: pytest.Pytester,
+                                                   fault: FaultServer, profile: str) -> None:
+    fault.api_key = "sk-the-key"
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-profile={profile}",
+                                "--vllm-api-key=sk-the-key", *EMBED, "-rfEs", "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
+    skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
+    allowed = "the vllm profile allows this"
+    assert all(allowed in line for line in skipped), skipped
+
+
+@pytest.mark.parametrize("fault_name", BITES)
+def test_the_check_fails_on_its_defect(pytester: pytest.Pytester, fault: FaultServer,
+                                       fault_name: str) -> None:
+    node, title, extra = BITES[fault_name]
+    fault.faults = {fault_name}
+    if fault_name == "no_auth":
+        fault.api_key = "sk-the-key"
+    result = pytester.runpytest(f"--vllm-url={fault.url}", node, *extra, "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{title}*"])
+    assert "Traceback" not in result.stdout.str()
