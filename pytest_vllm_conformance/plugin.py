@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +32,10 @@ MARKERS = {
     "health": "liveness and readiness endpoints",
     "cancellation": "dropped streams free their server resources",
 }
+#: Bundled suites run in this order: a smoke test first, then what reads the server, and
+#: last what may leave it busy (huge or invalid requests a weak server keeps working on).
+SUITE_ORDER = ("test_health", "test_compliance", "test_streaming", "test_embeddings",
+               "test_metrics", "test_cancellation", "test_generated", "test_errors")
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
@@ -56,6 +60,20 @@ def pytest_configure(config: pytest.Config) -> None:
         state = ConformanceSession(config, settings)
         config.stash[SESSION_KEY] = state
         config.pluginmanager.register(state, "vllm-conformance-session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the bundled suites in :data:`SUITE_ORDER`, after any other tests (stable)."""
+    bundled = str(suites_dir())
+
+    def rank(item: pytest.Item) -> int:
+        path = str(item.path)
+        if not path.startswith(bundled):
+            return -1
+        stem = item.path.stem
+        return SUITE_ORDER.index(stem) if stem in SUITE_ORDER else len(SUITE_ORDER)
+
+    items.sort(key=rank)
 
 
 def suites_dir() -> Path:
@@ -91,6 +109,23 @@ def _session(config: pytest.Config) -> ConformanceSession:
         pytest.fail("this test needs a server under test: pass --vllm-url=URL or "
                     "--vllm-serve=MODEL.", pytrace=False)
     return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _vllm_run_properties(pytestconfig: pytest.Config, record_testsuite_property: Any) -> None:
+    """Name the target, engine and profile in pytest's own JUnit XML (--junitxml)."""
+    state = pytestconfig.stash.get(SESSION_KEY, None)
+    if state is None or state.target is None:
+        return
+    from pytest_vllm_conformance import __version__
+
+    t = state.target
+    for name, value in (("vllm_url", t.display_url), ("vllm_engine", t.engine.name),
+                        ("vllm_engine_version", t.engine.version or ""),
+                        ("vllm_model", t.model), ("vllm_profile", state.profile),
+                        ("vllm_system_fingerprint", t.engine.fingerprint or ""),
+                        ("vllm_conformance_version", __version__)):
+        record_testsuite_property(name, value)
 
 
 @pytest.fixture(scope="session")
