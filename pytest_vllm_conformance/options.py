@@ -20,7 +20,7 @@ import pytest
 
 from pytest_vllm_conformance.secrets import Secret
 
-PROFILES = ("auto", "openai", "vllm")
+PROFILES = ("auto", "openai", "vllm", "batch-invariant")
 SUITE_MODES = ("auto", "on", "off")
 TINY = "tiny"
 DEFAULT_TIMEOUT_S = 60.0
@@ -29,6 +29,8 @@ REFUSED_GRACE_S = 2.0
 DEFAULT_SERVE_TIMEOUT_S = 600.0
 DEFAULT_OUTPUT_DIR = "reports"
 DEFAULT_EXAMPLES = 20
+DEFAULT_DETERMINISM_REQUESTS = 100
+DEFAULT_DETERMINISM_CONCURRENCY = 10
 API_KEY_ENV_VARS = ("VLLM_API_KEY", "OPENAI_API_KEY")
 
 
@@ -94,7 +96,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--vllm-profile", default=None, metavar="NAME",
         help=f"conformance profile, one of {', '.join(PROFILES)}: 'openai' is the spec as "
-             "written, 'vllm' adds vLLM's documented allowances, 'auto' picks by engine. "
+             "written, 'vllm' adds vLLM's documented allowances, 'batch-invariant' is 'vllm' "
+             "plus bitwise-equal logprobs in the determinism suite, 'auto' picks by engine. "
              "Default: auto (ini: vllm_profile).",
     )
     group.addoption(
@@ -107,6 +110,22 @@ def add_options(parser: pytest.Parser) -> None:
         "--vllm-examples", default=None, metavar="N",
         help="how many requests Hypothesis generates per property test. "
              f"Default: {DEFAULT_EXAMPLES} (ini: vllm_examples).",
+    )
+    group.addoption(
+        "--vllm-determinism-requests", default=None, metavar="N",
+        help="identical requests per prompt in the determinism burst. "
+             f"Default: {DEFAULT_DETERMINISM_REQUESTS} (ini: vllm_determinism_requests).",
+    )
+    group.addoption(
+        "--vllm-determinism-concurrency", default=None, metavar="C",
+        help="requests in flight at once in the determinism burst. "
+             f"Default: {DEFAULT_DETERMINISM_CONCURRENCY} (ini: vllm_determinism_concurrency).",
+    )
+    group.addoption(
+        "--vllm-prompts", default=None, metavar="FILE",
+        help="JSONL prompt set for the determinism suite, one {\"prompt\": ...} per line "
+             "(optional \"max_tokens\"). Default: the built-in set of varied lengths "
+             "(ini: vllm_prompts).",
     )
     group.addoption(
         "--vllm-output-dir", default=None, metavar="DIR",
@@ -129,6 +148,9 @@ def add_options(parser: pytest.Parser) -> None:
         ("vllm_suites", "collect the bundled suites: auto, on or off"),
         ("vllm_output_dir", "folder for logs and reports"),
         ("vllm_examples", "requests generated per property test"),
+        ("vllm_determinism_requests", "identical requests per prompt in the burst"),
+        ("vllm_determinism_concurrency", "requests in flight in the burst"),
+        ("vllm_prompts", "JSONL prompt set for the determinism suite"),
     ):
         parser.addini(name, text, default="")
 
@@ -152,6 +174,9 @@ class Settings:
     profile: str = "auto"
     suites: str = "auto"
     examples: int = DEFAULT_EXAMPLES
+    determinism_requests: int = DEFAULT_DETERMINISM_REQUESTS
+    determinism_concurrency: int = DEFAULT_DETERMINISM_CONCURRENCY
+    prompts: Path | None = None
     output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
 
     @property
@@ -196,6 +221,13 @@ class Settings:
             suites=_choice(pick("vllm_suites", "vllm_suites"), "--vllm-suites", SUITE_MODES),
             examples=_count(pick("vllm_examples", "vllm_examples"), "--vllm-examples",
                             DEFAULT_EXAMPLES),
+            determinism_requests=_count(
+                pick("vllm_determinism_requests", "vllm_determinism_requests"),
+                "--vllm-determinism-requests", DEFAULT_DETERMINISM_REQUESTS),
+            determinism_concurrency=_count(
+                pick("vllm_determinism_concurrency", "vllm_determinism_concurrency"),
+                "--vllm-determinism-concurrency", DEFAULT_DETERMINISM_CONCURRENCY),
+            prompts=_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
             output_dir=root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR),
         )
 
@@ -255,6 +287,15 @@ def _count(raw: Any, option: str, default: int) -> int:
     if value < 1 or str(value) != str(raw).strip():
         raise pytest.UsageError(f"{option} must be a whole number of at least 1, got {raw!r}.")
     return value
+
+
+def _file(raw: Any, option: str, root: Path) -> Path | None:
+    if raw is None:
+        return None
+    path = root / str(raw)
+    if not path.is_file():
+        raise pytest.UsageError(f"{option} must name a readable file, got {raw!r}.")
+    return path
 
 
 def _choice(raw: Any, option: str, choices: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ that talks to the network load only when a target is given.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,8 @@ MARKERS = {
 #: Bundled suites run in this order: a smoke test first, then what reads the server, and
 #: last what may leave it busy (huge or invalid requests a weak server keeps working on).
 SUITE_ORDER = ("test_health", "test_compliance", "test_streaming", "test_embeddings",
-               "test_metrics", "test_cancellation", "test_generated", "test_errors")
+               "test_metrics", "test_determinism", "test_cancellation", "test_generated",
+               "test_errors")
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
@@ -52,6 +54,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
     settings = Settings.from_config(config)
+    if settings.prompts is not None:
+        from pytest_vllm_conformance import prompts
+
+        prompts.load(settings.prompts)  # a bad file is a usage error now, not at collection
     config.stash[SETTINGS_KEY] = settings
     _select_suites(config, settings)
     if settings.has_target:
@@ -128,6 +134,36 @@ def _vllm_run_properties(pytestconfig: pytest.Config, record_testsuite_property:
         record_testsuite_property(name, value)
 
 
+#: Tests under these markers measure the server; they never overlap (xdist included).
+EXCLUSIVE_MARKERS = ("determinism", "latency", "memory")
+
+
+@pytest.fixture(autouse=True)
+def _vllm_exclusive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hold a per-target file lock during determinism, latency and memory tests.
+
+    A file lock rather than xdist groups: it also holds across separate pytest runs
+    against the same server, and needs no --dist mode.
+    """
+    state = request.config.stash.get(SESSION_KEY, None)
+    if state is None or state.target is None or not any(
+            request.node.get_closest_marker(m) for m in EXCLUSIVE_MARKERS):
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(state.target.base_url.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"vllm-conformance-{digest}.lock"
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def vllm_target(pytestconfig: pytest.Config) -> Target:
     """The server under test, identified and ready."""
@@ -154,6 +190,12 @@ def vllm_model(vllm_target: Target) -> str:
 def vllm_settings(pytestconfig: pytest.Config) -> Settings:
     """The run's validated options."""
     return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def vllm_bitwise_logprobs(pytestconfig: pytest.Config) -> bool:
+    """True under --vllm-profile=batch-invariant: logprobs must match bit for bit."""
+    return _session(pytestconfig).bitwise_logprobs
 
 
 @pytest.fixture(scope="session")

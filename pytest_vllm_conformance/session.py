@@ -79,8 +79,9 @@ class ConformanceSession:
         t = self.target
         if t is None:
             return []
+        shown = self.settings.profile if self.bitwise_logprobs else self.profile
         lines = [f"vllm-conformance: {t.display_url} ({t.engine.describe()}), model {t.model}, "
-                 f"profile {self.profile}"]
+                 f"profile {shown}"]
         if len(t.replicas) > 1:
             lines.append("vllm-conformance: replicas " +
                          ", ".join(redact_url(u) for u in t.replicas))
@@ -88,9 +89,17 @@ class ConformanceSession:
 
     @property
     def profile(self) -> str:
+        """The schema profile: 'openai' or 'vllm' ('batch-invariant' validates as 'vllm')."""
+        if self.settings.profile == "batch-invariant":
+            return "vllm"
         if self.settings.profile != "auto" or self.target is None:
             return self.settings.profile
         return "vllm" if self.target.engine.name == "vllm" else "openai"
+
+    @property
+    def bitwise_logprobs(self) -> bool:
+        """Whether the determinism suite requires bitwise-equal logprobs."""
+        return self.settings.profile == "batch-invariant"
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import re
 import struct
 import threading
@@ -48,6 +49,9 @@ class FaultServer:
     def __init__(self) -> None:
         self.faults: set[str] = set()
         self.api_key: str | None = None
+        self.divergence_rate = 0.01
+        self.rng = random.Random(0)
+        self.seen_prefixes: set[str] = set()
         self.token_delay_s = 0.001
         self.requests = 0
         self._scrapes = 0
@@ -68,6 +72,9 @@ class FaultServer:
     def reset(self) -> None:
         self.faults = set()
         self.api_key = None
+        self.divergence_rate = 0.01
+        self.rng = random.Random(0)
+        self.seen_prefixes = set()
 
     def on(self, fault: str) -> bool:
         assert fault in FAULTS, fault
@@ -161,7 +168,7 @@ class FaultServer:
         if self.on("completions_500"):
             return self._error(BadRequest("internal failure", status=500))
         prompts = params["prompts"]
-        choices = [self._choice(p, params, i) for i, p in enumerate(
+        choices = [self._choice(p, params, i, self._salt(p, len(prompts))) for i, p in enumerate(
             prompt for prompt in prompts for _ in range(params["n"]))]
         if self.on("n_ignored"):
             choices = choices[:1]
@@ -195,11 +202,30 @@ class FaultServer:
         return JSONResponse(out)
 
     # -- generation --------------------------------------------------------------------------
-    def _choice(self, prompt: str, params: dict[str, Any], index: int) -> dict[str, Any]:
+    def _salt(self, prompt: str, batch: int) -> str:
+        """What makes this answer differ from the true one, per determinism fault."""
+        salt = ""
+        if self.on("diverge_sometimes") and self.rng.random() < self.divergence_rate:
+            salt += "|diverged"
+        if self.on("replica_differs"):
+            salt += "|replica"
+        if self.on("batch_differs") and batch > 1:
+            salt += "|batch"
+        prefix = prompt[:60]
+        if self.on("cache_differs") and prefix in self.seen_prefixes:
+            salt += "|cached"
+        self.seen_prefixes.add(prefix)
+        return salt
+
+    def _choice(self, prompt: str, params: dict[str, Any], index: int,
+                salt: str = "") -> dict[str, Any]:
         max_tokens = params["max_tokens"] + (3 if self.on("max_tokens_ignored") else 0)
-        tokens = fm.generate(prompt, max_tokens, temperature=params["temperature"],
-                             seed=params["seed"],
-                             choice=index, top_k=params["top_k"])
+        seed = None if self.on("seed_ignored") else params["seed"]
+        tokens = fm.generate(prompt + salt, max_tokens, temperature=params["temperature"],
+                             seed=seed, choice=index, top_k=params["top_k"])
+        if self.on("logprob_drift"):
+            for tok in tokens:
+                tok.logprob += self.rng.random() * 1e-6
         pieces, finish = [], "length"
         text = ""
         for tok in tokens:

@@ -47,6 +47,13 @@ FAULTS: dict[str, str] = {
     "embed_base64_differs": "base64 vectors differ from the float ones",
     "embed_no_usage": "embedding responses have no usage",
     "embed_bad_input_200": "invalid embedding input answers 200 with no data",
+    # determinism
+    "diverge_sometimes": "about 1 greedy request in 100 (divergence_rate) answers differently",
+    "logprob_drift": "logprobs drift by ~1e-6 from request to request, tokens unchanged",
+    "replica_differs": "this server's greedy answers differ from another replica's",
+    "batch_differs": "a prompt answers differently inside a multi-prompt request",
+    "cache_differs": "a prompt whose prefix was seen before answers differently",
+    "seed_ignored": "seed is ignored: sampling never reproduces",
     # metrics and cancellation
     "metrics_missing": "there is no /metrics",
     "metrics_unparseable": "/metrics has a line that is not Prometheus text",

@@ -42,8 +42,18 @@ def test_every_bundled_suite_passes_against_vllm(pytester: pytest.Pytester, vllm
     result.stdout.fnmatch_lines(["*vllm-conformance: * (vllm 0.32.0), model tiny, profile vllm"])
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
-    assert all("the vllm profile allows this" in line or "no --vllm-api-key given" in line
-               for line in skipped), skipped
+    reasons = ("the vllm profile allows this", "no --vllm-api-key given", "one --vllm-url given")
+    assert all(any(r in line for r in reasons) for line in skipped), skipped
+
+
+def test_determinism_raises_no_false_alarm_on_vllm(pytester: pytest.Pytester,
+                                                  vllm_url: str) -> None:
+    """Twice more, the replica mode included (two spellings of one server)."""
+    for _ in range(2):
+        result = pytester.runpytest(f"--vllm-url={vllm_url}", f"--vllm-url={vllm_url}/v1",
+                                    "-m", "determinism", "-p", "no:randomly", "-W",
+                                    "error::UserWarning")
+        result.assert_outcomes(passed=10)
 
 
 def test_the_suites_give_the_same_results_under_xdist(pytester: pytest.Pytester,
@@ -58,7 +68,8 @@ def test_the_suites_run_to_the_end_against_llamacpp(pytester: pytest.Pytester, l
                                                     llamacpp_embed_url: str) -> None:
     result = pytester.runpytest(f"--vllm-url={llamacpp_url}", "-p", "no:randomly",
                                 f"--vllm-embedding-url={llamacpp_embed_url}",
-                                "--vllm-embedding-model=smollm2-embed", "--vllm-timeout=30")
+                                "--vllm-embedding-model=smollm2-embed", "--vllm-timeout=30",
+                                "--vllm-determinism-requests=10")
     result.stdout.fnmatch_lines(["*(llama.cpp *), model smollm2, profile openai"])
     _no_harness_errors(result)
     # Its real departures, each caught by the check meant for it.
@@ -66,6 +77,11 @@ def test_the_suites_run_to_the_end_against_llamacpp(pytester: pytest.Pytester, l
         "FAILED *test_an_invalid_request_is_rejected[[]unknown-model]*",
         "FAILED *test_usage_chunk_is_last_with_empty_choices[[]completions-usage]*",
     ])
+    # Determinism holds on llama.cpp but for its prompt cache, which changes greedy answers
+    # now and then (seen in 5 of 7 runs here): a real finding, so either outcome is accepted.
+    failed = [line for line in result.stdout.lines
+              if line.startswith("FAILED") and "test_determinism" in line]
+    assert all("test_prefix_cache_cold_and_warm" in line for line in failed), failed
 
 
 def test_transformers_serve_is_reported_for_its_missing_done(

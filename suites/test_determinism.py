@@ -1,0 +1,183 @@
+"""Determinism: the same greedy request gives the same tokens however it is sent.
+
+Six modes: a concurrent burst, alone vs batched vs hidden among other requests,
+replicas, prefix cache cold vs warm, seeded sampling, streaming vs not. Tokens must
+match exactly; logprobs must match bit for bit under --vllm-profile=batch-invariant,
+and any drift is otherwise a warning that states its size.
+
+Power: the burst sends --vllm-determinism-requests copies of each prompt. With the
+defaults (100 copies x 5 built-in prompts = 500 requests) a fault that makes 1 request
+in 100 diverge goes unseen with probability 0.99^500 = 0.66%, so it is caught in more
+than 99 runs of 100; a single prompt's 100 copies alone would miss it 36.6% of the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import warnings
+from typing import Any
+
+import pytest
+
+from pytest_vllm_conformance import determinism as det
+from pytest_vllm_conformance import prompts
+from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.client.events import stream_text
+from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.options import Settings
+from pytest_vllm_conformance.target import Target
+
+pytestmark = pytest.mark.determinism
+
+
+class LogprobDrift(UserWarning):
+    """Same tokens, different logprobs: fine by default, a failure when batch-invariant."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "prompt" in metafunc.fixturenames:
+        from pytest_vllm_conformance.plugin import SETTINGS_KEY
+
+        chosen = prompts.load(metafunc.config.stash[SETTINGS_KEY].prompts)
+        metafunc.parametrize("prompt", chosen, ids=[p.name for p in chosen])
+
+
+def greedy(target: Target, text: str | list[str], max_tokens: int, **extra: Any) -> dict[str, Any]:
+    """Every sampling parameter explicit: a model's generation_config may override defaults."""
+    body: dict[str, Any] = {"model": target.model, "prompt": text, "max_tokens": max_tokens,
+                            "temperature": 0, "top_p": 1, "n": 1, "presence_penalty": 0,
+                            "frequency_penalty": 0, "logprobs": 1, **extra}
+    if target.engine.name == "vllm":  # vLLM's own knobs that generation_config can set
+        body.update({"top_k": -1, "min_p": 0, "repetition_penalty": 1})
+    return body
+
+
+def _diverged(title: str, outcomes: list[det.Outcome], power: str = "") -> None:
+    found = det.compare(outcomes)
+    if found is None:
+        return
+    raise CheckFailure(title, expected="1 distinct output",
+                       received=f"{len(found.counts)} distinct outputs", curl=found.odd.curl,
+                       severity=Severity.HIGH,
+                       detail=found.describe() + (f"\n{power}" if power else ""))
+
+
+def _logprobs_agree(a: det.Outcome, others: list[det.Outcome], bitwise: bool,
+                    what: str) -> None:
+    """One verdict for all ``others`` against ``a``: the largest drift counts."""
+    if not others:
+        return
+    drift, b = max(((det.logprob_drift(a, o), o) for o in others), key=lambda x: x[0])
+    if drift == 0.0:
+        return
+    if bitwise:
+        raise CheckFailure(f"Logprobs differ {what}", expected="bitwise-equal logprobs",
+                           received=f"largest difference {drift:.3g}", curl=b.curl,
+                           severity=Severity.MEDIUM,
+                           detail="--vllm-profile=batch-invariant requires equal logprobs")
+    warnings.warn(LogprobDrift(f"logprobs drift {what}: up to {drift:.3g} (tokens equal)"),
+                  stacklevel=2)
+
+
+def _one(client: Client, body: dict[str, Any], rid: int, url: str | None = None) -> det.Outcome:
+    r = client.post("/v1/completions", body, base_url=url)
+    if r.status != 200:
+        raise CheckFailure("A determinism request failed", expected="HTTP 200",
+                           received=f"HTTP {r.status}: {r.error_message()}", curl=r.curl,
+                           severity=Severity.HIGH)
+    return det.parse_completion(r, rid, r.timings.scheduled)
+
+
+def test_a_burst_of_identical_requests_gives_one_output(
+        vllm_client: Client, vllm_target: Target, vllm_settings: Settings,
+        vllm_bitwise_logprobs: bool, prompt: prompts.Prompt,
+        record_property: Any) -> None:
+    n, c = vllm_settings.determinism_requests, vllm_settings.determinism_concurrency
+    try:
+        outcomes = vllm_client.run(det.burst(vllm_client.aio, greedy(
+            vllm_target, prompt.text, prompt.max_tokens), n, c))
+    except det.RequestFailed as exc:
+        raise CheckFailure("A determinism request failed", expected="HTTP 200",
+                           received=str(exc), curl=exc.response.curl) from None
+    found = det.compare(outcomes)
+    record_property("determinism_distinct_outputs", len(found.counts) if found else 1)
+    record_property("determinism_requests", n)
+    _diverged(f"{n} identical requests ({c} in flight) gave different outputs", outcomes,
+              det.power_statement(n * len(prompts.load(vllm_settings.prompts))))
+    record_property("determinism_logprob_drift_max",
+                    max((det.logprob_drift(outcomes[0], o) for o in outcomes), default=0.0))
+    _logprobs_agree(outcomes[0], outcomes[1:], vllm_bitwise_logprobs, "across the burst")
+
+
+def test_alone_batched_and_among_others_give_the_same_output(
+        vllm_client: Client, vllm_target: Target, vllm_settings: Settings,
+        vllm_bitwise_logprobs: bool) -> None:
+    chosen = prompts.load(vllm_settings.prompts)
+    limit = min(p.max_tokens for p in chosen)
+    alone = [_one(vllm_client, greedy(vllm_target, p.text, limit), i)
+             for i, p in enumerate(chosen)]
+    r = vllm_client.post("/v1/completions", greedy(vllm_target, [p.text for p in chosen], limit))
+    if r.status != 200:
+        raise CheckFailure("A batched request failed", expected="HTTP 200",
+                           received=f"HTTP {r.status}: {r.error_message()}", curl=r.curl)
+    batched = [det.parse_completion(r, 100 + i, r.timings.scheduled, index=i)
+               for i in range(len(chosen))]
+
+    async def needles() -> list[det.Outcome]:
+        noise = [greedy(vllm_target, "Noise " * (3 + 7 * k), 8 + 4 * k) for k in range(6)]
+        found = []
+        for i, p in enumerate(chosen):
+            work = [vllm_client.aio.post("/v1/completions", b) for b in noise]
+            mine = vllm_client.aio.post("/v1/completions", greedy(vllm_target, p.text, limit))
+            results = await asyncio.gather(mine, *work)
+            found.append(det.parse_completion(results[0], 200 + i, results[0].timings.sent))
+        return found
+
+    hidden = vllm_client.run(needles())
+    for p, a, b, h in zip(chosen, alone, batched, hidden, strict=True):
+        for other, how in ((b, "in a batched request"), (h, "among other requests")):
+            _diverged(f"Prompt {p.name!r} answers differently {how} than alone", [a, other])
+            _logprobs_agree(a, [other], vllm_bitwise_logprobs, f"for {p.name!r} {how}")
+
+
+def test_replicas_give_the_same_output(vllm_client: Client, vllm_target: Target,
+                                       vllm_settings: Settings) -> None:
+    if len(vllm_target.replicas) < 2:
+        pytest.skip("one --vllm-url given: pass several to compare replicas")
+    for p in prompts.load(vllm_settings.prompts):
+        answers = [_one(vllm_client, greedy(vllm_target, p.text, p.max_tokens), i, url)
+                   for i, url in enumerate(vllm_target.replicas)]
+        _diverged(f"Replicas answer prompt {p.name!r} differently", answers)
+
+
+def test_prefix_cache_cold_and_warm_give_the_same_output(
+        vllm_client: Client, vllm_target: Target, vllm_bitwise_logprobs: bool) -> None:
+    prefix = f"[{uuid.uuid4().hex}] " + prompts.BUILT_IN[-1].text  # never seen: cold
+    cold = _one(vllm_client, greedy(vllm_target, prefix + " First:", 16), 0)
+    for k, suffix in enumerate((" Second:", " Third:")):
+        _one(vllm_client, greedy(vllm_target, prefix + suffix, 4), 1 + k)  # warm the cache
+    warm = _one(vllm_client, greedy(vllm_target, prefix + " First:", 16), 9)
+    _diverged("The answer changes once the prefix is cached", [cold, warm])
+    _logprobs_agree(cold, [warm], vllm_bitwise_logprobs, "between cold and warm prefix cache")
+
+
+def test_seeded_sampling_reproduces(vllm_client: Client, vllm_target: Target) -> None:
+    body = greedy(vllm_target, "Write a short poem about the sea.", 24, temperature=0.9,
+                  top_p=0.95, seed=1234)
+    sequential = [_one(vllm_client, body, i) for i in range(3)]
+    concurrent = vllm_client.run(det.burst(vllm_client.aio, body, 4, 4))
+    _diverged("The same seed gives different samples", sequential + concurrent)
+
+
+def test_streaming_and_non_streaming_give_the_same_tokens(
+        vllm_client: Client, vllm_target: Target, vllm_settings: Settings) -> None:
+    for p in prompts.load(vllm_settings.prompts):
+        body = greedy(vllm_target, p.text, p.max_tokens)
+        plain = _one(vllm_client, body, 0)
+        r = vllm_client.stream("/v1/completions", {**body, "stream": True, "logprobs": None})
+        streamed = stream_text(r)
+        if streamed != plain.text:
+            raise CheckFailure(f"Prompt {p.name!r} streams other tokens than it returns",
+                               expected=repr(plain.text[:80]), received=repr(streamed[:80]),
+                               curl=r.curl, severity=Severity.HIGH)

@@ -1,0 +1,115 @@
+"""The determinism suite: its power, its evidence, its options, and the modes the bite table
+cannot reach alone (replicas need two servers, drift is only a warning by default)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_vllm_conformance import determinism as det
+from tests.fault_server import FaultServer
+
+BURST = "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output"
+
+
+def test_the_arithmetic_of_the_default_burst() -> None:
+    assert det.miss_probability(100, 0.01) == pytest.approx(0.366, abs=1e-3)
+    assert det.miss_probability(500, 0.01) == pytest.approx(0.00657, abs=1e-4)
+    assert det.requests_for(0.99, 0.01) == 459  # why one prompt's 100 copies are not enough
+    assert "0.66% (0.99^500)" in det.power_statement(500)
+
+
+def test_the_default_burst_catches_1_in_100_in_at_least_99_of_100_runs() -> None:
+    """The decision rule over 100 simulated default runs (5 prompts x 100 requests)."""
+    caught = 0
+    for run in range(100):
+        rng = random.Random(run)
+        found = False
+        for _prompt in range(5):
+            outcomes = [det.Outcome(i, ("a", "b") if rng.random() >= 0.01 else ("a", "c"),
+                                    (), 0.0, 0.0) for i in range(100)]
+            found = found or det.compare(outcomes) is not None
+        caught += found
+    assert caught >= 99
+
+
+def test_a_divergence_comes_with_its_evidence(pytester: pytest.Pytester,
+                                              fault: FaultServer) -> None:
+    fault.faults, fault.divergence_rate = {"diverge_sometimes"}, 0.05
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"{BURST}[short]")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*100 identical requests (10 in flight) gave different outputs*",
+        "*distinct outputs in 100 answers: #1 x9*",
+        "*first divergence at token 0: after ''*",
+        "*majority: * (logprob *)",
+        "*other: * (logprob *)",
+        "*request *: sent at +* ms, * others in flight*",
+        "*with 500 requests, a divergence hitting 1% of requests goes unseen with probability "
+        "0.66% (0.99^500)*",
+        "*reproduce: curl -sS *",
+    ])
+
+
+def test_logprob_drift_is_a_warning_by_default(pytester: pytest.Pytester,
+                                               fault: FaultServer) -> None:
+    fault.faults = {"logprob_drift"}
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"{BURST}[short]")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*LogprobDrift: logprobs drift across the burst: up to *"])
+
+
+@pytest.fixture
+def other_replica() -> Iterator[FaultServer]:
+    server = FaultServer()
+    server.start()
+    server.faults = {"replica_differs"}
+    yield server
+    server.stop()
+
+
+def test_replicas_that_differ_are_caught(pytester: pytest.Pytester, fault: FaultServer,
+                                         other_replica: FaultServer) -> None:
+    node = "test_determinism.py::test_replicas_give_the_same_output"
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-url={other_replica.url}",
+                                node)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Replicas answer prompt 'short' differently*"])
+    other_replica.faults = set()
+    pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-url={other_replica.url}",
+                       node).assert_outcomes(passed=1)
+
+
+def test_streams_that_differ_are_caught(pytester: pytest.Pytester, fault: FaultServer) -> None:
+    fault.faults = {"stream_text_differs"}
+    node = "test_determinism.py::test_streaming_and_non_streaming_give_the_same_tokens"
+    result = pytester.runpytest(f"--vllm-url={fault.url}", node)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Prompt 'short' streams other tokens than it returns*"])
+
+
+def test_a_prompt_file_replaces_the_built_in_set(pytester: pytest.Pytester,
+                                                 fault: FaultServer) -> None:
+    prompts = pytester.path / "prompts.jsonl"
+    prompts.write_text('{"name": "greeting", "prompt": "Hi there"}\n'
+                       '{"prompt": "Count to five:", "max_tokens": 12}\n')
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-prompts={prompts}",
+                                "--vllm-determinism-requests=5", BURST, "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*[[]greeting] PASSED*", "*[[]line2] PASSED*"])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"text": "no prompt key"}\n', "line 1 of * is not *"),
+    ("\n", "* holds no prompt."),
+])
+def test_a_bad_prompt_file_is_one_usage_error(pytester: pytest.Pytester, fault: FaultServer,
+                                              content: str, message: str) -> None:
+    bad = Path(pytester.path / "bad.jsonl")
+    bad.write_text(content)
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-prompts={bad}", BURST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --vllm-prompts: {message}"])
