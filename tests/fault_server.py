@@ -54,6 +54,7 @@ class FaultServer:
         self.seen_prefixes: set[str] = set()
         self.token_delay_s = 0.001
         self.requests = 0
+        self._busy = 0
         self._scrapes = 0
         self.app = Starlette(routes=[
             Route("/health", self.health),
@@ -119,6 +120,8 @@ class FaultServer:
     async def metrics(self, request: Request) -> Response:
         if self.on("metrics_missing"):
             return PlainTextResponse("Not Found", status_code=404)
+        if self.on("metrics_busy_500") and self._busy:
+            return PlainTextResponse("busy", status_code=500)
         text = generate_latest(self.registry).decode()
         self._scrapes += 1
         if self.on("metrics_names_missing"):
@@ -142,6 +145,8 @@ class FaultServer:
     async def health(self, request: Request) -> Response:
         if self.on("health_503"):
             return PlainTextResponse("loading", status_code=503)
+        if self.on("health_missing"):
+            return PlainTextResponse("Not Found", status_code=404)
         return PlainTextResponse("")
 
     async def version(self, request: Request) -> Response:
@@ -150,8 +155,12 @@ class FaultServer:
     async def models(self, request: Request) -> Response:
         if denied := self._auth(request, force=self.on("models_401")):
             return denied
-        return JSONResponse({"object": "list", "data": [
-            {"id": MODEL, "object": "model", "created": 1700000000, "owned_by": "fault-server"}]})
+        if self.on("models_500"):
+            return self._error(BadRequest("model registry unavailable", status=500))
+        model = {"id": MODEL, "object": "model", "created": 1700000000, "owned_by": "fault-server"}
+        if self.on("extra_field"):
+            model["fault_extension"] = True
+        return JSONResponse({"object": "list", "data": [model]})
 
     async def completions(self, request: Request) -> Response:
         self.requests += 1
@@ -182,7 +191,9 @@ class FaultServer:
             return self._stream(body, params, choices, usage, chat)
         started = time.perf_counter()
         self.m_running.labels(MODEL).inc()
-        await asyncio.sleep(self.token_delay_s)
+        self._busy += 1
+        await asyncio.sleep(self.token_delay_s * (20 if self.on("metrics_busy_500") else 1))
+        self._busy -= 1
         self.m_running.labels(MODEL).dec()
         self._observe(choices, started, started + self.token_delay_s)
         text = "x" * 80_000_000 if self.on("huge_body") else None
@@ -265,8 +276,8 @@ class FaultServer:
         return out
 
     def _top(self, c: dict[str, Any], tok: fm.Token) -> list[tuple[str, float]]:
-        k = c["top_k"] + (1 if self.on("logprobs_count_wrong") else 0)
-        return [*tok.top, (" extra", -9.0)][:k]
+        k = c["top_k"] + (2 if self.on("logprobs_count_wrong") else 0)
+        return [*tok.top, (" extra", -9.0), (" more", -9.5)][:k]
 
     def _chat_logprobs(self, c: dict[str, Any]) -> dict[str, Any]:
         def entry(text: str, lp: float) -> dict[str, Any]:
@@ -369,7 +380,7 @@ class FaultServer:
         try:
             body = await self._json(request)
             self._model(body)
-            texts = self._embedding_inputs(body)
+            texts = self._embedding_inputs(body, self.on("embed_no_token_ids"))
             fmt = body.get("encoding_format", "float")
             if fmt not in ("float", "base64"):
                 raise BadRequest("encoding_format must be 'float' or 'base64'", "encoding_format")
@@ -398,13 +409,18 @@ class FaultServer:
         return JSONResponse(out)
 
     @staticmethod
-    def _embedding_inputs(body: dict[str, Any]) -> list[str]:
+    def _embedding_inputs(body: dict[str, Any], embed_token_ids_refused: bool = False
+                          ) -> list[str]:
         raw = body.get("input")
         if isinstance(raw, str) and raw:
             return [raw]
         if isinstance(raw, list) and raw:
             if all(isinstance(x, str) and x for x in raw):
                 return list(raw)
+            ids = all(isinstance(x, int) and not isinstance(x, bool) for x in raw) or all(
+                isinstance(x, list) and x and all(isinstance(i, int) for i in x) for x in raw)
+            if ids and embed_token_ids_refused:
+                raise BadRequest("token-id input is not supported", "input")
             if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
                 return [fm.ids_to_text(raw)]
             if all(isinstance(x, list) and x and all(isinstance(i, int) for i in x) for x in raw):

@@ -5,6 +5,8 @@ from __future__ import annotations
 FAULTS: dict[str, str] = {
     # readiness and health
     "health_503": "GET /health answers 503 for ever (a server that never gets ready)",
+    "health_missing": "there is no /health (readiness falls back to /v1/models)",
+    "models_500": "GET /v1/models answers 500",
     "models_401": "GET /v1/models answers 401 whatever the key",
     "completions_500": "every completion request answers 500",
     "hang": "completion requests never answer",
@@ -23,7 +25,7 @@ FAULTS: dict[str, str] = {
     "n_ignored": "n is ignored: one choice",
     "bad_indices": "every choice has index 0",
     "echo_ignored": "echo is ignored",
-    "logprobs_count_wrong": "one top logprob more than asked for",
+    "logprobs_count_wrong": "two top logprobs more than asked for",
     "stream_text_differs": "the streamed text differs from the non-streamed text",
     # errors
     "invalid_accepted": "out-of-range values (negative max_tokens, temperature 5) are accepted",
@@ -47,6 +49,7 @@ FAULTS: dict[str, str] = {
     "embed_base64_differs": "base64 vectors differ from the float ones",
     "embed_no_usage": "embedding responses have no usage",
     "embed_bad_input_200": "invalid embedding input answers 200 with no data",
+    "embed_no_token_ids": "token-id embedding input is refused",
     # determinism
     "diverge_sometimes": "about 1 greedy request in 100 (divergence_rate) answers differently",
     "logprob_drift": "logprobs drift by ~1e-6 from request to request, tokens unchanged",
@@ -61,5 +64,6 @@ FAULTS: dict[str, str] = {
     "metrics_counter_decreases": "vllm:prompt_tokens_total goes down",
     "metrics_histogram_stuck": "the latency histograms never count a request",
     "metrics_ttft_off": "the TTFT histogram is in milliseconds, not seconds",
+    "metrics_busy_500": "/metrics answers 500 while a request runs",
     "cancel_leak": "a dropped stream is never taken off the running gauge",
 }

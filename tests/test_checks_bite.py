@@ -108,13 +108,33 @@ BITES: dict[str, tuple[str, str, list[str]]] = {
     "cancel_leak": ("test_cancellation.py::test_dropped_streams_are_freed",
                     "Dropped streams keep running", []),
 }
+# More checks proven by a fault that already has a row above, or by one of its own.
+MORE_BITES: list[tuple[str, str, str, list[str]]] = [
+    ("health_missing", "test_health.py::test_health_endpoint_answers_200",
+     "/health is not 200 on a ready server", []),
+    ("models_500", "test_health.py::test_models_lists_the_model_under_test",
+     "GET /v1/models failed", [f"--vllm-model={MODEL}"]),
+    ("extra_field", "test_compliance.py::test_models_match_the_schema",
+     "Field not defined by the OpenAI API", ["--vllm-profile=openai"]),
+    ("logprobs_count_wrong", "test_compliance.py::test_logprobs_come_in_the_requested_number"
+     "[/v1/completions]", "Wrong number of top logprobs", []),
+    ("usage_mismatch", "test_generated.py::test_generated_valid_requests_succeed",
+     "Usage does not add up", []),
+    ("error_shape", "test_generated.py::test_generated_wrong_types_are_rejected",
+     "Error body is not OpenAI's error object", []),
+    ("embed_no_token_ids", "test_embeddings.py::test_token_ids_are_accepted",
+     "POST /v1/embeddings failed", EMBED),
+    ("metrics_busy_500", "test_metrics.py::test_metrics_scrape_under_load_does_not_fail",
+     "A request failed while /metrics was scraped", []),
+]
+ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
 ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body", "echo_key",
              "stream_stalls", "replica_differs"}  # the last: tests/test_determinism_suite.py
 
 
 def test_every_fault_has_a_check() -> None:
-    assert set(FAULTS) == set(BITES) | ELSEWHERE
+    assert set(FAULTS) == {row[0] for row in ROWS} | ELSEWHERE
 
 
 @pytest.mark.parametrize("profile", ["openai", "vllm"])
@@ -131,10 +151,11 @@ def test_the_clean_fault_server_passes_every_suite(pytester: pytest.Pytester,
     assert all(any(a in line for a in allowed) for line in skipped), skipped
 
 
-@pytest.mark.parametrize("fault_name", BITES)
+@pytest.mark.parametrize(("fault_name", "node", "title", "extra"), ROWS,
+                         ids=[f"{r[0]}:{r[1].split('::')[1]}" for r in ROWS])
 def test_the_check_fails_on_its_defect(pytester: pytest.Pytester, fault: FaultServer,
-                                       fault_name: str) -> None:
-    node, title, extra = BITES[fault_name]
+                                       fault_name: str, node: str, title: str,
+                                       extra: list[str]) -> None:
     fault.faults = {fault_name}
     if fault_name == "no_auth":
         fault.api_key = "sk-the-key"
