@@ -107,9 +107,6 @@ class Findings:
         except CheckFailure as failure:
             self.add(failure)
 
-    def __bool__(self) -> bool:
-        return bool(self._seen)
-
     def raise_any(self) -> None:
         if not self._seen:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ BUILT_IN = (
 )
 
 
+@functools.cache  # read once per run, however many tests ask
 def load(path: Path | None) -> tuple[Prompt, ...]:
     """The JSONL set at ``path`` (lines of {"prompt": str, "max_tokens"?: int}), or the built-in."""
     if path is None:

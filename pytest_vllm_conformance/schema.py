@@ -71,12 +71,6 @@ def _document() -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def source() -> dict[str, Any]:
-    """Where the vendored description came from (package, API version, sync date, hash)."""
-    source: dict[str, Any] = _document()["source"]
-    return dict(source)
-
-
 def _objects(node: Any) -> list[dict[str, Any]]:
     """Every object schema (one with ``properties``) in a schema tree."""
     found: list[dict[str, Any]] = []
