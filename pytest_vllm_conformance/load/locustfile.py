@@ -1,0 +1,325 @@
+"""Locust users for OpenAI-compatible servers: completions, streaming chat and embeddings.
+
+Run it with ``locust -f "$(python -m pytest_vllm_conformance.load --path)" --host URL``.
+Every request is one entry in locust's statistics; a stream adds its own entries,
+named after the endpoint, whose "response time" columns hold:
+
+- ``TTFT``: ms from the request being sent to the first chunk carrying text;
+- ``ITL``: ms between consecutive text-carrying chunks (chunks, not tokens: one sample
+  per gap, so a server that batches tokens into chunks shows fewer, longer gaps);
+- ``TPOT``: (end-to-end - TTFT) / (output tokens - 1), output tokens from ``usage``;
+- ``TOKENS``: the output-token count itself (a count in a time column, not ms).
+
+Options (locust's command line, a locust.conf, or the environment variable named):
+``--vllm-api-key`` ($VLLM_API_KEY), ``--vllm-model`` ($VLLM_MODEL, default: the first
+of /v1/models), ``--vllm-embedding-model``, ``--vllm-prompts`` (a JSONL file),
+``--vllm-max-tokens``, ``--vllm-embedding-batch``, ``--vllm-request-timeout``. Master
+and workers share them, so ``--master``/``--worker`` runs need nothing more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+import requests
+from locust import HttpUser, constant, events, task
+from locust.argument_parser import LocustArgumentParser
+from locust.clients import ResponseContextManager
+from locust.env import Environment
+from locust.runners import WorkerRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC
+
+from pytest_vllm_conformance.client.sse import DONE, SSEDecoder
+from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
+
+_RETRY_AFTER_CONNECT_ERROR_S = 1.0
+_EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: LocustArgumentParser) -> None:
+    # straight on the parser: locust's web-UI flags (is_secret) exist only there
+    group = parser
+    group.add_argument("--vllm-api-key", env_var="VLLM_API_KEY", default="", is_secret=True,
+                       help="Bearer key for the server. Default: $VLLM_API_KEY, else none.")
+    group.add_argument("--vllm-model", env_var="VLLM_MODEL", default="",
+                       help="Model for completions and chat. Default: the first of /v1/models.")
+    group.add_argument("--vllm-embedding-model", env_var="VLLM_EMBEDDING_MODEL", default="",
+                       help="Model for embeddings. Default: the first of /v1/models.")
+    group.add_argument("--vllm-prompts", env_var="VLLM_PROMPTS", default="",
+                       help="JSONL file of {\"prompt\": ..., \"max_tokens\"?: N}. "
+                            "Default: the built-in set of varied lengths.")
+    group.add_argument("--vllm-max-tokens", env_var="VLLM_MAX_TOKENS", type=int, default=0,
+                       help="max_tokens for every request. Default: 0 (each prompt's own).")
+    group.add_argument("--vllm-embedding-batch", env_var="VLLM_EMBEDDING_BATCH", type=int,
+                       default=1, help="Inputs per embeddings request. Default: 1.")
+    group.add_argument("--vllm-request-timeout", env_var="VLLM_REQUEST_TIMEOUT", type=float,
+                       default=60.0, help="Seconds a request may take. Default: 60.")
+
+
+class _Target:
+    """What every user of this process sends: read once from the parsed options."""
+
+    def __init__(self, environment: Environment) -> None:
+        opts = environment.parsed_options
+        get = (lambda name, default: getattr(opts, name, default)) if opts else (
+            lambda name, default: default)
+        self.key: str = get("vllm_api_key", "")
+        self.model: str = get("vllm_model", "")
+        self.embedding_model: str = get("vllm_embedding_model", "")
+        prompts_path: str = get("vllm_prompts", "")
+        self.prompts: tuple[Prompt, ...] = load(Path(prompts_path)) if prompts_path else BUILT_IN
+        self.max_tokens: int = get("vllm_max_tokens", 0)
+        self.batch: int = max(1, get("vllm_embedding_batch", 1))
+        self.timeout: float = get("vllm_request_timeout", 60.0)
+        self.discovered = ""  # the model /v1/models named, once asked
+        self._next = itertools.cycle(self.prompts)
+
+    def prompt(self) -> tuple[str, int]:
+        p = next(self._next)
+        return p.text, self.max_tokens or p.max_tokens
+
+
+_targets: dict[int, _Target] = {}
+
+
+@events.init.add_listener
+def _check_options(environment: Environment, **_: Any) -> None:
+    """Read the options when the process starts, so a bad prompt file is one line, not N."""
+    try:
+        _target(environment)
+    except pytest.UsageError as exc:
+        raise SystemExit(f"locust: {exc}") from None
+
+
+def _target(environment: Environment) -> _Target:
+    key = id(environment)
+    if key not in _targets:
+        _targets[key] = _Target(environment)
+    return _targets[key]
+
+
+@events.quitting.add_listener
+def _let_the_csv_catch_up(environment: Environment, **_: Any) -> None:
+    """Locust rewrites its --csv files once a second and not at exit, so they would miss the
+    run's last second; one more interval here makes them final (users have stopped by now)."""
+    opts = environment.parsed_options
+    if opts is not None and getattr(opts, "csv_prefix", None) and not isinstance(
+            environment.runner, WorkerRunner):
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
+
+
+def _server_message(response: requests.Response) -> str:
+    """The error's own words: OpenAI's error.message, or a short piece of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason or "no body"
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+        if isinstance(err, str):
+            return err[:300]
+        if body.get("detail"):
+            return str(body["detail"])[:300]
+    return json.dumps(body)[:200]
+
+
+class _OpenAIUser(HttpUser):
+    """Shared plumbing: auth, model discovery, error reporting, back-off after refusals."""
+
+    abstract = True
+    wait_time = constant(0)  # closed loop: each user sends its next request at once
+
+    def on_start(self) -> None:
+        self.target = _target(self.environment)
+        if self.target.key:
+            self.client.headers["Authorization"] = f"Bearer {self.target.key}"
+
+    def _model(self, wanted: str) -> str | None:
+        """The model to ask for; discovered from /v1/models (once per process) if not given."""
+        if wanted:
+            return wanted
+        if self.target.discovered:
+            return self.target.discovered
+        with self._send("GET", "/v1/models", "/v1/models") as r:
+            if not self._ok(r):
+                return None
+            try:
+                found = r.json()["data"][0]["id"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                r.failure("/v1/models lists no model: pass --vllm-model")
+                return None
+        self.target.discovered = str(found)
+        return self.target.discovered
+
+    def _send(self, method: str, path: str, name: str, **kwargs: Any) -> ResponseContextManager:
+        """One request, reported when its ``with`` block ends. A pooled keep-alive connection
+        the server closed while idle (llama.cpp does after a few requests) fails before any
+        byte of an answer: that request never reached the server, so it is sent once more, on
+        a fresh connection, and only the second attempt is reported."""
+        r = self.client.request(method, path, name=name, catch_response=True,
+                                timeout=self.target.timeout, **kwargs)
+        if r.status_code == 0 and _closed_unanswered(r.error):
+            r = self.client.request(method, path, name=name, catch_response=True,
+                                    timeout=self.target.timeout, **kwargs)
+        return r
+
+    def _ok(self, r: ResponseContextManager) -> bool:
+        """Mark a failed exchange with a readable reason; back off when nothing answers."""
+        if r.status_code == 0:  # no HTTP exchange happened
+            err = r.error
+            if isinstance(err, requests.Timeout):
+                r.failure(f"no answer from {self.host} within {self.target.timeout:g} s")
+            elif _closed_unanswered(err):
+                r.failure(f"{self.host} closed the connection without answering")
+            else:
+                reason = "connection refused" if "refused" in str(err).lower() else (
+                    type(err).__name__ if err is not None else "no response")
+                r.failure(f"cannot connect to {self.host}: {reason}")
+                gevent.sleep(_RETRY_AFTER_CONNECT_ERROR_S)
+            return False
+        if r.status_code >= 400:
+            r.failure(f"HTTP {r.status_code}: {_server_message(r)}")
+            return False
+        return True
+
+    def _record(self, kind: str, name: str, value: float) -> None:
+        self.environment.events.request.fire(
+            request_type=kind, name=name, response_time=value, response_length=0,
+            exception=None, context={})
+
+
+def _closed_unanswered(err: BaseException | None) -> bool:
+    """http.client's RemoteDisconnected: the peer closed the socket before any answer."""
+    return isinstance(err, requests.ConnectionError) and "RemoteDisconnected" in repr(err)
+
+
+class CompletionsUser(_OpenAIUser):
+    """Non-streamed POST /v1/completions, prompts in turn; records output tokens per request."""
+
+    @task
+    def completion(self) -> None:
+        model = self._model(self.target.model)
+        if model is None:
+            return
+        prompt, max_tokens = self.target.prompt()
+        body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+        with self._send("POST", "/v1/completions", "/v1/completions", json=body) as r:
+            if not self._ok(r):
+                return
+            try:
+                tokens = int(r.json()["usage"]["completion_tokens"])
+            except (ValueError, KeyError, TypeError):
+                r.failure("the response has no usage.completion_tokens")
+                return
+        self._record("TOKENS", "/v1/completions", tokens)
+
+
+class StreamingChatUser(_OpenAIUser):
+    """Streamed POST /v1/chat/completions with usage; TTFT, ITL, TPOT and TOKENS entries."""
+
+    name = "/v1/chat/completions (stream)"
+
+    @task
+    def chat_stream(self) -> None:
+        model = self._model(self.target.model)
+        if model is None:
+            return
+        prompt, max_tokens = self.target.prompt()
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}}
+        sent = time.perf_counter()
+        with self._send("POST", "/v1/chat/completions", self.name, json=body,
+                        stream=True) as r:
+            if not self._ok(r):
+                return
+            decoder = SSEDecoder()
+            try:
+                for piece in r.iter_content(chunk_size=None):
+                    decoder.feed(piece, time.perf_counter())
+            except requests.RequestException as exc:
+                r.failure(f"the stream broke off: {type(exc).__name__}")
+                return
+            decoder.close()
+            ended = time.perf_counter()
+            times, tokens, problem = _read_stream(decoder)
+            if problem:
+                r.failure(problem)
+                return
+            r.request_meta["response_time"] = (ended - sent) * 1000  # the whole stream
+        name = "/v1/chat/completions"
+        self._record("TTFT", name, (times[0] - sent) * 1000)
+        for a, b in itertools.pairwise(times):
+            self._record("ITL", name, (b - a) * 1000)
+        if tokens > 1:
+            self._record("TPOT", name, (ended - times[0]) * 1000 / (tokens - 1))
+        self._record("TOKENS", name, tokens)
+
+
+def _read_stream(decoder: SSEDecoder) -> tuple[list[float], int, str]:
+    """(arrival times of text chunks, output tokens, the problem or "") of a finished stream."""
+    if decoder.problems:
+        return [], 0, f"malformed SSE: {decoder.problems[0]}"
+    if not decoder.done_seen:
+        return [], 0, "the stream ended without data: [DONE]"
+    times: list[float] = []
+    tokens = 0
+    for ev in decoder.events:
+        if ev.data.strip() == DONE:
+            continue
+        try:
+            chunk = json.loads(ev.data)
+        except ValueError:
+            return [], 0, "a streamed data: line is not JSON"
+        if not isinstance(chunk, dict):
+            return [], 0, "a streamed data: line is not a JSON object"
+        if "error" in chunk:
+            return [], 0, f"error inside the stream: {_chunk_error(chunk)}"
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and delta.get("content"):
+                times.append(ev.t)
+                break
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            tokens = usage["completion_tokens"]
+    if not times:
+        return [], 0, "the stream carried no text"
+    return times, tokens or len(times), ""
+
+
+def _chunk_error(chunk: dict[str, Any]) -> str:
+    err = chunk["error"]
+    return str(err.get("message", err) if isinstance(err, dict) else err)[:300]
+
+
+class EmbeddingsUser(_OpenAIUser):
+    """POST /v1/embeddings with ``--vllm-embedding-batch`` inputs; checks one vector each."""
+
+    @task
+    def embed(self) -> None:
+        model = self._model(self.target.embedding_model)
+        if model is None:
+            return
+        inputs = [f"{_EMBED_TEXT} ({i})" for i in range(self.target.batch)]
+        body = {"model": model, "input": inputs if len(inputs) > 1 else inputs[0]}
+        with self._send("POST", "/v1/embeddings", "/v1/embeddings", json=body) as r:
+            if not self._ok(r):
+                return
+            try:
+                data = r.json()["data"]
+            except (ValueError, KeyError, TypeError):
+                r.failure("the response has no data list")
+                return
+            if not isinstance(data, list) or len(data) != len(inputs):
+                r.failure(f"asked for {len(inputs)} embeddings, got "
+                          f"{len(data) if isinstance(data, list) else 'none'}")
