@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pytest_vllm_conformance import perf_options
 from pytest_vllm_conformance.secrets import Secret
 
 PROFILES = ("auto", "openai", "vllm", "batch-invariant")
@@ -132,6 +133,7 @@ def add_options(parser: pytest.Parser) -> None:
         help="where server logs and reports are written. "
              f"Default: {DEFAULT_OUTPUT_DIR} (ini: vllm_output_dir).",
     )
+    perf_options.add_options(group, parser)
     parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
     parser.addini("vllm_serve", "model for a locally started vLLM server", default="")
     parser.addini("vllm_serve_args", "extra arguments for the started server", type="args",
@@ -178,6 +180,7 @@ class Settings:
     determinism_concurrency: int = DEFAULT_DETERMINISM_CONCURRENCY
     prompts: Path | None = None
     output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
+    perf: perf_options.PerfSettings = field(default_factory=perf_options.PerfSettings)
 
     @property
     def has_target(self) -> bool:
@@ -229,6 +232,7 @@ class Settings:
                 "--vllm-determinism-concurrency", DEFAULT_DETERMINISM_CONCURRENCY),
             prompts=_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
             output_dir=root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR),
+            perf=perf_options.PerfSettings.read(pick),
         )
 
 

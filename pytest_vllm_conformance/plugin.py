@@ -18,6 +18,7 @@ from pytest_vllm_conformance.options import Settings, add_options
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.client import Client
+    from pytest_vllm_conformance.loadtest import LoadRunner
     from pytest_vllm_conformance.session import ConformanceSession
     from pytest_vllm_conformance.target import Target
 
@@ -36,8 +37,8 @@ MARKERS = {
 #: Bundled suites run in this order: a smoke test first, then what reads the server, and
 #: last what may leave it busy (huge or invalid requests a weak server keeps working on).
 SUITE_ORDER = ("test_health", "test_compliance", "test_streaming", "test_embeddings",
-               "test_metrics", "test_determinism", "test_cancellation", "test_generated",
-               "test_errors")
+               "test_metrics", "test_determinism", "test_latency", "test_memory",
+               "test_cancellation", "test_generated", "test_errors")
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
@@ -205,3 +206,15 @@ def vllm_bitwise_logprobs(pytestconfig: pytest.Config) -> bool:
 def vllm_profile(pytestconfig: pytest.Config) -> str:
     """The conformance profile in force: 'openai' or 'vllm' ('auto' resolved by engine)."""
     return _session(pytestconfig).profile
+
+
+@pytest.fixture
+def vllm_load(request: pytest.FixtureRequest, vllm_client: Client, vllm_target: Target,
+              vllm_settings: Settings) -> LoadRunner:
+    """Runs load levels, records their percentiles and enforces this test's SLO.
+
+    Limits: the defaults, then --vllm-slo, then ``@pytest.mark.latency(key=value, ...)``.
+    """
+    from pytest_vllm_conformance.loadtest import LoadRunner
+
+    return LoadRunner(vllm_client, vllm_target, vllm_settings, request)

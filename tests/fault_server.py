@@ -33,6 +33,7 @@ from tests import fault_model as fm
 from tests.faults import FAULTS
 
 MODEL = "fault-model"
+MB = 1024 * 1024
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
@@ -54,6 +55,9 @@ class FaultServer:
         self.seen_prefixes: set[str] = set()
         self.token_delay_s = 0.001
         self.requests = 0
+        self._inflight = 0
+        self._grow_since: float | None = None
+        self._jitter = random.Random(1)
         self._busy = 0
         self._scrapes = 0
         self.app = Starlette(routes=[
@@ -76,6 +80,7 @@ class FaultServer:
         self.divergence_rate = 0.01
         self.rng = random.Random(0)
         self.seen_prefixes = set()
+        self._grow_since = None
 
     def on(self, fault: str) -> bool:
         assert fault in FAULTS, fault
@@ -116,12 +121,22 @@ class FaultServer:
         self.m_e2e = Histogram("vllm:e2e_request_latency_seconds", "e2e", labels, registry=reg)
         for gauge in (self.m_running, self.m_waiting, self.m_kv):
             gauge.labels(MODEL).set(0)
+        self.m_rss = Gauge("process_resident_memory_bytes", "resident memory", registry=reg)
+
+    def _resident_bytes(self) -> float:
+        """~400 MB with +-0.1 MB noise; with memory_grows, 16 MB more every second."""
+        grown = 0.0
+        if self.on("memory_grows"):
+            self._grow_since = self._grow_since or time.monotonic()
+            grown = 16 * MB * (time.monotonic() - self._grow_since)
+        return 400 * MB + self._jitter.uniform(-0.1, 0.1) * MB + grown
 
     async def metrics(self, request: Request) -> Response:
         if self.on("metrics_missing"):
             return PlainTextResponse("Not Found", status_code=404)
         if self.on("metrics_busy_500") and self._busy:
             return PlainTextResponse("busy", status_code=500)
+        self.m_rss.set(self._resident_bytes())
         text = generate_latest(self.registry).decode()
         self._scrapes += 1
         if self.on("metrics_names_missing"):
@@ -176,6 +191,8 @@ class FaultServer:
             await asyncio.sleep(3600)
         if self.on("completions_500"):
             return self._error(BadRequest("internal failure", status=500))
+        if self.on("errors_under_load") and self._inflight >= 4:
+            return self._error(BadRequest("server overloaded, try again later", status=503))
         prompts = params["prompts"]
         choices = [self._choice(p, params, i, self._salt(p, len(prompts))) for i, p in enumerate(
             prompt for prompt in prompts for _ in range(params["n"]))]
@@ -192,7 +209,12 @@ class FaultServer:
         started = time.perf_counter()
         self.m_running.labels(MODEL).inc()
         self._busy += 1
-        await asyncio.sleep(self.token_delay_s * (20 if self.on("metrics_busy_500") else 1))
+        self._inflight += 1
+        await asyncio.sleep(self.token_delay_s * (20 if self.on("metrics_busy_500") else 1)
+                            + self._first_delay()
+                            + (sum(c["n_tokens"] for c in choices) * self._token_delay()
+                               if self.on("slow_tokens") else 0.0))
+        self._inflight -= 1
         self._busy -= 1
         self.m_running.labels(MODEL).dec()
         self._observe(choices, started, started + self.token_delay_s)
@@ -306,6 +328,12 @@ class FaultServer:
                 self.m_ttft.labels(MODEL).observe((first - started) * scale)
                 self.m_e2e.labels(MODEL).observe(now - started)
 
+    def _first_delay(self) -> float:
+        return 1.5 if self.on("slow_first_token") else 0.0
+
+    def _token_delay(self) -> float:
+        return 0.06 if self.on("slow_tokens") else self.token_delay_s
+
     def _stream(self, body: dict[str, Any], params: dict[str, Any],
                 choices: list[dict[str, Any]], usage: dict[str, int], chat: bool) -> Response:
         faults = set(self.faults)
@@ -329,6 +357,7 @@ class FaultServer:
         async def events() -> AsyncIterator[bytes]:
             started = time.perf_counter()
             self.m_running.labels(MODEL).inc()
+            self._inflight += 1
             n = 0
             first = 0.0
             finished_normally = False
@@ -340,7 +369,8 @@ class FaultServer:
                         n += 1
                 longest = max(len(c["pieces"]) for c in choices)
                 for k in range(longest):
-                    await asyncio.sleep(self.token_delay_s)
+                    await asyncio.sleep(self._token_delay() + (self._first_delay() if k == 0
+                                                               else 0.0))
                     first = first or time.perf_counter()
                     if "stream_stalls" in faults and k == 2:
                         await asyncio.sleep(3600)
@@ -367,6 +397,7 @@ class FaultServer:
                 finished_normally = True
                 self._observe(choices, started, first or time.perf_counter())
             finally:
+                self._inflight -= 1
                 if finished_normally or "cancel_leak" not in faults:
                     self.m_running.labels(MODEL).dec()
 
@@ -384,6 +415,8 @@ class FaultServer:
             fmt = body.get("encoding_format", "float")
             if fmt not in ("float", "base64"):
                 raise BadRequest("encoding_format must be 'float' or 'base64'", "encoding_format")
+            if self.on("embed_slow"):
+                await asyncio.sleep(0.6)
         except BadRequest as exc:
             if self.on("embed_bad_input_200"):
                 return JSONResponse({"object": "list", "data": [], "model": MODEL,

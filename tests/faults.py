@@ -66,4 +66,10 @@ FAULTS: dict[str, str] = {
     "metrics_ttft_off": "the TTFT histogram is in milliseconds, not seconds",
     "metrics_busy_500": "/metrics answers 500 while a request runs",
     "cancel_leak": "a dropped stream is never taken off the running gauge",
+    # latency and memory
+    "slow_first_token": "the first token comes 1.5 s late",
+    "slow_tokens": "every token takes 60 ms",
+    "errors_under_load": "with 4 or more requests in flight, new ones get a 503",
+    "embed_slow": "embedding requests take 0.6 s",
+    "memory_grows": "process_resident_memory_bytes on /metrics grows by 16 MB a second",
 }

@@ -13,6 +13,12 @@ from tests.fault_server import MODEL, FaultServer
 from tests.faults import FAULTS
 
 EMBED = [f"--vllm-embedding-model={MODEL}"]
+# Latency and memory sized for the fault server; the defaults are for real deployments.
+QUICK = ["--vllm-latency-concurrency=1,8", "--vllm-latency-requests=16",
+         "--vllm-latency-warmup=0", "--vllm-latency-max-tokens=16", "--vllm-latency-rate=40",
+         "--vllm-memory-duration=5s", "--vllm-memory-max-growth=1000"]
+LATENCY_C1 = "test_latency.py::test_streamed_completions_at_each_concurrency_level[c1]"
+FEW = ["--vllm-latency-requests=3", "--vllm-latency-warmup=0", "--vllm-latency-max-tokens=8"]
 # fault -> (bundled test that must fail, title it must show, extra options)
 BITES: dict[str, tuple[str, str, list[str]]] = {
     "extra_field": ("test_compliance.py::test_completions_match_the_schema[prompt-string]",
@@ -107,6 +113,14 @@ BITES: dict[str, tuple[str, str, list[str]]] = {
                      "The same seed gives different samples", []),
     "cancel_leak": ("test_cancellation.py::test_dropped_streams_are_freed",
                     "Dropped streams keep running", []),
+    "slow_first_token": (LATENCY_C1, "Latency SLO missed", ["--vllm-slo=ttft_p95_ms=500", *FEW]),
+    "slow_tokens": (LATENCY_C1, "Latency SLO missed", ["--vllm-slo=tpot_p95_ms=20", *FEW]),
+    "errors_under_load": ("test_latency.py::test_streamed_completions_at_each_concurrency_level"
+                          "[c8]", "Requests failed under load", QUICK),
+    "embed_slow": ("test_latency.py::test_embeddings_latency_and_rate[single]",
+                   "Latency SLO missed", [*EMBED, *FEW]),
+    "memory_grows": ("test_memory.py::test_server_memory_is_stable_under_sustained_load",
+                     "Server memory grows under load", QUICK),
 }
 # More checks proven by a fault that already has a row above, or by one of its own.
 MORE_BITES: list[tuple[str, str, str, list[str]]] = [
@@ -126,6 +140,10 @@ MORE_BITES: list[tuple[str, str, str, list[str]]] = [
      "POST /v1/embeddings failed", EMBED),
     ("metrics_busy_500", "test_metrics.py::test_metrics_scrape_under_load_does_not_fail",
      "A request failed while /metrics was scraped", []),
+    ("slow_first_token", "test_latency.py::test_streamed_completions_at_an_open_loop_arrival_rate",
+     "Latency SLO missed", ["--vllm-slo=ttft_p95_ms=500", "--vllm-latency-rate=10", *FEW]),
+    ("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[batch-16]",
+     "Latency SLO missed", [*EMBED, *FEW]),
 ]
 ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
@@ -143,7 +161,7 @@ def test_the_clean_fault_server_passes_every_suite(pytester: pytest.Pytester,
     fault.api_key = "sk-the-key"
     result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-profile={profile}",
                                 "--vllm-api-key=sk-the-key", *EMBED, "-rfEs", "-p", "no:randomly",
-                                "--vllm-determinism-requests=20")
+                                "--vllm-determinism-requests=20", *QUICK)
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]

@@ -29,6 +29,13 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
     (["--vllm-ready-timeout=soon"], "ERROR: --vllm-ready-timeout must be a positive number*"),
     (["--vllm-profile=lenient"], "ERROR: --vllm-profile must be one of auto, openai, vllm*"),
     (["--vllm-suites=maybe"], "ERROR: --vllm-suites must be one of auto, on, off*"),
+    (["--vllm-latency-concurrency=1,x"], "ERROR: --vllm-latency-concurrency must be whole*"),
+    (["--vllm-latency-requests=0"], "ERROR: --vllm-latency-requests must be a whole number "
+                                    "above 0, got '0'."),
+    (["--vllm-latency-rate=-2"], "ERROR: --vllm-latency-rate must be a number above 0*"),
+    (["--vllm-slo=ttft=5"], "ERROR: --vllm-slo: 'ttft=5' is not KEY=NUMBER with a known key*"),
+    (["--vllm-memory-duration=2s"], "ERROR: --vllm-memory-duration must be a duration from 5s*"),
+    (["--vllm-memory-max-growth=lots"], "ERROR: --vllm-memory-max-growth must be a number*"),
 ])
 def test_bad_values_are_one_usage_error(pytester: pytest.Pytester, args: list[str],
                                         message: str) -> None:

@@ -12,6 +12,14 @@ import pytest
 from pytest_vllm_conformance.client import AsyncClient, Client
 from pytest_vllm_conformance.target import discover
 
+# Latency and memory sized for a 2-core CPU box, with SLOs a tiny CPU model meets (the
+# defaults are for real deployments: 100 requests per level, 60 s of memory load).
+CPU_PERF = ["--vllm-latency-concurrency=1,8", "--vllm-latency-requests=16",
+            "--vllm-latency-warmup=2", "--vllm-latency-max-tokens=32", "--vllm-latency-rate=8",
+            "--vllm-memory-duration=15s", "--vllm-memory-max-growth=500",
+            "--vllm-slo=ttft_p95_ms=1000,tpot_p95_ms=100,e2e_p95_ms=5000,"
+            "embeddings_p95_ms=500,embeddings_per_s=20,error_rate=0"]
+
 
 def _identify(url: str, model: str | None = None) -> tuple[str, str | None, str]:
     with Client(AsyncClient(url)) as c:
@@ -38,7 +46,8 @@ def test_llamacpp_is_identified(llamacpp_url: str) -> None:
 def test_every_bundled_suite_passes_against_vllm(pytester: pytest.Pytester, vllm_url: str,
                                                  vllm_embed_url: str) -> None:
     result = pytester.runpytest(f"--vllm-url={vllm_url}", f"--vllm-embedding-url={vllm_embed_url}",
-                                "--vllm-embedding-model=tiny-embed", "-rfEs", "-p", "no:randomly")
+                                "--vllm-embedding-model=tiny-embed", "-rfEs", "-p", "no:randomly",
+                                *CPU_PERF)
     result.stdout.fnmatch_lines(["*vllm-conformance: * (vllm 0.32.0), model tiny, profile vllm"])
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
@@ -59,7 +68,7 @@ def test_determinism_raises_no_false_alarm_on_vllm(pytester: pytest.Pytester,
 def test_the_suites_give_the_same_results_under_xdist(pytester: pytest.Pytester,
                                                       vllm_url: str) -> None:
     result = pytester.runpytest_subprocess(f"--vllm-url={vllm_url}", "-n", "2", "-p", "xdist",
-                                           "-m", "not embeddings")
+                                           "-m", "not embeddings", *CPU_PERF)
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.OK and outcomes.get("failed", 0) == 0, result.stdout.str()
 
@@ -69,7 +78,7 @@ def test_the_suites_run_to_the_end_against_llamacpp(pytester: pytest.Pytester, l
     result = pytester.runpytest(f"--vllm-url={llamacpp_url}", "-p", "no:randomly",
                                 f"--vllm-embedding-url={llamacpp_embed_url}",
                                 "--vllm-embedding-model=smollm2-embed", "--vllm-timeout=30",
-                                "--vllm-determinism-requests=10")
+                                "--vllm-determinism-requests=10", *CPU_PERF)
     result.stdout.fnmatch_lines(["*(llama.cpp *), model smollm2, profile openai"])
     _no_harness_errors(result)
     # Its real departures, each caught by the check meant for it.

@@ -1,0 +1,353 @@
+"""Load shapes and latency measurement: concurrency levels, open-loop arrivals, server histograms.
+
+Definitions (tools disagree, so they are written down; the README repeats them):
+
+- queue: the request's intended start (its arrival time, or when a worker became free) to
+  its bytes being written to the socket; connection set-up is part of it.
+- TTFT: written to the socket -> the first chunk carrying non-empty generated text.
+- ITL: the gaps between consecutive chunks carrying text: chunks, not tokens; chunks that
+  arrive in one read share its timestamp, so a 0 gap means "arrived together".
+- TPOT: (E2E - TTFT) / (output tokens - 1), output tokens from the server's ``usage``.
+- E2E: written to the socket -> the last byte of the answer.
+- Throughput: successful requests and output tokens per second of the level's wall time;
+  goodput: requests per second that met every per-request limit of the SLO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import gc
+import itertools
+import json
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_vllm_conformance.client import ClientError, Response
+from pytest_vllm_conformance.client.sse import DONE
+from pytest_vllm_conformance.stats import Summary
+
+NAN = math.nan
+METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")
+SERVER_HISTOGRAMS = {"ttft_ms": "vllm:time_to_first_token_seconds",
+                     "itl_ms": "vllm:inter_token_latency_seconds",
+                     "e2e_ms": "vllm:e2e_request_latency_seconds"}
+
+
+@dataclass(slots=True)
+class Sample:
+    """One request's measurements (ms); NaN where a figure does not apply."""
+
+    ok: bool
+    error: str = ""
+    queue_ms: float = NAN
+    ttft_ms: float = NAN
+    tpot_ms: float = NAN
+    e2e_ms: float = NAN
+    itl_ms: tuple[float, ...] = ()
+    server_tokens: int | None = None
+    client_chunks: int = 0
+    items: int = 1  # inputs answered (embeddings in a batch)
+
+
+def _failed(r: Response) -> str:
+    if r.status != 200:
+        return f"HTTP {r.status}: {r.error_message()}"
+    if r.sse_problems:
+        return f"malformed stream: {r.sse_problems[0]}"
+    return ""
+
+
+def stream_sample(r: Response, intended: float) -> Sample:
+    """Measure a finished SSE response whose request was meant to start at ``intended``."""
+    queue = (r.timings.sent - intended) * 1000
+    if problem := _failed(r) or ("" if r.done_seen else "the stream ended without [DONE]"):
+        return Sample(False, problem, queue)
+    times, tokens, problem = _text_times(r)
+    if problem:
+        return Sample(False, problem, queue)
+    sent = r.timings.sent
+    e2e = (r.timings.done - sent) * 1000
+    ttft = (times[0] - sent) * 1000
+    count = tokens if tokens is not None else len(times)
+    tpot = (e2e - ttft) / (count - 1) if count > 1 else NAN
+    itl = tuple((b - a) * 1000 for a, b in itertools.pairwise(times))
+    return Sample(True, "", queue, ttft, tpot, e2e, itl, tokens, len(times))
+
+
+def _text_times(r: Response) -> tuple[list[float], int | None, str]:
+    """(arrival times of chunks with text, usage's completion_tokens, problem) of a stream.
+
+    A lean loop over the raw events rather than :func:`timeline`: it runs once per chunk of
+    every measured request, and building typed events costs twice as much."""
+    times: list[float] = []
+    tokens = None
+    loads = json.loads
+    for ev in r.events:
+        if ev.data == DONE:
+            continue
+        try:
+            chunk = loads(ev.data)
+        except ValueError:
+            return [], None, "a streamed data: line is not JSON"
+        if not isinstance(chunk, dict) or "error" in chunk:
+            return [], None, "error inside the stream"
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if "text" not in choice else None
+            if choice.get("text") or (delta and (delta.get("content") or
+                                                 delta.get("reasoning_content"))):
+                times.append(ev.t)
+                break
+        usage = chunk.get("usage")
+        if usage and isinstance(usage.get("completion_tokens"), int):
+            tokens = usage["completion_tokens"]
+    if not times:
+        return [], None, "no generated text"
+    return times, tokens, ""
+
+
+def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
+    """Measure a non-streamed answer (embeddings): E2E and queue only."""
+    queue = (r.timings.sent - intended) * 1000
+    if problem := _failed(r):
+        return Sample(False, problem, queue)
+    return Sample(True, "", queue, e2e_ms=(r.timings.done - r.timings.sent) * 1000, items=items)
+
+
+#: Turns a finished exchange into its Sample. Called after the level, not when the stream
+#: ends: parsing every chunk's JSON as streams finish together would stall the event loop
+#: (256 streams x 66 chunks ~ 80 ms) and delay the chunks of the streams still running.
+Finish = Callable[[], Sample]
+Send = Callable[[float], Awaitable[Finish]]  # takes the intended start time
+MAX_PENDING = 4096  # beyond this (long runs), finish the oldest at once to bound memory
+
+
+def streamed(r: Response, intended: float) -> Finish:
+    return functools.partial(stream_sample, r, intended)
+
+
+def plain(r: Response, intended: float, items: int = 1) -> Finish:
+    return functools.partial(plain_sample, r, intended, items)
+
+
+async def guarded(send: Send, intended: float) -> Finish:
+    try:
+        return await send(intended)
+    except ClientError as exc:
+        failed = Sample(False, getattr(exc, "reason", "") or exc.message)
+        return lambda: failed
+
+
+class _Collected:
+    """Finishers of a level, resolved into Samples at its end (or early past MAX_PENDING)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.done: list[Sample] = []
+        self.pending: list[Finish] = []
+
+    def add(self, finish: Finish) -> None:
+        self.pending.append(finish)
+        if len(self.pending) > self.keep:
+            self.resolve()
+
+    def resolve(self) -> list[Sample]:
+        self.done += [f() for f in self.pending]
+        self.pending = []
+        return self.done
+
+    def __len__(self) -> int:
+        return len(self.done) + len(self.pending)
+
+
+@dataclass
+class Level:
+    """The measured requests of one load level (warm-up excluded) and its wall time."""
+
+    name: str
+    samples: list[Sample]
+    wall_s: float
+    server: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> p50/p95/p99
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if s.ok]
+
+    @property
+    def error_rate(self) -> float:
+        return 1 - len(self.ok) / len(self.samples) if self.samples else 1.0
+
+    def errors(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.samples:
+            if not s.ok:
+                out[s.error] = out.get(s.error, 0) + 1
+        return out
+
+    def summary(self, metric: str) -> Summary:
+        if metric == "itl_ms":
+            return Summary.of(x for s in self.ok for x in s.itl_ms)
+        return Summary.of(v for s in self.ok if not math.isnan(v := getattr(s, metric)))
+
+    def rates(self) -> dict[str, float]:
+        wall = max(self.wall_s, 1e-9)
+        ok = self.ok
+        return {"requests_per_s": len(ok) / wall,
+                "output_tokens_per_s": sum(s.server_tokens or 0 for s in ok) / wall,
+                "items_per_s": sum(s.items for s in ok) / wall}
+
+    def goodput(self, limits: dict[str, float]) -> float:
+        """Requests/s whose own ttft_ms, tpot_ms and e2e_ms are all within ``limits``."""
+        good = [s for s in self.ok if all(
+            math.isnan(getattr(s, m)) or getattr(s, m) <= limit for m, limit in limits.items())]
+        return len(good) / max(self.wall_s, 1e-9)
+
+    def token_counts(self) -> tuple[int, int, int]:
+        """(server tokens, client chunks, requests where they differ): reported, not judged."""
+        ok = [s for s in self.ok if s.server_tokens is not None]
+        return (sum(s.server_tokens or 0 for s in ok), sum(s.client_chunks for s in ok),
+                sum(1 for s in ok if s.server_tokens != s.client_chunks))
+
+
+@contextlib.contextmanager
+def _quiet_gc(pause: bool) -> Iterator[None]:
+    """Keep garbage collection off the clock: what exists now is frozen (never garbage), and
+    a short level runs with the collector off (its pause would be a gap no stream had)."""
+    gc.freeze()
+    if pause:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if pause:
+            gc.enable()
+        gc.unfreeze()
+
+
+async def _warm(send: Send, n: int, concurrency: int) -> None:
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one() -> None:
+        async with gate:
+            await guarded(send, time.perf_counter())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def closed_loop(name: str, send: Send, concurrency: int, requests: int,
+                      duration_s: float | None = None, warmup: int = 0,
+                      keep: int = MAX_PENDING) -> Level:
+    """``concurrency`` workers, each sending its next request when the last one ends.
+
+    ``keep``: finished exchanges held unparsed until the level ends (0: parse each at once,
+    for loads whose timing does not matter and whose memory does)."""
+    await _warm(send, warmup, concurrency)
+    collected = _Collected(keep)
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        while issued < requests and time.perf_counter() < deadline:
+            issued += 1
+            collected.add(await guarded(send, time.perf_counter()))
+
+    with _quiet_gc(pause=requests <= keep):
+        started = time.perf_counter()
+        deadline = started + duration_s if duration_s else math.inf
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return Level(name, collected.resolve(), wall)
+
+
+def arrivals(rate: float, burstiness: float, seed: int) -> Callable[[], float]:
+    """Gaps between arrivals: gamma with mean 1/rate; burstiness 1 is Poisson, < 1 burstier."""
+    rng = random.Random(seed)
+    return lambda: rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+
+
+async def open_loop(name: str, send: Send, rate: float, burstiness: float, requests: int,
+                    duration_s: float | None = None, warmup: int = 0, seed: int = 0) -> Level:
+    """Requests start at their arrival times whatever is in flight (no concurrency cap)."""
+    await _warm(send, warmup, 1)
+    gap = arrivals(rate, burstiness, seed)
+    tasks: list[asyncio.Task[Finish]] = []
+    with _quiet_gc(pause=requests <= MAX_PENDING):
+        started = time.perf_counter()
+        at = started
+        for _ in range(requests):
+            at += gap()
+            if duration_s and at - started > duration_s:
+                break
+            if (delay := at - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(guarded(send, at)))
+        finished = await asyncio.gather(*tasks)
+        wall = time.perf_counter() - started
+    return Level(name, [f() for f in finished], wall)
+
+
+def histogram_buckets(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of one histogram, summed over its label sets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for s in family.samples:
+            if s.name == f"{name}_bucket":
+                le = float(s.labels["le"])
+                out[le] = out.get(le, 0.0) + s.value
+    return out
+
+
+def bucket_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """Prometheus' histogram_quantile over the counts added between two scrapes (seconds)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return NAN
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= rank:
+            if math.isinf(bound):
+                return lower  # beyond the last finite bucket: its bound is all that is known
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return NAN
+
+
+def server_view(before: str, after: str) -> dict[str, dict[str, float]]:
+    """The server's own p50/p95/p99 (ms) per metric over the level, from its histograms."""
+    out: dict[str, dict[str, float]] = {}
+    for metric, name in SERVER_HISTOGRAMS.items():
+        b, a = histogram_buckets(before, name), histogram_buckets(after, name)
+        if a:
+            out[metric] = {f"p{round(q * 100)}": bucket_quantile(q, b, a) * 1000
+                           for q in (0.5, 0.95, 0.99)}
+    return out
+
+
+def properties(level: Level) -> list[tuple[str, Any]]:
+    """Flat (name, value) pairs for JUnit properties and the JSON report."""
+    out: list[tuple[str, Any]] = [("level", level.name), ("requests", len(level.samples)),
+                                  ("error_rate", round(level.error_rate, 4))]
+    for metric in METRICS:
+        s = level.summary(metric)
+        if s.count:
+            out += [(f"{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in s.as_dict().items()
+                    if k != "count"]
+    out += [(k, round(v, 3)) for k, v in level.rates().items()]
+    server, client, differ = level.token_counts()
+    out += [("tokens_server", server), ("tokens_client_chunks", client),
+            ("token_count_mismatches", differ)]
+    for metric, quantiles in level.server.items():
+        out += [(f"server_{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in quantiles.items()]
+    return out

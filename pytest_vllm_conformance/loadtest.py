@@ -1,0 +1,134 @@
+"""The ``vllm_load`` fixture's runner: measure a load level, record it, judge it against the SLO.
+
+The bundled latency suite is a few calls to this; a user's own test can do the same:
+
+    @pytest.mark.latency(ttft_p95_ms=300, error_rate=0)
+    def test_chat_under_16_users(vllm_load):
+        vllm_load.completions(concurrency=16)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from pytest_vllm_conformance import latency, prompts, slo
+from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.latency import Level
+from pytest_vllm_conformance.options import Settings
+from pytest_vllm_conformance.stats import table
+from pytest_vllm_conformance.target import Target
+
+_EMBED_TEXT = "The quick brown fox jumps over the lazy dog"
+
+
+def level_table(level: Level) -> str:
+    """Client percentiles per metric, the server's own where it has histograms, rates."""
+    rows = [(m[:-3], level.summary(m)) for m in latency.METRICS if level.summary(m).count]
+    server = [" / ".join(f"{v:.1f}" for v in level.server.get(f"{name}_ms", {}).values()) or "-"
+              for name, _ in rows]
+    out = table(rows, label=f"{level.name} (ms)",
+                extra=[("server p50 / p95 / p99", server)])
+    rates = level.rates()
+    tokens, chunks, differ = level.token_counts()
+    out += (f"\n{len(level.ok)}/{len(level.samples)} ok in {level.wall_s:.1f} s: "
+            f"{rates['requests_per_s']:.2f} req/s, {rates['output_tokens_per_s']:.1f} output "
+            f"tokens/s, {rates['items_per_s']:.2f} items/s")
+    if tokens:
+        out += (f"\noutput tokens: server (usage) {tokens}, client (text chunks) {chunks}, "
+                f"differing in {differ} requests")
+    return out
+
+
+class LoadRunner:
+    """Runs load levels against the target with the run's settings and the test's SLO."""
+
+    def __init__(self, client: Client, target: Target, settings: Settings,
+                 request: pytest.FixtureRequest) -> None:
+        self.client, self.target, self.settings, self.request = client, target, settings, request
+        self.perf = settings.perf
+        self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"))
+        self._prompts = itertools.cycle(prompts.load(settings.prompts))
+
+    # -- senders ------------------------------------------------------------------------------
+    def completion_sender(self, max_tokens: int) -> latency.Send:
+        aio = self.client.aio
+
+        async def send(intended: float) -> latency.Finish:
+            body = {"model": self.target.model, "prompt": next(self._prompts).text,
+                    "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                    "stream_options": {"include_usage": True}}
+            return latency.streamed(await aio.stream("/v1/completions", body), intended)
+
+        return send
+
+    def embedding_sender(self, model: str, batch: int) -> latency.Send:
+        aio = self.client.aio
+        url = self.settings.embedding_url
+        inputs: Any = [f"{_EMBED_TEXT} ({i})" for i in range(batch)] if batch > 1 else _EMBED_TEXT
+
+        async def send(intended: float) -> latency.Finish:
+            r = await aio.post("/v1/embeddings", {"model": model, "input": inputs},
+                               base_url=url)
+            return latency.plain(r, intended, items=batch)
+
+        return send
+
+    # -- levels -------------------------------------------------------------------------------
+    def _scrape(self) -> str:
+        try:
+            r = self.client.get("/metrics")
+        except Exception:  # a missing or broken /metrics only loses the cross-check
+            return ""
+        return r.body.decode("utf-8", "replace") if r.status == 200 else ""
+
+    def _run(self, level_coro: Any, embeddings: bool) -> Level:
+        before = "" if embeddings else self._scrape()
+        level: Level = self.client.run(level_coro)
+        if before:
+            try:
+                level.server = latency.server_view(before, self._scrape())
+            except ValueError:
+                level.server = {}
+        return level
+
+    def _judge(self, level: Level, embeddings: bool) -> Level:
+        text = level_table(level)
+        rows = slo.judge(level, self.slo, embeddings)
+        props = self.request.node.user_properties
+        props.extend((f"{level.name}: {k}", v) for k, v in latency.properties(level))
+        props.extend((f"{level.name}: slo {k}", f"{m:.4g} vs {a:g}") for k, m, a, _ in rows)
+        self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
+        slo.enforce(level, self.slo, embeddings, detail=text)
+        return level
+
+    def completions(self, *, concurrency: int | None = None, rate: float | None = None,
+                    burstiness: float | None = None, requests: int | None = None,
+                    max_tokens: int | None = None) -> Level:
+        """Streamed /v1/completions at a concurrency level, or at an open-loop rate."""
+        p = self.perf
+        send = self.completion_sender(max_tokens or p.max_tokens)
+        n = requests or p.requests
+        if rate is not None:
+            shape = burstiness or p.burstiness
+            coro = latency.open_loop(f"rate {rate:g}/s, burstiness {shape:g}", send, rate,
+                                     shape, n, p.duration_s, p.warmup)
+        else:
+            c = concurrency or 1
+            coro = latency.closed_loop(f"concurrency {c}", send, c, n, p.duration_s, p.warmup)
+        return self._judge(self._run(coro, embeddings=False), embeddings=False)
+
+    def embeddings(self, *, batch: int = 1, concurrency: int = 8,
+                   requests: int | None = None) -> Level:
+        """/v1/embeddings with ``batch`` inputs per request at a concurrency level."""
+        model = self.settings.embedding_model
+        if not model:
+            pytest.skip("no --vllm-embedding-model given: embeddings latency not measured")
+        p = self.perf
+        send = self.embedding_sender(model, batch)
+        coro = latency.closed_loop(f"embeddings batch {batch}, concurrency {concurrency}",
+                                   send, concurrency, requests or p.requests, p.duration_s,
+                                   p.warmup)
+        return self._judge(self._run(coro, embeddings=True), embeddings=True)

@@ -1,0 +1,156 @@
+"""Server memory under sustained load: where it is read, and a robust fit of its growth.
+
+Sources, best first: the resident memory of every process of a server the plugin started
+(psutil, the whole process tree: vLLM runs an API server, an engine core and workers), then
+``process_resident_memory_bytes`` from the server's ``/metrics`` (the API server process
+only, which is what a remote URL allows). The harness's own RSS is sampled alongside so a
+leak in the client is not blamed on the server.
+
+The decision is statistical: after the warm-up, the Theil-Sen slope of memory over time
+(the median of all pairwise slopes: one spike or a step from a cache filling cannot drag
+it) with Sen's confidence interval from Kendall's tau; growth fails only when the whole
+interval lies above the allowed MB/hour. Hand-written (30 lines) rather than taking
+scipy.stats.theilslopes: scipy is a large dependency for one function; the project's
+tests check the slope on exact lines and outliers and the interval's coverage by simulation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Slope and its confidence interval, in MB per hour."""
+
+    slope: float
+    low: float
+    high: float
+    intercept_mb: float
+
+
+def theil_sen(ts: list[float], ys: list[float], confidence: float = 0.95) -> Fit:
+    """Theil-Sen slope of ``ys`` (MB) over ``ts`` (s) with Sen's interval; result in MB/h."""
+    n = len(ts)
+    slopes = sorted((ys[j] - ys[i]) / (ts[j] - ts[i])
+                    for i in range(n) for j in range(i + 1, n) if ts[j] != ts[i])
+    if not slopes:
+        return Fit(math.nan, math.nan, math.nan, math.nan)
+    m = len(slopes)
+    mid = m // 2
+    slope = slopes[mid] if m % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+    from statistics import NormalDist
+
+    # Sen (1968): the interval's ranks from the variance of Kendall's S (ties ignored)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
+    lo = max(0, min(m - 1, math.floor((m - c) / 2)))
+    hi = max(0, min(m - 1, math.ceil((m + c) / 2)))
+    intercept = sorted(y - slope * t for t, y in zip(ts, ys, strict=True))[n // 2]
+    return Fit(slope * 3600, slopes[lo] * 3600, slopes[hi] * 3600, intercept)
+
+
+@dataclass
+class MemoryRun:
+    """The samples of one window: (seconds since start, server bytes, harness bytes)."""
+
+    source: str
+    warmup_s: float
+    samples: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def _series(self, column: int) -> tuple[list[float], list[float]]:
+        kept = [s for s in self.samples if s[0] >= self.warmup_s]
+        return [s[0] for s in kept], [s[column] / MB for s in kept]
+
+    def server_fit(self) -> Fit:
+        return theil_sen(*self._series(1))
+
+    def harness_fit(self) -> Fit:
+        return theil_sen(*self._series(2))
+
+    def write_csv(self, path: Path) -> None:
+        lines = ["seconds,server_bytes,harness_bytes"]
+        lines += [f"{t:.3f},{s:.0f},{h:.0f}" for t, s, h in self.samples]
+        path.write_text("\n".join(lines) + "\n")
+
+    def plot(self, path: Path, allowed_mb_h: float) -> bool:
+        """The memory curve with the fitted slope; False when matplotlib is not installed."""
+        try:
+            import matplotlib
+        except ImportError:
+            return False
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fit = self.server_fit()
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.plot([s[0] for s in self.samples], [s[1] / MB for s in self.samples], ".",
+                ms=3, label=f"server ({self.source})")
+        ts, _ = self._series(1)
+        if ts and math.isfinite(fit.slope):
+            ax.plot(ts, [fit.intercept_mb + fit.slope / 3600 * t for t in ts], "-",
+                    label=f"Theil-Sen {fit.slope:+.1f} MB/h [{fit.low:+.1f}, {fit.high:+.1f}]")
+        ax.axvline(self.warmup_s, color="grey", ls=":", label="end of warm-up")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("MB")
+        ax.set_title(f"server memory under load (allowed growth {allowed_mb_h:g} MB/h)")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return True
+
+
+def process_tree_rss(pid: int) -> Callable[[], float | None]:
+    """Resident bytes of ``pid`` and all its descendants (None once it is gone)."""
+    import psutil
+
+    def read() -> float | None:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return None
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return float(total)
+
+    return read
+
+
+def own_rss() -> float:
+    """This process's resident bytes (the harness)."""
+    import psutil
+
+    return float(psutil.Process(os.getpid()).memory_info().rss)
+
+
+def metrics_rss(text: str) -> float | None:
+    """``process_resident_memory_bytes`` summed over series, from /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = None
+    for family in text_string_to_metric_families(text):
+        if family.name == "process_resident_memory_bytes":
+            total = sum(s.value for s in family.samples)
+    return total
+
+
+def parse_duration(raw: str) -> float:
+    """``90``, ``90s``, ``10m``, ``24h`` -> seconds; ValueError otherwise."""
+    text = raw.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+    value = float(text[:-1] if scale else text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(raw)
+    return value * (scale or 1)

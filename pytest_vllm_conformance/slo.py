@@ -1,0 +1,130 @@
+"""Service-level objectives: where limits come from, how a level is judged, the table shown.
+
+Keys (all optional):
+
+- ``<metric>_<stat>_ms`` with metric ttft, itl, tpot, e2e or queue and stat p50, p90, p95,
+  p99, mean or max: an upper limit for generation requests;
+- ``embeddings_<stat>_ms``: an upper limit on embedding requests' E2E latency;
+- ``error_rate``: the largest fraction of failed requests (every level, every endpoint);
+- ``min_rps``, ``min_tokens_per_s``: lower limits on generation throughput per level;
+- ``embeddings_per_s``: a lower limit on embedded inputs per second.
+
+Limits come from, later winning: the default profile (:data:`DEFAULTS`, the classic service
+targets), ``--vllm-slo`` / ini ``vllm_slo`` (``none`` drops the defaults), and the
+``latency`` marker's keyword arguments on a test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # read at option-parsing time: keep the client out of the plugin's import
+    from pytest_vllm_conformance.latency import Level
+
+#: The classic service targets: 100-token completions p95 under 5 s, embeddings p95 under
+#: 500 ms and at least 100 embeddings/s, no errors at any level (50 concurrent users included).
+DEFAULTS: dict[str, float] = {"e2e_p95_ms": 5000.0, "embeddings_p95_ms": 500.0,
+                              "embeddings_per_s": 100.0, "error_rate": 0.0}
+_STATS = ("p50", "p90", "p95", "p99", "mean", "max")
+_KEY = re.compile(rf"(ttft|itl|tpot|e2e|queue|embeddings)_({'|'.join(_STATS)})_ms")
+_RATES = {"min_rps": "requests_per_s", "min_tokens_per_s": "output_tokens_per_s",
+          "embeddings_per_s": "items_per_s"}
+
+
+def valid_key(key: str) -> bool:
+    return bool(_KEY.fullmatch(key)) or key in _RATES or key == "error_rate"
+
+
+def parse(text: str, where: str = "--vllm-slo") -> dict[str, float] | None:
+    """``key=value,key=value`` -> limits; ``none`` -> None (no defaults)."""
+    if text.strip().lower() == "none":
+        return None
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not sep or not valid_key(key.strip()) or not math.isfinite(value) or value < 0:
+            raise pytest.UsageError(
+                f"{where}: {item!r} is not KEY=NUMBER with a known key (e.g. ttft_p95_ms=500, "
+                "e2e_p99_ms=8000, error_rate=0.01, min_rps=2, embeddings_per_s=100).")
+        out[key.strip()] = value
+    return out
+
+
+def limits(configured: dict[str, float] | None, marker: pytest.Mark | None) -> dict[str, float]:
+    """The limits for one test: defaults, then the options, then its marker.
+
+    ``configured`` is what --vllm-slo gave: ``{}`` when not given, None for ``none``."""
+    out = {} if configured is None else {**DEFAULTS, **configured}
+    for key, value in (marker.kwargs.items() if marker else ()):
+        if not valid_key(key):
+            raise pytest.UsageError(f"@pytest.mark.latency: unknown SLO key {key!r}.")
+        out[key] = float(value)
+    return out
+
+
+def _measured(level: Level, key: str, embeddings: bool) -> float | None:
+    if key == "error_rate":
+        return level.error_rate
+    if key in _RATES:
+        if (key == "embeddings_per_s") != embeddings:
+            return None
+        return level.rates()[_RATES[key]]
+    metric, stat = _KEY.fullmatch(key).groups()  # type: ignore[union-attr]
+    if (metric == "embeddings") != embeddings:
+        return None
+    summary = level.summary("e2e_ms" if embeddings else f"{metric}_ms")
+    return float(getattr(summary, stat)) if summary.count else None
+
+
+def judge(level: Level, slo: dict[str, float], embeddings: bool = False
+          ) -> list[tuple[str, float, float, bool]]:
+    """(key, measured, allowed, met) for every limit that applies to this level."""
+    rows = []
+    for key, allowed in sorted(slo.items()):
+        measured = _measured(level, key, embeddings)
+        if measured is None:
+            continue
+        lower_bound = key in _RATES
+        met = measured >= allowed if lower_bound else measured <= allowed
+        rows.append((key, measured, allowed, met))
+    return rows
+
+
+def table(rows: list[tuple[str, float, float, bool]]) -> str:
+    lines = ["| SLO | measured | allowed | |", "|---|---|---|---|"]
+    for key, measured, allowed, met in rows:
+        sign = ">=" if key in _RATES else "<="
+        lines.append(f"| {key} | {measured:.4g} | {sign} {allowed:.4g} | "
+                     f"{'ok' if met else 'MISSED'} |")
+    return "\n".join(lines)
+
+
+def enforce(level: Level, slo: dict[str, float], embeddings: bool = False,
+            detail: str = "") -> list[tuple[str, float, float, bool]]:
+    """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed."""
+    from pytest_vllm_conformance.failures import CheckFailure, Severity
+
+    rows = judge(level, slo, embeddings)
+    missed = [r for r in rows if not r[3]]
+    if missed:
+        errors = level.errors()
+        why = "".join(f"\n  {n}x {e}" for e, n in sorted(errors.items(), key=lambda x: -x[1]))
+        raise CheckFailure(
+            "Latency SLO missed" if any(r[0] != "error_rate" for r in missed)
+            else "Requests failed under load",
+            path=level.name,
+            expected=", ".join(f"{k} {'>=' if k in _RATES else '<='} {a:g}"
+                               for k, _, a, _ in missed),
+            received=", ".join(f"{k} = {m:.4g}" for k, m, _, _ in missed),
+            severity=Severity.HIGH,
+            detail=table(rows) + (f"\n\nerrors:{why}" if why else "") +
+                   (f"\n\n{detail}" if detail else ""))
+    return rows

@@ -1,0 +1,116 @@
+"""Server memory stays flat under sustained load (a leak fails; a warm-up plateau does not).
+
+For --vllm-memory-duration the server gets --vllm-memory-concurrency streamed completions
+in flight while its memory is sampled ~150 times; the first 20% is warm-up (caches and
+pools filling). The Theil-Sen slope of the rest, with its 95% interval, must not lie wholly
+above --vllm-memory-max-growth MB/hour, unless the fitted growth over the measured window is
+below --vllm-memory-min-growth MB: allocators grow in steps of several MB, and in a one-minute
+window one such step is no evidence of a leak (over hours the floor stops mattering). The
+samples (CSV) and a plot go to the output dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from pytest_vllm_conformance import latency, memory
+from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.loadtest import LoadRunner
+
+pytestmark = pytest.mark.memory
+
+WARMUP_SHARE = 0.2
+SAMPLES = 150
+
+
+def _source(client: Client, request: pytest.FixtureRequest
+            ) -> tuple[str, Callable[[], Awaitable[float | None]]]:
+    """How this server's memory can be read, best first; skip (with why) when it cannot."""
+    from pytest_vllm_conformance.plugin import SESSION_KEY
+
+    server = request.config.stash[SESSION_KEY].server
+    if server is not None and getattr(server, "proc", None) is not None:
+        read_tree = memory.process_tree_rss(server.proc.pid)
+
+        async def tree() -> float | None:
+            return read_tree()
+
+        return "RSS of the started server's process tree", tree
+    r = client.get("/metrics")
+    if r.status == 200 and memory.metrics_rss(r.body.decode("utf-8", "replace")) is not None:
+
+        async def scrape() -> float | None:
+            got = await client.aio.get("/metrics")
+            return memory.metrics_rss(got.body.decode("utf-8", "replace")) if (
+                got.status == 200) else None
+
+        return "process_resident_memory_bytes from /metrics", scrape
+    pytest.skip("no way to read this server's memory: it was not started by the plugin and "
+                "its /metrics has no process_resident_memory_bytes")
+
+
+def test_server_memory_is_stable_under_sustained_load(
+        vllm_client: Client, vllm_load: LoadRunner, request: pytest.FixtureRequest) -> None:
+    perf = vllm_load.perf
+    duration = perf.memory_duration_s
+    source, read = _source(vllm_client, request)
+    run = memory.MemoryRun(source, warmup_s=duration * WARMUP_SHARE)
+    interval = min(60.0, max(0.1, duration / SAMPLES))
+    send = vllm_load.completion_sender(32)
+
+    async def window() -> latency.Level:
+        load = asyncio.ensure_future(latency.closed_loop(
+            "memory load", send, perf.memory_concurrency, 10**9, duration, keep=0))
+        started = time.perf_counter()
+        while not load.done():
+            value = await read()
+            if value is not None:
+                run.samples.append((time.perf_counter() - started, value, memory.own_rss()))
+            await asyncio.sleep(interval)
+        return await load
+
+    level = vllm_client.run(window())
+    fit, own = run.server_fit(), run.harness_fit()
+    out = vllm_load.settings.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "memory-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    run.write_csv(out / f"{stem}.csv")
+    plotted = run.plot(out / f"{stem}.png", perf.memory_max_growth)
+    props = request.node.user_properties
+    props += [("memory source", source), ("memory samples", len(run.samples)),
+              ("memory slope MB/h", round(fit.slope, 2)),
+              ("memory slope 95% low MB/h", round(fit.low, 2)),
+              ("memory slope 95% high MB/h", round(fit.high, 2)),
+              ("harness slope MB/h", round(own.slope, 2)),
+              ("memory load requests", len(level.samples)),
+              ("memory load error rate", round(level.error_rate, 4))]
+    summary = (f"{source}: {len(run.samples)} samples over {duration:g} s "
+               f"(first {run.warmup_s:g} s warm-up), {len(level.ok)} requests served; "
+               f"server {fit.slope:+.1f} MB/h [95%: {fit.low:+.1f}, {fit.high:+.1f}], "
+               f"harness {own.slope:+.1f} MB/h; samples in {out / stem}.csv"
+               + (f", plot {out / stem}.png" if plotted else ""))
+    request.node.add_report_section("call", "memory", summary)
+    if len(run.samples) < 10:
+        raise CheckFailure("Server memory could not be sampled", expected=">= 10 samples",
+                           received=f"{len(run.samples)} samples", detail=summary,
+                           severity=Severity.MEDIUM)
+    if not level.ok:
+        raise CheckFailure("Requests failed under load", path="memory load",
+                           expected="requests succeed", received=str(level.errors())[:300],
+                           severity=Severity.HIGH)
+    grown = fit.slope * (duration - run.warmup_s) / 3600
+    if fit.low > perf.memory_max_growth and grown >= perf.memory_min_growth:
+        blame = ("\nthe harness itself grew too: look at the client before the server"
+                 if own.low > perf.memory_max_growth else "")
+        raise CheckFailure(
+            "Server memory grows under load", path=source,
+            expected=f"growth <= {perf.memory_max_growth:g} MB/h",
+            received=f"{fit.slope:+.1f} MB/h (95% interval {fit.low:+.1f} to {fit.high:+.1f}), "
+                     f"{grown:+.0f} MB over the measured {duration - run.warmup_s:g} s",
+            severity=Severity.HIGH, detail=summary + blame)
