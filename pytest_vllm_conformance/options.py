@@ -133,6 +133,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="where server logs and reports are written. "
              f"Default: {DEFAULT_OUTPUT_DIR} (ini: vllm_output_dir).",
     )
+    group.addoption(
+        "--vllm-json", default=None, metavar="PATH",
+        help="write the results as JSON (schema pytest-vllm-conformance/results/1) to PATH; "
+             "'none' writes nothing. Default: results.json in the output dir (ini: vllm_json).",
+    )
+    parser.addini("vllm_json", "path of the JSON results file", default="")
     perf_options.add_options(group, parser)
     parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
     parser.addini("vllm_serve", "model for a locally started vLLM server", default="")
@@ -181,6 +187,7 @@ class Settings:
     prompts: Path | None = None
     output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
     perf: perf_options.PerfSettings = field(default_factory=perf_options.PerfSettings)
+    json_path: Path | None = None
 
     @property
     def has_target(self) -> bool:
@@ -204,6 +211,7 @@ class Settings:
         )
         root = Path(config.invocation_params.dir)
         ready = pick("vllm_ready_timeout", "vllm_ready_timeout")
+        output_dir = root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR)
         return cls(
             urls=urls,
             serve=serve,
@@ -231,8 +239,9 @@ class Settings:
                 pick("vllm_determinism_concurrency", "vllm_determinism_concurrency"),
                 "--vllm-determinism-concurrency", DEFAULT_DETERMINISM_CONCURRENCY),
             prompts=_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
-            output_dir=root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR),
+            output_dir=output_dir,
             perf=perf_options.PerfSettings.read(pick),
+            json_path=_json_path(pick("vllm_json", "vllm_json"), root, output_dir),
         )
 
 
@@ -267,6 +276,12 @@ def redact_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]).geturl()
+
+
+def _json_path(raw: Any, root: Path, output_dir: Path) -> Path | None:
+    if raw is None:
+        return output_dir / "results.json"
+    return None if str(raw).strip().lower() == "none" else root / str(raw)
 
 
 def _seconds(raw: Any, option: str, default: float) -> float:

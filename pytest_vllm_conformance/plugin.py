@@ -67,6 +67,13 @@ def pytest_configure(config: pytest.Config) -> None:
         state = ConformanceSession(config, settings)
         config.stash[SESSION_KEY] = state
         config.pluginmanager.register(state, "vllm-conformance-session")
+        if not hasattr(config, "workerinput"):  # the controller sees every worker's reports
+            from pytest_vllm_conformance.results import ResultsRecorder
+
+            suites = tuple(m for m in MARKERS if m not in ("compliance", "errors"))
+            recorder = ResultsRecorder(config, state, settings.json_path,
+                                       (*suites, "compliance", "errors"))
+            config.pluginmanager.register(recorder, "vllm-conformance-results")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

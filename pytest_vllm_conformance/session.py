@@ -108,6 +108,14 @@ class ConformanceSession:
         report = yield
         exc = call.excinfo.value if call.excinfo is not None else None
         if isinstance(exc, CheckFailure | ClientError):
+            from pytest_vllm_conformance.results import failure_properties
+
+            props = failure_properties(exc) if isinstance(exc, CheckFailure) else [
+                ("failure_title", exc.title), ("failure_severity", "HIGH"),
+                ("failure_expected", ""), ("failure_received", exc.message),
+                ("failure_curl", exc.curl)]
+            report.user_properties.extend(props)  # this report's copy, for the JSON
+            item.user_properties.extend(props)  # the teardown report's, which JUnit writes
             text = exc.render() if isinstance(exc, CheckFailure) else render_client_error(exc)
             notes = getattr(exc, "__notes__", [])  # Hypothesis: the example that failed
             report.longrepr = "\n".join([text, *notes])

@@ -1,0 +1,177 @@
+"""The run's results: a versioned JSON file for dashboards and a summary in the terminal.
+
+Collected on the controller from test reports (so pytest-xdist workers' results arrive too):
+each test's outcome, duration, measurements (its ``user_properties``, the same ones pytest's
+JUnit XML carries) and, for a failed check, its title, severity, expected, received and curl.
+The JSON follows ``schemas/results-1.schema.json``; the schema id names its version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_vllm_conformance.session import ConformanceSession
+
+SCHEMA_ID = "pytest-vllm-conformance/results/1"
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "results-1.schema.json"
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+FAILURE_FIELDS = ("title", "severity", "expected", "received", "curl")
+
+
+def failure_properties(exc: Any) -> list[tuple[str, str]]:
+    """The JUnit/JSON properties naming a failed check (first of a group, all titles)."""
+    from pytest_vllm_conformance.failures import FailureGroup
+
+    first = exc.failures[0][0] if isinstance(exc, FailureGroup) else exc
+    out = [(f"failure_{name}", str(getattr(first, name) or "")) for name in FAILURE_FIELDS]
+    out[1] = ("failure_severity", exc.severity.name)
+    if isinstance(exc, FailureGroup):
+        out.append(("failure_titles", "; ".join(sorted({f.title for f, _ in exc.failures}))))
+    return out
+
+
+class ResultsRecorder:
+    """Registered on the controller when a target is given; writes JSON, prints the summary."""
+
+    def __init__(self, config: pytest.Config, state: ConformanceSession, path: Path | None,
+                 suites: tuple[str, ...]) -> None:
+        self.config, self.state, self.path, self.suites = config, state, path, suites
+        self.tests: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+
+    # -- collection of reports ----------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.tests.setdefault(report.nodeid, {
+            "nodeid": report.nodeid, "suite": self._suite(report), "outcome": "passed",
+            "duration_s": 0.0, "properties": {}, "failure": None, "skip_reason": None})
+        entry["duration_s"] = round(entry["duration_s"] + report.duration, 6)
+        entry["properties"] = {str(k): _plain(v) for k, v in report.user_properties
+                               if not str(k).startswith("failure_")}
+        if report.failed:
+            entry["outcome"] = "failed" if report.when == "call" else "error"
+            props = dict(report.user_properties)
+            if "failure_title" in props:
+                entry["failure"] = {name: str(props.get(f"failure_{name}", ""))
+                                    for name in FAILURE_FIELDS}
+            else:
+                entry["failure"] = {"title": "Test error" if report.when != "call" else
+                                    "Test failed", "severity": "HIGH", "expected": "",
+                                    "received": str(report.longreprtext).strip()[-600:],
+                                    "curl": ""}
+        elif report.skipped and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+            longrepr = report.longrepr
+            entry["skip_reason"] = str(longrepr[2] if isinstance(longrepr, tuple) else
+                                       longrepr).removeprefix("Skipped: ")
+
+    def _suite(self, report: pytest.TestReport) -> str:
+        return next((s for s in self.suites if s in report.keywords), "other")
+
+    # -- the outputs ----------------------------------------------------------------------------
+    def document(self) -> dict[str, Any]:
+        from pytest_vllm_conformance import __version__
+
+        tests = list(self.tests.values())
+        counts = Counter(t["outcome"] for t in tests)
+        matrix: dict[str, dict[str, int]] = {}
+        for t in tests:
+            row = matrix.setdefault(t["suite"], {"passed": 0, "failed": 0, "skipped": 0,
+                                                 "error": 0})
+            row[t["outcome"]] += 1
+        target = self.state.target
+        return {
+            "schema": SCHEMA_ID,
+            "harness": {"name": "pytest-vllm-conformance", "version": __version__},
+            "target": {
+                "url": target.display_url if target else None,
+                "engine": target.engine.name if target else None,
+                "engine_version": target.engine.version if target else None,
+                "model": target.model if target else None,
+                "system_fingerprint": target.engine.fingerprint if target else None,
+            },
+            "profile": self.state.profile if target else None,
+            "options": _options(self.state),
+            "started": dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(),
+            "duration_s": round(time.time() - self.started, 3),
+            "verdict": "fail" if counts["failed"] or counts["error"] else (
+                "pass" if counts["passed"] else "incomplete"),
+            "counts": {k: counts[k] for k in ("passed", "failed", "skipped", "error")},
+            "matrix": matrix,
+            "failures_by_title": self.failures_by_title(),
+            "tests": tests,
+        }
+
+    def failures_by_title(self) -> list[dict[str, Any]]:
+        """Failures grouped by title, the most severe first, then the most frequent."""
+        groups: dict[str, dict[str, Any]] = {}
+        for t in self.tests.values():
+            if t["failure"] is None:
+                continue
+            g = groups.setdefault(t["failure"]["title"], {
+                "title": t["failure"]["title"], "severity": t["failure"]["severity"],
+                "count": 0, "tests": []})
+            g["count"] += 1
+            g["tests"].append(t["nodeid"])
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        return sorted(groups.values(), key=lambda g: (rank.get(g["severity"], 9), -g["count"],
+                                                      g["title"]))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.path is None or not self.tests:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.document(), indent=2) + "\n")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.tests:
+            return
+        doc = self.document()
+        tr = terminalreporter
+        tr.section("vllm-conformance", sep="=")
+        for suite, row in doc["matrix"].items():
+            parts = [f"{n} {k}" for k, n in row.items() if n]
+            tr.write_line(f"{suite:<14} {', '.join(parts)}")
+        for g in doc["failures_by_title"]:
+            tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
+                          f"{'s' if g['count'] != 1 else ''}")
+        where = f"; results in {self.path}" if self.path else ""
+        tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numbers, strings, booleans and None stay; sequences and maps recurse."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def _options(state: ConformanceSession) -> dict[str, Any]:
+    """The run's settings, minus the key; URLs already carry no credentials."""
+    from pytest_vllm_conformance.options import redact_url
+
+    settings = state.settings
+    out: dict[str, Any] = {}
+    for f in fields(settings):
+        if f.name in ("api_key", "perf"):
+            continue
+        value = getattr(settings, f.name)
+        if f.name in ("urls", "embedding_url") and value:
+            value = [redact_url(u) for u in value] if f.name == "urls" else redact_url(value)
+        out[f.name] = _plain(value)
+    out["api_key_given"] = settings.api_key is not None
+    out["perf"] = {f.name: _plain(getattr(settings.perf, f.name)) for f in fields(settings.perf)}
+    return out
