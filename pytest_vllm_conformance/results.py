@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SCHEMA_ID = "pytest-vllm-conformance/results/1"
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "results-1.schema.json"
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-FAILURE_FIELDS = ("title", "severity", "expected", "received", "curl")
+FAILURE_FIELDS = ("title", "severity", "expected", "received", "curl", "detail")
 
 
 def failure_properties(exc: Any) -> list[tuple[str, str]]:
@@ -66,7 +66,7 @@ class ResultsRecorder:
                 entry["failure"] = {"title": "Test error" if report.when != "call" else
                                     "Test failed", "severity": "HIGH", "expected": "",
                                     "received": str(report.longreprtext).strip()[-600:],
-                                    "curl": ""}
+                                    "curl": "", "detail": ""}
         elif report.skipped and entry["outcome"] == "passed":
             entry["outcome"] = "skipped"
             longrepr = report.longrepr
@@ -127,10 +127,17 @@ class ResultsRecorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.path is None or not self.tests:
+        if not self.tests:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.document(), indent=2) + "\n")
+        doc = self.document()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(doc, indent=2) + "\n")
+        html = self.state.settings.html_path
+        if html is not None:
+            from pytest_vllm_conformance import html_report
+
+            html_report.write(doc, html)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
@@ -144,7 +151,8 @@ class ResultsRecorder:
         for g in doc["failures_by_title"]:
             tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
                           f"{'s' if g['count'] != 1 else ''}")
-        where = f"; results in {self.path}" if self.path else ""
+        written = [str(p) for p in (self.path, self.state.settings.html_path) if p]
+        where = f"; results in {', '.join(written)}" if written else ""
         tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
 
 

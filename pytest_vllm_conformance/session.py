@@ -113,7 +113,7 @@ class ConformanceSession:
             props = failure_properties(exc) if isinstance(exc, CheckFailure) else [
                 ("failure_title", exc.title), ("failure_severity", "HIGH"),
                 ("failure_expected", ""), ("failure_received", exc.message),
-                ("failure_curl", exc.curl)]
+                ("failure_curl", exc.curl), ("failure_detail", "")]
             report.user_properties.extend(props)  # this report's copy, for the JSON
             item.user_properties.extend(props)  # the teardown report's, which JUnit writes
             text = exc.render() if isinstance(exc, CheckFailure) else render_client_error(exc)

@@ -103,6 +103,8 @@ def test_a_burst_of_identical_requests_gives_one_output(
     found = det.compare(outcomes)
     record_property(("determinism_distinct_outputs", len(found.counts) if found else 1))
     record_property(("determinism_requests", n))
+    if found:
+        record_property(("determinism_divergence_position", found.position))
     _diverged(f"{n} identical requests ({c} in flight) gave different outputs", outcomes,
               det.power_statement(n * len(prompts.load(vllm_settings.prompts))))
     record_property(("determinism_logprob_drift_max",

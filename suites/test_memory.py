@@ -89,7 +89,10 @@ def test_server_memory_is_stable_under_sustained_load(
               ("memory slope 95% high MB/h", round(fit.high, 2)),
               ("harness slope MB/h", round(own.slope, 2)),
               ("memory load requests", len(level.samples)),
-              ("memory load error rate", round(level.error_rate, 4))]
+              ("memory load error rate", round(level.error_rate, 4)),
+              ("memory csv", str(out / f"{stem}.csv"))]
+    if plotted:
+        props.append(("memory plot", str(out / f"{stem}.png")))
     summary = (f"{source}: {len(run.samples)} samples over {duration:g} s "
                f"(first {run.warmup_s:g} s warm-up), {len(level.ok)} requests served; "
                f"server {fit.slope:+.1f} MB/h [95%: {fit.low:+.1f}, {fit.high:+.1f}], "

@@ -34,6 +34,9 @@ from tests.faults import FAULTS
 
 MODEL = "fault-model"
 MB = 1024 * 1024
+#: What a hostile server could send to run code in a report that does not escape it.
+INJECTION = ("<script>document.title='PWNED'</script>"
+             "<img src=x onerror=\"document.title='PWNED'\">")
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
@@ -165,6 +168,8 @@ class FaultServer:
         return PlainTextResponse("")
 
     async def version(self, request: Request) -> Response:
+        if self.on("html_injection"):
+            return JSONResponse({"version": INJECTION})
         return JSONResponse({"version": "fault-0.1"})
 
     async def models(self, request: Request) -> Response:
@@ -190,7 +195,8 @@ class FaultServer:
         if self.on("hang"):
             await asyncio.sleep(3600)
         if self.on("completions_500"):
-            return self._error(BadRequest("internal failure", status=500))
+            message = INJECTION if self.on("html_injection") else "internal failure"
+            return self._error(BadRequest(message, status=500))
         if self.on("errors_under_load") and self._inflight >= 4:
             return self._error(BadRequest("server overloaded, try again later", status=503))
         prompts = params["prompts"]

@@ -70,6 +70,7 @@ FAULTS: dict[str, str] = {
     "slow_first_token": "the first token comes 1.5 s late",
     "slow_tokens": "every token takes 60 ms",
     "errors_under_load": "with 4 or more requests in flight, new ones get a 503",
+    "html_injection": "/version and error messages carry <script> and onerror payloads",
     "embed_slow": "embedding requests take 0.6 s",
     "memory_grows": "process_resident_memory_bytes on /metrics grows by 16 MB a second",
 }

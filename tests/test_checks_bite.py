@@ -148,7 +148,8 @@ MORE_BITES: list[tuple[str, str, str, list[str]]] = [
 ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
 ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body", "echo_key",
-             "stream_stalls", "replica_differs"}  # the last: tests/test_determinism_suite.py
+             "stream_stalls", "replica_differs",  # tests/test_determinism_suite.py
+             "html_injection"}  # tests/test_html_report.py
 
 
 def test_every_fault_has_a_check() -> None:
