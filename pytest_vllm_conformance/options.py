@@ -145,6 +145,18 @@ def add_options(parser: pytest.Parser) -> None:
              "Default: report.html in the output dir (ini: vllm_html).",
     )
     parser.addini("vllm_html", "path of the HTML report", default="")
+    for name, metavar, text, default in (
+        ("openmetrics", "PATH", "write the measurements as OpenMetrics text to PATH; 'none' "
+         "writes nothing", "metrics.txt in the output dir"),
+        ("pushgateway", "URL", "also push them to this Prometheus Pushgateway", "none"),
+        ("pool-id", "ID", "the pool_id label of the exported metrics", "default"),
+        ("replica-id", "ID", "the replica_id label of the exported metrics", "the target's "
+         "host:port"),
+    ):
+        ini = "vllm_" + name.replace("-", "_")
+        group.addoption(f"--vllm-{name}", default=None, metavar=metavar,
+                        help=f"{text}. Default: {default} (ini: {ini}).")
+        parser.addini(ini, text, default="")
     perf_options.add_options(group, parser)
     parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
     parser.addini("vllm_serve", "model for a locally started vLLM server", default="")
@@ -195,6 +207,10 @@ class Settings:
     perf: perf_options.PerfSettings = field(default_factory=perf_options.PerfSettings)
     json_path: Path | None = None
     html_path: Path | None = None
+    openmetrics_path: Path | None = None
+    pushgateway: str | None = None
+    pool_id: str = "default"
+    replica_id: str | None = None
 
     @property
     def has_target(self) -> bool:
@@ -219,6 +235,7 @@ class Settings:
         root = Path(config.invocation_params.dir)
         ready = pick("vllm_ready_timeout", "vllm_ready_timeout")
         output_dir = root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR)
+        gateway = pick("vllm_pushgateway", "vllm_pushgateway")
         return cls(
             urls=urls,
             serve=serve,
@@ -250,6 +267,11 @@ class Settings:
             perf=perf_options.PerfSettings.read(pick),
             json_path=_out_path(pick("vllm_json", "vllm_json"), root, output_dir, "results.json"),
             html_path=_out_path(pick("vllm_html", "vllm_html"), root, output_dir, "report.html"),
+            openmetrics_path=_out_path(pick("vllm_openmetrics", "vllm_openmetrics"), root,
+                                       output_dir, "metrics.txt"),
+            pushgateway=normalise_url(gateway, "--vllm-pushgateway") if gateway else None,
+            pool_id=pick("vllm_pool_id", "vllm_pool_id") or "default",
+            replica_id=pick("vllm_replica_id", "vllm_replica_id"),
         )
 
 

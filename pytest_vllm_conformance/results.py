@@ -47,6 +47,7 @@ class ResultsRecorder:
         self.config, self.state, self.path, self.suites = config, state, path, suites
         self.tests: dict[str, dict[str, Any]] = {}
         self.started = time.time()
+        self.pushed = ""
 
     # -- collection of reports ----------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -133,11 +134,34 @@ class ResultsRecorder:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(doc, indent=2) + "\n")
-        html = self.state.settings.html_path
-        if html is not None:
+        settings = self.state.settings
+        if settings.html_path is not None:
             from pytest_vllm_conformance import html_report
 
-            html_report.write(doc, html)
+            html_report.write(doc, settings.html_path)
+        if settings.openmetrics_path is not None or settings.pushgateway:
+            self._export(doc)
+
+    def _export(self, doc: dict[str, Any]) -> None:
+        from urllib.parse import urlsplit
+
+        from pytest_vllm_conformance import export
+
+        settings = self.state.settings
+        url = self.state.target.base_url if self.state.target else ""
+        replica = settings.replica_id or urlsplit(url).netloc or "unknown"
+        labels = export.labels_of(doc, settings.pool_id, replica)
+        if settings.openmetrics_path is not None:
+            settings.openmetrics_path.parent.mkdir(parents=True, exist_ok=True)
+            settings.openmetrics_path.write_text(export.openmetrics_text(doc, labels))
+        if settings.pushgateway:
+            try:
+                export.push(settings.pushgateway, doc, labels)
+                self.pushed = f"pushed to {settings.pushgateway}"
+            except OSError as exc:
+                reason = getattr(exc, "reason", None) or exc
+                self.pushed = (f"could not push to {settings.pushgateway}: {reason}; is a "
+                               "Pushgateway listening there?")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
@@ -151,9 +175,13 @@ class ResultsRecorder:
         for g in doc["failures_by_title"]:
             tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
                           f"{'s' if g['count'] != 1 else ''}")
-        written = [str(p) for p in (self.path, self.state.settings.html_path) if p]
+        settings = self.state.settings
+        written = [str(p) for p in (self.path, settings.html_path, settings.openmetrics_path)
+                   if p]
         where = f"; results in {', '.join(written)}" if written else ""
         tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
+        if self.pushed:
+            tr.write_line(f"metrics {self.pushed}")
 
 
 def _plain(value: Any) -> Any:

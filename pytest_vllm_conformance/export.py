@@ -1,0 +1,100 @@
+"""The run's measurements as OpenMetrics, written to a file and pushed to a Pushgateway.
+
+Every series carries the labels a central metrics pipeline groups by: ``engine``,
+``engine_version``, ``model_id``, ``pool_id`` and ``replica_id`` (the last two from options).
+prometheus_client builds the families and writes the text; the push groups by pool and replica
+so replicas of one pool do not overwrite each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+_LEVEL_STAT = re.compile(r"(?P<level>.+?): (?P<metric>ttft|itl|tpot|e2e|queue)_"
+                         r"(?P<stat>min|mean|p50|p90|p95|p99|max)_ms")
+_LEVEL_RATE = re.compile(r"(?P<level>.+?): (?P<what>requests_per_s|output_tokens_per_s|"
+                         r"items_per_s|error_rate)")
+JOB = "vllm_conformance"
+
+
+def labels_of(doc: dict[str, Any], pool_id: str, replica_id: str) -> dict[str, str]:
+    t = doc["target"]
+    return {"engine": t["engine"] or "", "engine_version": t["engine_version"] or "",
+            "model_id": t["model"] or "", "pool_id": pool_id, "replica_id": replica_id}
+
+
+class _Collector:
+    """A prometheus_client collector over one results document."""
+
+    def __init__(self, doc: dict[str, Any], labels: dict[str, str]) -> None:
+        self.doc, self.labels = doc, labels
+
+    def _family(self, name: str, doc: str, extra: tuple[str, ...] = (),
+                unit: str = "") -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return GaugeMetricFamily(name, doc, labels=[*self.labels, *extra], unit=unit)
+
+    def collect(self) -> Iterator[Any]:
+        base = list(self.labels.values())
+        doc = self.doc
+        tests = self._family("vllm_conformance_tests", "tests by outcome", ("outcome",))
+        for outcome, n in doc["counts"].items():
+            tests.add_metric([*base, outcome], n)
+        verdict = self._family("vllm_conformance_passed", "1 when the run passed")
+        verdict.add_metric(base, 1.0 if doc["verdict"] == "pass" else 0.0)
+        failures = self._family("vllm_conformance_failures", "failed tests by check title",
+                                ("title", "severity"))
+        for g in doc["failures_by_title"]:
+            failures.add_metric([*base, g["title"], g["severity"]], g["count"])
+        latency = self._family("vllm_conformance_latency_milliseconds", "client-side latency",
+                               ("level", "metric", "stat"))
+        rates = self._family("vllm_conformance_level", "throughput and error rate per level",
+                             ("level", "measure"))
+        memory = self._family("vllm_conformance_memory_growth_megabytes_per_hour",
+                              "server memory slope under load", ("bound",))
+        distinct = self._family("vllm_conformance_distinct_outputs",
+                                "distinct greedy outputs in a determinism burst", ("test",))
+        for t in doc["tests"]:
+            props = t["properties"]
+            for key, value in props.items():
+                if not isinstance(value, int | float):
+                    continue
+                if m := _LEVEL_STAT.fullmatch(key):
+                    latency.add_metric([*base, m["level"], m["metric"], m["stat"]], value)
+                elif m := _LEVEL_RATE.fullmatch(key):
+                    rates.add_metric([*base, m["level"], m["what"]], value)
+            for bound, key in (("estimate", "memory slope MB/h"),
+                               ("low", "memory slope 95% low MB/h"),
+                               ("high", "memory slope 95% high MB/h")):
+                if isinstance(props.get(key), int | float):
+                    memory.add_metric([*base, bound], props[key])
+            if "determinism_distinct_outputs" in props:
+                distinct.add_metric([*base, t["nodeid"]], props["determinism_distinct_outputs"])
+        yield from (tests, verdict, failures, latency, rates, memory, distinct)
+
+
+def registry(doc: dict[str, Any], labels: dict[str, str]) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Collector(doc, labels))
+    return reg
+
+
+def openmetrics_text(doc: dict[str, Any], labels: dict[str, str]) -> str:
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    text: bytes = generate_latest(registry(doc, labels))  # type: ignore[no-untyped-call]
+    return text.decode()
+
+
+def push(url: str, doc: dict[str, Any], labels: dict[str, str], timeout: float = 10.0) -> None:
+    """Replace this pool/replica's group on the Pushgateway; raise OSError with a reason."""
+    from prometheus_client import push_to_gateway
+
+    push_to_gateway(url, job=JOB, registry=registry(doc, labels), timeout=timeout,
+                    grouping_key={"pool_id": labels["pool_id"],
+                                  "replica_id": labels["replica_id"]})
