@@ -145,6 +145,14 @@ def add_options(parser: pytest.Parser) -> None:
              "Default: report.html in the output dir (ini: vllm_html).",
     )
     parser.addini("vllm_html", "path of the HTML report", default="")
+    group.addoption(
+        "--vllm-junit-test-properties", default=None, metavar="MODE",
+        help="write each test's measurements into --junitxml as testcase properties: 'on', or "
+             "'off' for a file that validates against the xunit2 schema (pytest documents that "
+             "testcase properties break it); the JSON has them either way. Default: on "
+             "(ini: vllm_junit_test_properties).",
+    )
+    parser.addini("vllm_junit_test_properties", "testcase properties in JUnit", default="")
     for name, metavar, text, default in (
         ("openmetrics", "PATH", "write the measurements as OpenMetrics text to PATH; 'none' "
          "writes nothing", "metrics.txt in the output dir"),
@@ -208,6 +216,7 @@ class Settings:
     json_path: Path | None = None
     html_path: Path | None = None
     openmetrics_path: Path | None = None
+    junit_test_properties: bool = True
     pushgateway: str | None = None
     pool_id: str = "default"
     replica_id: str | None = None
@@ -271,6 +280,9 @@ class Settings:
                                        output_dir, "metrics.txt"),
             pushgateway=normalise_url(gateway, "--vllm-pushgateway") if gateway else None,
             pool_id=pick("vllm_pool_id", "vllm_pool_id") or "default",
+            junit_test_properties=_choice(
+                pick("vllm_junit_test_properties", "vllm_junit_test_properties"),
+                "--vllm-junit-test-properties", ("on", "off")) == "on",
             replica_id=pick("vllm_replica_id", "vllm_replica_id"),
         )
 

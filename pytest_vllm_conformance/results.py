@@ -50,7 +50,13 @@ class ResultsRecorder:
         self.pushed = ""
 
     # -- collection of reports ----------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)  # before junitxml reads the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._record(report)
+        if not self.state.settings.junit_test_properties:
+            report.user_properties = []  # kept here and in the JSON; JUnit stays xunit2-valid
+
+    def _record(self, report: pytest.TestReport) -> None:
         entry = self.tests.setdefault(report.nodeid, {
             "nodeid": report.nodeid, "suite": self._suite(report), "outcome": "passed",
             "duration_s": 0.0, "properties": {}, "failure": None, "skip_reason": None})

@@ -1,0 +1,144 @@
+"""``vllm-conformance certify URL``: run the certification profile and write a checkable bundle.
+
+The bundle folder holds the HTML report, pytest's JUnit XML (xunit2), the JSON results, the
+OpenMetrics text, the console output, ``versions.json`` (harness, Python, pytest, server),
+``command.txt`` (the exact command; the key travels in $VLLM_API_KEY, never on a command
+line) and ``SHA256SUMS`` with one line per file, whose own SHA-256 is the bundle's digest:
+``vllm-conformance verify DIR`` recomputes both.
+
+The profile, ``certification/1``: every bundled suite, the ``vllm`` conformance profile for
+vLLM and ``openai`` for other engines (``auto``), 100 identical requests per prompt in the
+determinism burst, the latency sweep 1, 8 and 50 users with the default SLO (100-token
+completions p95 under 5 s, embeddings p95 under 500 ms and 100/s, no errors), 60 s of memory
+load allowed at most 100 MB/h. A bundle certifies a deployment when its verdict is ``pass``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROFILE = "certification/1"
+PROFILE_ARGS = ("--vllm-profile=auto", "--vllm-suites=on", "--vllm-determinism-requests=100",
+                "--vllm-latency-concurrency=1,8,50", "--vllm-latency-requests=100",
+                "--vllm-memory-duration=60s", "--vllm-memory-max-growth=100",
+                "--vllm-junit-test-properties=off", "-o", "junit_family=xunit2",
+                "-p", "no:cacheprovider")
+SUMS = "SHA256SUMS"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_sums(folder: Path) -> str:
+    """Write SHA256SUMS over every other file; return its own digest (the bundle's)."""
+    lines = [f"{_sha256(p)}  {p.relative_to(folder).as_posix()}"
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != SUMS]
+    (folder / SUMS).write_text("\n".join(lines) + "\n")
+    return _sha256(folder / SUMS)
+
+
+def verify(folder: Path, digest: str | None = None) -> list[str]:
+    """Problems found (empty: the bundle is intact, and matches ``digest`` when given)."""
+    sums = folder / SUMS
+    if not sums.is_file():
+        return [f"{sums} is missing: not a certification bundle"]
+    problems = []
+    listed = set()
+    for line in sums.read_text().splitlines():
+        want, _, name = line.partition("  ")
+        listed.add(name)
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: listed but missing")
+        elif _sha256(path) != want:
+            problems.append(f"{name}: changed since the bundle was written")
+    extra = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+             if p.is_file() and p.name != SUMS} - listed
+    problems += [f"{name}: not in {SUMS}" for name in sorted(extra)]
+    if digest and _sha256(sums) != digest:
+        problems.append(f"{SUMS} digest is {_sha256(sums)}, not {digest}")
+    return problems
+
+
+def certify(url: str, out: Path, extra: list[str]) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        print(f"error: {out} is not empty; certify writes a fresh bundle", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "pytest", f"--vllm-url={url}", *PROFILE_ARGS,
+           f"--vllm-output-dir={out}", f"--junitxml={out / 'junit.xml'}",
+           f"--vllm-json={out / 'results.json'}", f"--vllm-html={out / 'report.html'}",
+           f"--vllm-openmetrics={out / 'metrics.txt'}", *extra]
+    if any(a.startswith("--vllm-api-key") for a in extra):
+        print("error: pass the key in $VLLM_API_KEY, not on the command line (it would be "
+              "written into command.txt)", file=sys.stderr)
+        return 2
+    with (out / "pytest-output.txt").open("w") as log, tempfile.TemporaryDirectory() as work:
+        # run from an empty folder: no project conftest, no caches in the bundle
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work,
+                              stdin=subprocess.DEVNULL).returncode
+    (out / "command.txt").write_text(shlex.join(cmd) + "\n")
+    results = out / "results.json"
+    if not results.is_file():
+        tail = (out / "pytest-output.txt").read_text().strip().splitlines()[-3:]
+        print(f"error: the run wrote no results (pytest exit {code}): " + " / ".join(tail),
+              file=sys.stderr)
+        return 2
+    doc = json.loads(results.read_text())
+    import pytest
+
+    from pytest_vllm_conformance import __version__
+
+    versions = {"profile": PROFILE, "profile_overrides": extra, "harness": __version__,
+                "python": platform.python_version(), "pytest": pytest.__version__,
+                "platform": platform.platform(),
+                "server": doc["target"], "verdict": doc["verdict"]}
+    (out / "versions.json").write_text(json.dumps(versions, indent=2) + "\n")
+    digest = write_sums(out)
+    print(f"{doc['verdict'].upper()}: {doc['counts']['passed']} passed, "
+          f"{doc['counts']['failed']} failed, {doc['counts']['error']} errors, "
+          f"{doc['counts']['skipped']} skipped")
+    print(f"bundle {out}, digest sha256:{digest} ({SUMS})")
+    if extra:
+        print(f"note: the {PROFILE} profile was changed by: {shlex.join(extra)} "
+              "(recorded in versions.json)")
+    return 0 if doc["verdict"] == "pass" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vllm-conformance",
+                                     description="Certify an OpenAI-compatible server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("certify", help="run the certification profile, write a bundle")
+    c.add_argument("url", help="base URL of the server, http(s)://host[:port]")
+    c.add_argument("--out", type=Path, default=Path("certification"), metavar="DIR",
+                   help="bundle folder, created empty. Default: ./certification")
+    c.epilog = "More pytest options go after --, e.g. -- --vllm-embedding-model=NAME"
+    v = sub.add_parser("verify", help="check a bundle against its SHA256SUMS")
+    v.add_argument("folder", type=Path)
+    v.add_argument("--digest", help="the sha256 the bundle was handed over with")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.command == "certify":
+        return certify(args.url, args.out.resolve(), extra)
+    problems = verify(args.folder, (args.digest or "").removeprefix("sha256:") or None)
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    if not problems:
+        print(f"OK: every file of {args.folder} matches {SUMS} "
+              f"(sha256:{_sha256(args.folder / SUMS)})")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
