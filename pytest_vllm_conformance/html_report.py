@@ -4,6 +4,11 @@ Self-contained: styles inline, plots embedded as base64 PNG, no script at all, a
 Content-Security-Policy that allows nothing but inline styles and data: images, so the file
 opens offline and nothing in it can fetch or run. Every string is autoescaped by Jinja2: a
 model that answers ``<script>`` shows that text, it cannot run it.
+
+Why not pytest-html: its report is a table of tests driven by JavaScript, while this one is
+organised by capability, check title, load level and memory curve, and runs no script at all
+(which is what lets the CSP forbid scripts outright). Jinja2 does the templating and escaping,
+matplotlib the plots; only the layout is ours.
 """
 
 from __future__ import annotations
