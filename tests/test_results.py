@@ -46,7 +46,8 @@ def test_failures_are_grouped_by_title_everywhere(pytester: pytest.Pytester,
     assert doc["options"]["api_key_given"] is True
     result.stdout.fnmatch_lines(["*= vllm-conformance =*", "health *",
                                  "[[]MEDIUM] Response has no usage: * tests",
-                                 "verdict: FAIL; results in *results.json, *report.html"])
+                                 "verdict: FAIL; results in *results.json, *report.html, "
+                                 "*metrics.txt"])
     junit = ET.parse(pytester.path / "junit.xml")
     props = {(p.get("name"), p.get("value")) for p in junit.iter("property")}
     assert ("failure_title", "Response has no usage") in props
