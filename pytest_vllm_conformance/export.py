@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-_LEVEL_STAT = re.compile(r"(?P<level>.+?): (?P<metric>ttft|itl|tpot|e2e|queue)_"
-                         r"(?P<stat>min|mean|p50|p90|p95|p99|max)_ms")
+from pytest_vllm_conformance.latency import LEVEL_STAT_KEY
+
 _LEVEL_RATE = re.compile(r"(?P<level>.+?): (?P<what>requests_per_s|output_tokens_per_s|"
                          r"items_per_s|error_rate)")
 JOB = "vllm_conformance"
@@ -62,7 +62,7 @@ class _Collector:
             for key, value in props.items():
                 if not isinstance(value, int | float):
                     continue
-                if m := _LEVEL_STAT.fullmatch(key):
+                if m := LEVEL_STAT_KEY.fullmatch(key):
                     latency.add_metric([*base, m["level"], m["metric"], m["stat"]], value)
                 elif m := _LEVEL_RATE.fullmatch(key):
                     rates.add_metric([*base, m["level"], m["what"]], value)

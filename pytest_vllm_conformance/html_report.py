@@ -21,9 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pytest_vllm_conformance.latency import LEVEL_STAT_KEY
+
 COLUMNS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
-_LEVEL_KEY = re.compile(r"(?P<level>.+?): (?P<metric>ttft|itl|tpot|e2e|queue)_"
-                        r"(?P<stat>min|mean|p50|p90|p95|p99|max)_ms")
 _SERVER_KEY = re.compile(r"(?P<level>.+?): server_(?P<metric>ttft|itl|e2e)_(?P<stat>p\d+)_ms")
 _OTHER = ("requests", "error_rate", "requests_per_s", "output_tokens_per_s", "items_per_s",
           "tokens_server", "tokens_client_chunks", "token_count_mismatches")
@@ -33,7 +33,7 @@ def _latency_levels(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     levels: dict[str, dict[str, Any]] = {}
     for t in tests:
         for key, value in t["properties"].items():
-            if m := _LEVEL_KEY.fullmatch(key):
+            if m := LEVEL_STAT_KEY.fullmatch(key):
                 lv = levels.setdefault(m["level"], _new_level(m["level"]))
                 lv["metrics"][m["metric"]][m["stat"]] = value
             elif m := _SERVER_KEY.fullmatch(key):

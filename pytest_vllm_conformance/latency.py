@@ -20,16 +20,16 @@ import contextlib
 import functools
 import gc
 import itertools
-import json
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_vllm_conformance.client import ClientError, Response
-from pytest_vllm_conformance.client.sse import DONE
+from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.stats import Summary
 
 NAN = math.nan
@@ -68,7 +68,7 @@ def stream_sample(r: Response, intended: float) -> Sample:
     queue = (r.timings.sent - intended) * 1000
     if problem := _failed(r) or ("" if r.done_seen else "the stream ended without [DONE]"):
         return Sample(False, problem, queue)
-    times, tokens, problem = _text_times(r)
+    times, tokens, problem = text_times(r.events)
     if problem:
         return Sample(False, problem, queue)
     sent = r.timings.sent
@@ -78,37 +78,6 @@ def stream_sample(r: Response, intended: float) -> Sample:
     tpot = (e2e - ttft) / (count - 1) if count > 1 else NAN
     itl = tuple((b - a) * 1000 for a, b in itertools.pairwise(times))
     return Sample(True, "", queue, ttft, tpot, e2e, itl, tokens, len(times))
-
-
-def _text_times(r: Response) -> tuple[list[float], int | None, str]:
-    """(arrival times of chunks with text, usage's completion_tokens, problem) of a stream.
-
-    A lean loop over the raw events rather than :func:`timeline`: it runs once per chunk of
-    every measured request, and building typed events costs twice as much."""
-    times: list[float] = []
-    tokens = None
-    loads = json.loads
-    for ev in r.events:
-        if ev.data == DONE:
-            continue
-        try:
-            chunk = loads(ev.data)
-        except ValueError:
-            return [], None, "a streamed data: line is not JSON"
-        if not isinstance(chunk, dict) or "error" in chunk:
-            return [], None, "error inside the stream"
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") if "text" not in choice else None
-            if choice.get("text") or (delta and (delta.get("content") or
-                                                 delta.get("reasoning_content"))):
-                times.append(ev.t)
-                break
-        usage = chunk.get("usage")
-        if usage and isinstance(usage.get("completion_tokens"), int):
-            tokens = usage["completion_tokens"]
-    if not times:
-        return [], None, "no generated text"
-    return times, tokens, ""
 
 
 def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
@@ -160,9 +129,6 @@ class _Collected:
         self.done += [f() for f in self.pending]
         self.pending = []
         return self.done
-
-    def __len__(self) -> int:
-        return len(self.done) + len(self.pending)
 
 
 @dataclass
@@ -333,6 +299,12 @@ def server_view(before: str, after: str) -> dict[str, dict[str, float]]:
             out[metric] = {f"p{round(q * 100)}": bucket_quantile(q, b, a) * 1000
                            for q in (0.5, 0.95, 0.99)}
     return out
+
+
+#: A recorded client percentile: "<level name>: <metric>_<stat>_ms", as the latency suite
+#: names what :func:`properties` returns; the HTML report and the metrics export read it back.
+LEVEL_STAT_KEY = re.compile(r"(?P<level>.+?): (?P<metric>ttft|itl|tpot|e2e|queue)_"
+                            r"(?P<stat>min|mean|p50|p90|p95|p99|max)_ms")
 
 
 def properties(level: Level) -> list[tuple[str, Any]]:

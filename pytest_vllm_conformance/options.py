@@ -133,38 +133,22 @@ def add_options(parser: pytest.Parser) -> None:
         help="where server logs and reports are written. "
              f"Default: {DEFAULT_OUTPUT_DIR} (ini: vllm_output_dir).",
     )
-    group.addoption(
-        "--vllm-json", default=None, metavar="PATH",
-        help="write the results as JSON (schema pytest-vllm-conformance/results/1) to PATH; "
-             "'none' writes nothing. Default: results.json in the output dir (ini: vllm_json).",
-    )
-    parser.addini("vllm_json", "path of the JSON results file", default="")
-    group.addoption(
-        "--vllm-html", default=None, metavar="PATH",
-        help="write the self-contained HTML report to PATH; 'none' writes nothing. "
-             "Default: report.html in the output dir (ini: vllm_html).",
-    )
-    parser.addini("vllm_html", "path of the HTML report", default="")
-    group.addoption(
-        "--vllm-junit-test-properties", default=None, metavar="MODE",
-        help="write each test's measurements into --junitxml as testcase properties: 'on', or "
-             "'off' for a file that validates against the xunit2 schema (pytest documents that "
-             "testcase properties break it); the JSON has them either way. Default: on "
-             "(ini: vllm_junit_test_properties).",
-    )
-    parser.addini("vllm_junit_test_properties", "testcase properties in JUnit", default="")
-    for name, metavar, text, default in (
+    perf_options.add_rows(group, parser, (
+        ("json", "PATH", "write the results as JSON (schema pytest-vllm-conformance/results/1) "
+         "to PATH; 'none' writes nothing", "results.json in the output dir"),
+        ("html", "PATH", "write the self-contained HTML report to PATH; 'none' writes nothing",
+         "report.html in the output dir"),
+        ("junit-test-properties", "MODE", "write each test's measurements into --junitxml as "
+         "testcase properties: 'on', or 'off' for a file that validates against the xunit2 "
+         "schema (pytest documents that testcase properties break it); the JSON has them "
+         "either way", "on"),
         ("openmetrics", "PATH", "write the measurements as OpenMetrics text to PATH; 'none' "
          "writes nothing", "metrics.txt in the output dir"),
         ("pushgateway", "URL", "also push them to this Prometheus Pushgateway", "none"),
         ("pool-id", "ID", "the pool_id label of the exported metrics", "default"),
         ("replica-id", "ID", "the replica_id label of the exported metrics", "the target's "
          "host:port"),
-    ):
-        ini = "vllm_" + name.replace("-", "_")
-        group.addoption(f"--vllm-{name}", default=None, metavar=metavar,
-                        help=f"{text}. Default: {default} (ini: {ini}).")
-        parser.addini(ini, text, default="")
+    ))
     perf_options.add_options(group, parser)
     parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
     parser.addini("vllm_serve", "model for a locally started vLLM server", default="")

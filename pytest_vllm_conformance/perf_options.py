@@ -48,7 +48,14 @@ _OPTIONS = (
 
 
 def add_options(group: Any, parser: pytest.Parser) -> None:
-    for name, metavar, text, default in _OPTIONS:
+    add_rows(group, parser, _OPTIONS)
+
+
+def add_rows(group: Any, parser: pytest.Parser,
+             rows: tuple[tuple[str, str, str, Any], ...]) -> None:
+    """One ``--vllm-NAME`` option and its ``vllm_NAME`` ini twin per (name, metavar, text,
+    default) row; the help ends in the default, as every option's does."""
+    for name, metavar, text, default in rows:
         ini = "vllm_" + name.replace("-", "_")
         group.addoption(f"--vllm-{name}", default=None, metavar=metavar,
                         help=f"{text}. Default: {default} (ini: {ini}).")

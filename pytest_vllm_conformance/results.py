@@ -28,9 +28,14 @@ FAILURE_FIELDS = ("title", "severity", "expected", "received", "curl", "detail")
 
 
 def failure_properties(exc: Any) -> list[tuple[str, str]]:
-    """The JUnit/JSON properties naming a failed check (first of a group, all titles)."""
-    from pytest_vllm_conformance.failures import FailureGroup
+    """The JUnit/JSON properties naming a failed check (first of a group, all titles), or a
+    request that failed before any check could look at it (a client error)."""
+    from pytest_vllm_conformance.failures import CheckFailure, FailureGroup
 
+    if not isinstance(exc, CheckFailure):
+        return [("failure_title", exc.title), ("failure_severity", "HIGH"),
+                ("failure_expected", ""), ("failure_received", exc.message),
+                ("failure_curl", exc.curl), ("failure_detail", "")]
     first = exc.failures[0][0] if isinstance(exc, FailureGroup) else exc
     out = [(f"failure_{name}", str(getattr(first, name) or "")) for name in FAILURE_FIELDS]
     out[1] = ("failure_severity", exc.severity.name)
@@ -48,6 +53,7 @@ class ResultsRecorder:
         self.tests: dict[str, dict[str, Any]] = {}
         self.started = time.time()
         self.pushed = ""
+        self.doc: dict[str, Any] | None = None  # built once, at the end of the session
 
     # -- collection of reports ----------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)  # before junitxml reads the report
@@ -136,7 +142,7 @@ class ResultsRecorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.tests:
             return
-        doc = self.document()
+        doc = self.doc = self.document()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -172,7 +178,7 @@ class ResultsRecorder:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
             return
-        doc = self.document()
+        doc = self.doc or self.document()
         tr = terminalreporter
         tr.section("vllm-conformance", sep="=")
         for suite, row in doc["matrix"].items():

@@ -110,10 +110,7 @@ class ConformanceSession:
         if isinstance(exc, CheckFailure | ClientError):
             from pytest_vllm_conformance.results import failure_properties
 
-            props = failure_properties(exc) if isinstance(exc, CheckFailure) else [
-                ("failure_title", exc.title), ("failure_severity", "HIGH"),
-                ("failure_expected", ""), ("failure_received", exc.message),
-                ("failure_curl", exc.curl), ("failure_detail", "")]
+            props = failure_properties(exc)
             report.user_properties.extend(props)  # this report's copy, for the JSON
             item.user_properties.extend(props)  # the teardown report's, which JUnit writes
             text = exc.render() if isinstance(exc, CheckFailure) else render_client_error(exc)

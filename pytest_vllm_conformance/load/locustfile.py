@@ -35,7 +35,8 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from pytest_vllm_conformance.client.sse import DONE, SSEDecoder
+from pytest_vllm_conformance.client.events import text_times
+from pytest_vllm_conformance.client.sse import SSEDecoder
 from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
 
 _RETRY_AFTER_CONNECT_ERROR_S = 1.0
@@ -271,35 +272,8 @@ def _read_stream(decoder: SSEDecoder) -> tuple[list[float], int, str]:
         return [], 0, f"malformed SSE: {decoder.problems[0]}"
     if not decoder.done_seen:
         return [], 0, "the stream ended without data: [DONE]"
-    times: list[float] = []
-    tokens = 0
-    for ev in decoder.events:
-        if ev.data.strip() == DONE:
-            continue
-        try:
-            chunk = json.loads(ev.data)
-        except ValueError:
-            return [], 0, "a streamed data: line is not JSON"
-        if not isinstance(chunk, dict):
-            return [], 0, "a streamed data: line is not a JSON object"
-        if "error" in chunk:
-            return [], 0, f"error inside the stream: {_chunk_error(chunk)}"
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict) and delta.get("content"):
-                times.append(ev.t)
-                break
-        usage = chunk.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            tokens = usage["completion_tokens"]
-    if not times:
-        return [], 0, "the stream carried no text"
-    return times, tokens or len(times), ""
-
-
-def _chunk_error(chunk: dict[str, Any]) -> str:
-    err = chunk["error"]
-    return str(err.get("message", err) if isinstance(err, dict) else err)[:300]
+    times, tokens, problem = text_times(decoder.events)
+    return times, tokens if tokens is not None else len(times), problem
 
 
 class EmbeddingsUser(_OpenAIUser):
