@@ -144,6 +144,8 @@ MORE_BITES: list[tuple[str, str, str, list[str]]] = [
      "Latency SLO missed", ["--vllm-slo=ttft_p95_ms=500", "--vllm-latency-rate=10", *FEW]),
     ("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[batch-16]",
      "Latency SLO missed", [*EMBED, *FEW]),
+    ("stream_no_done", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
+     "Requests failed under load", QUICK),
 ]
 ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
