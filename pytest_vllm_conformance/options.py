@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_vllm_conformance import perf_options
+from pytest_vllm_conformance import container_options, perf_options
 from pytest_vllm_conformance.secrets import Secret
 
 PROFILES = ("auto", "openai", "vllm", "batch-invariant")
@@ -50,7 +50,8 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--vllm-serve-arg", action="append", default=None, metavar="ARG",
-        help="extra argument for the started vLLM server, e.g. --vllm-serve-arg=--max-num-seqs=8; "
+        help="extra argument for the started vLLM server (or the --vllm-image container's "
+             "command), e.g. --vllm-serve-arg=--max-num-seqs=8; "
              "repeatable. Default: none (ini: vllm_serve_args).",
     )
     group.addoption(
@@ -60,7 +61,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--vllm-serve-timeout", default=None, metavar="SECONDS",
-        help="how long a started server may take to become healthy. "
+        help="how long a started server or container may take to become healthy. "
              f"Default: {DEFAULT_SERVE_TIMEOUT_S:g} (ini: vllm_serve_timeout).",
     )
     group.addoption(
@@ -150,6 +151,7 @@ def add_options(parser: pytest.Parser) -> None:
          "host:port"),
     ))
     perf_options.add_options(group, parser)
+    container_options.add_options(group, parser)
     parser.addini("vllm_url", "base URLs of the server under test", type="linelist", default=[])
     parser.addini("vllm_serve", "model for a locally started vLLM server", default="")
     parser.addini("vllm_serve_args", "extra arguments for the started server", type="args",
@@ -204,10 +206,12 @@ class Settings:
     pushgateway: str | None = None
     pool_id: str = "default"
     replica_id: str | None = None
+    container: container_options.ContainerSettings = field(
+        default_factory=container_options.ContainerSettings)
 
     @property
     def has_target(self) -> bool:
-        return bool(self.urls) or self.serve is not None
+        return bool(self.urls) or self.serve is not None or self.container.image is not None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -219,13 +223,22 @@ class Settings:
 
         urls = tuple(normalise_url(u, "--vllm-url") for u in pick("vllm_url", "vllm_url") or ())
         serve = pick("vllm_serve", "vllm_serve")
-        if urls and serve:
-            raise pytest.UsageError("use either --vllm-url or --vllm-serve, not both.")
+        root = Path(config.invocation_params.dir)
+        container = container_options.ContainerSettings.read(pick, root)
+        if sum(map(bool, (urls, serve, container.image))) > 1:
+            raise pytest.UsageError("use one of --vllm-url, --vllm-serve and --vllm-image.")
+        model = pick("vllm_model", "vllm_model")
+        embedding_model = pick("vllm_embedding_model", "vllm_embedding_model")
+        if container.image and not model:
+            raise pytest.UsageError("--vllm-image needs --vllm-model=MODEL, the model the image "
+                                    "is to serve (a Hugging Face id or a path in the image).")
+        if container.topology == "split" and not embedding_model:
+            raise pytest.UsageError("--vllm-topology=split needs --vllm-embedding-model=MODEL "
+                                    "for its embedding server.")
         embedding_url = pick("vllm_embedding_url", "vllm_embedding_url")
         key = config.getoption("vllm_api_key") or next(
             (os.environ[v] for v in API_KEY_ENV_VARS if os.environ.get(v)), None
         )
-        root = Path(config.invocation_params.dir)
         ready = pick("vllm_ready_timeout", "vllm_ready_timeout")
         output_dir = root / (pick("vllm_output_dir", "vllm_output_dir") or DEFAULT_OUTPUT_DIR)
         gateway = pick("vllm_pushgateway", "vllm_pushgateway")
@@ -237,10 +250,10 @@ class Settings:
             serve_timeout=_seconds(pick("vllm_serve_timeout", "vllm_serve_timeout"),
                                    "--vllm-serve-timeout", DEFAULT_SERVE_TIMEOUT_S),
             api_key=Secret(key) if key else None,
-            model=pick("vllm_model", "vllm_model"),
+            model=model,
             embedding_url=normalise_url(embedding_url, "--vllm-embedding-url")
             if embedding_url else None,
-            embedding_model=pick("vllm_embedding_model", "vllm_embedding_model"),
+            embedding_model=embedding_model,
             timeout=_seconds(pick("vllm_timeout", "vllm_timeout"), "--vllm-timeout",
                              DEFAULT_TIMEOUT_S),
             ready_timeout=_seconds(ready, "--vllm-ready-timeout", DEFAULT_READY_TIMEOUT_S),
@@ -268,6 +281,7 @@ class Settings:
                 pick("vllm_junit_test_properties", "vllm_junit_test_properties"),
                 "--vllm-junit-test-properties", ("on", "off")) == "on",
             replica_id=pick("vllm_replica_id", "vllm_replica_id"),
+            container=container,
         )
 
 

@@ -18,6 +18,7 @@ from pytest_vllm_conformance.options import Settings, add_options
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.client import Client
+    from pytest_vllm_conformance.launch import ContainerDeployment
     from pytest_vllm_conformance.loadtest import LoadRunner
     from pytest_vllm_conformance.session import ConformanceSession
     from pytest_vllm_conformance.target import Target
@@ -33,12 +34,14 @@ MARKERS = {
     "metrics": "the Prometheus /metrics endpoint",
     "health": "liveness and readiness endpoints",
     "cancellation": "dropped streams free their server resources",
+    "topology": "the two-instance service: routing by path and health over both engines",
 }
-#: Bundled suites run in this order: a smoke test first, then what reads the server, and
-#: last what may leave it busy (huge or invalid requests a weak server keeps working on).
+#: Bundled suites run in this order: a smoke test first, then what reads the server, then
+#: what may leave it busy (huge or invalid requests a weak server keeps working on), and
+#: last what stops and starts its containers.
 SUITE_ORDER = ("test_health", "test_compliance", "test_streaming", "test_embeddings",
                "test_metrics", "test_determinism", "test_latency", "test_memory",
-               "test_cancellation", "test_generated", "test_errors")
+               "test_cancellation", "test_generated", "test_errors", "test_topology")
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
@@ -143,6 +146,9 @@ def _vllm_run_properties(pytestconfig: pytest.Config, record_testsuite_property:
                         ("vllm_system_fingerprint", t.engine.fingerprint or ""),
                         ("vllm_conformance_version", __version__)):
         record_testsuite_property(name, value)
+    if state.deployment is not None:  # which image, exactly: the tag may move
+        record_testsuite_property("vllm_image", state.settings.container.image or "")
+        record_testsuite_property("vllm_image_id", state.deployment.image_id)
 
 
 #: Tests under these markers measure the server; they never overlap (xdist included).
@@ -213,6 +219,16 @@ def vllm_bitwise_logprobs(pytestconfig: pytest.Config) -> bool:
 def vllm_profile(pytestconfig: pytest.Config) -> str:
     """The conformance profile in force: 'openai' or 'vllm' ('auto' resolved by engine)."""
     return _session(pytestconfig).profile
+
+
+@pytest.fixture(scope="session")
+def vllm_topology(pytestconfig: pytest.Config) -> ContainerDeployment:
+    """The two-instance service this run started; skips (with how to start it) otherwise."""
+    deployment = _session(pytestconfig).deployment
+    if deployment is None or deployment.settings.container.topology != "split":
+        pytest.skip("needs the two-instance service started by the plugin: "
+                    "--vllm-image=IMAGE --vllm-topology=split --vllm-embedding-model=MODEL")
+    return deployment
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ client or touches the network.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +16,9 @@ from pytest_vllm_conformance.failures import CheckFailure, render_client_error
 from pytest_vllm_conformance.options import REFUSED_GRACE_S, Settings, redact_url
 from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError
 from pytest_vllm_conformance.target import NotReady, Target, discover
+
+if TYPE_CHECKING:
+    from pytest_vllm_conformance.launch import ContainerDeployment
 
 WORKER_URLS_KEY = "vllm_conformance_urls"
 
@@ -28,6 +31,7 @@ class ConformanceSession:
         self.settings = settings
         self.urls: tuple[str, ...] = settings.urls
         self.server: LocalVllmServer | None = None
+        self.deployment: ContainerDeployment | None = None
         self.client: Client | None = None
         self.target: Target | None = None
 
@@ -38,6 +42,7 @@ class ConformanceSession:
         if self.config.option.collectonly:
             return
         worker_input = getattr(self.config, "workerinput", None)
+        embedding_url: str | None = None
         if worker_input is not None and WORKER_URLS_KEY in worker_input:
             self.urls = tuple(worker_input[WORKER_URLS_KEY])
         elif self.settings.serve is not None:
@@ -46,6 +51,8 @@ class ConformanceSession:
                 self.urls = (self.server.start(),)
             except ServerStartError as exc:
                 raise pytest.UsageError(str(exc)) from None
+        elif self.settings.container.image is not None:
+            embedding_url = self._start_containers()
         self.client = Client(AsyncClient(self.urls[0], self.settings.api_key,
                                          self.settings.timeout))
         try:
@@ -53,7 +60,7 @@ class ConformanceSession:
                 self.client.aio, self.urls, model=self.settings.model,
                 ready_within_s=self.settings.ready_timeout,
                 refused_grace_s=None if self.settings.ready_timeout_given else REFUSED_GRACE_S,
-                embedding_url=self.settings.embedding_url,
+                embedding_url=self.settings.embedding_url or embedding_url,
                 embedding_model=self.settings.embedding_model,
             ))
         except NotReady as exc:
@@ -73,6 +80,32 @@ class ConformanceSession:
             self.server.stop()
             self._say(f"vllm-conformance: vLLM stopped; its log is {self.server.log_path}")
             self.server = None
+        if self.deployment is not None:
+            self.deployment.stop()
+            self._say("vllm-conformance: containers removed; their logs are in "
+                      f"{self.settings.output_dir}")
+            self.deployment = None
+
+    def _start_containers(self) -> str | None:
+        """Start --vllm-image's containers; return the embeddings URL of a split topology."""
+        from pytest_vllm_conformance.container import ContainerStartError
+        from pytest_vllm_conformance.launch import ContainerDeployment
+
+        self.deployment = ContainerDeployment(self.settings, self._say)
+        try:
+            url, embedding_url = self.deployment.start()
+        except ContainerStartError as exc:
+            self.deployment = None
+            raise pytest.UsageError(str(exc)) from None
+        self.urls = (url,)
+        return embedding_url
+
+    @property
+    def server_pid(self) -> int | None:
+        """The main process of a server this run started (a process or a local container)."""
+        if self.server is not None and self.server.proc is not None:
+            return self.server.proc.pid
+        return self.deployment.pid if self.deployment is not None else None
 
     # -- reporting ---------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:

@@ -34,14 +34,16 @@ def _source(client: Client, request: pytest.FixtureRequest
     """How this server's memory can be read, best first; skip (with why) when it cannot."""
     from pytest_vllm_conformance.plugin import SESSION_KEY
 
-    server = request.config.stash[SESSION_KEY].server
-    if server is not None and getattr(server, "proc", None) is not None:
-        read_tree = memory.process_tree_rss(server.proc.pid)
+    state = request.config.stash[SESSION_KEY]
+    pid = state.server_pid
+    if pid is not None:
+        read_tree = memory.process_tree_rss(pid)
 
         async def tree() -> float | None:
             return read_tree()
 
-        return "RSS of the started server's process tree", tree
+        what = "container's" if state.deployment is not None else "started server's"
+        return f"RSS of the {what} process tree", tree
     r = client.get("/metrics")
     if r.status == 200 and memory.metrics_rss(r.body.decode("utf-8", "replace")) is not None:
 

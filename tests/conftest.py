@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import docker  # noqa: F401
 import pytest
+import testcontainers.core.container
+import testcontainers.core.network  # noqa: F401
 
 # Import every plugin module up front: pytester's in-process runs drop modules first
 # imported inside a run, while the package keeps its old attributes, and two copies of
-# a class (CheckFailure) would then meet in one run.
+# a class (CheckFailure, requests' CookieJar under docker) would then meet in one run.
 import pytest_vllm_conformance.checks
+import pytest_vllm_conformance.container
 import pytest_vllm_conformance.failures
+import pytest_vllm_conformance.launch
 import pytest_vllm_conformance.session
 import pytest_vllm_conformance.target  # noqa: F401
 from tests.engines import llamacpp_smollm2, transformers_serve, vllm_tiny

@@ -1,0 +1,90 @@
+"""The two-instance service: one endpoint routing by path, and health that covers both engines.
+
+These tests stop and start backends, so they run only against the topology the plugin
+started itself (``--vllm-image=IMAGE --vllm-topology=split``), and last of all.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pytest_vllm_conformance import checks
+from pytest_vllm_conformance.client import Client, ClientError
+from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.launch import ContainerDeployment
+from pytest_vllm_conformance.target import Target
+
+pytestmark = pytest.mark.topology
+
+#: how soon the endpoint must notice a stopped backend (the bundled router checks each second)
+NOTICE_WITHIN_S = 10.0
+
+
+def _health_until(client: Client, want: int, within_s: float) -> tuple[int, float]:
+    """Poll /health until it answers ``want``; return the last status and the time taken."""
+    started = time.monotonic()
+    status = 0
+    while True:
+        try:
+            status = client.get("/health").status
+        except ClientError:
+            status = 0
+        waited = time.monotonic() - started
+        if status == want or waited > within_s:
+            return status, waited
+        time.sleep(0.25)
+
+
+def test_health_is_200_when_both_backends_are_up(vllm_topology: ContainerDeployment,
+                                                 vllm_client: Client) -> None:
+    r = vllm_client.get("/health")
+    checks.status_is(r, 200, "the endpoint's /health is not 200 with both backends up",
+                     Severity.CRITICAL)
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/embeddings", "/v1/completions",
+                                      "/v1/chat/completions"])
+def test_each_route_reaches_its_backend(vllm_topology: ContainerDeployment, vllm_client: Client,
+                                        vllm_target: Target, endpoint: str) -> None:
+    model = vllm_target.embedding_model if endpoint == "/v1/embeddings" else vllm_target.model
+    body: dict[str, object] = {"model": model}
+    if endpoint == "/v1/embeddings":
+        body["input"] = "route me"
+    elif endpoint == "/v1/completions":
+        body.update(prompt="Route me.", max_tokens=2, temperature=0)
+    else:
+        body.update(messages=[{"role": "user", "content": "Route me."}], max_tokens=2,
+                    temperature=0)
+    r = vllm_client.post(endpoint, body)
+    backend = "embedding" if endpoint == "/v1/embeddings" else "generation"
+    checks.status_is(r, 200, f"POST {endpoint} through the endpoint did not reach the "
+                     f"{backend} server", Severity.CRITICAL)
+
+
+@pytest.mark.parametrize("backend", ["embed", "gen"])
+def test_health_follows_each_backend_down_and_up(vllm_topology: ContainerDeployment,
+                                                 vllm_client: Client, backend: str) -> None:
+    server = vllm_topology.backends[backend]
+    name = "embedding" if backend == "embed" else "generation"
+    server.pause()
+    try:
+        status, waited = _health_until(vllm_client, 503, NOTICE_WITHIN_S)
+        if status != 503:
+            raise CheckFailure(
+                f"/health stays up with the {name} server stopped", path="/health",
+                expected=f"503 within {NOTICE_WITHIN_S:g} s of stopping the {name} server",
+                received=f"{status or 'no answer'} after {waited:.1f} s",
+                severity=Severity.HIGH, curl=f"curl -i {vllm_client.aio.base_url}/health",
+                detail="a load balancer keeps sending traffic to an endpoint whose "
+                       "requests fail")
+    finally:
+        server.resume(vllm_topology.settings.serve_timeout)
+    status, waited = _health_until(vllm_client, 200, NOTICE_WITHIN_S)
+    if status != 200:
+        raise CheckFailure(
+            f"/health does not recover when the {name} server is back", path="/health",
+            expected=f"200 within {NOTICE_WITHIN_S:g} s of the {name} server being healthy",
+            received=f"{status or 'no answer'} after {waited:.1f} s", severity=Severity.HIGH,
+            curl=f"curl -i {vllm_client.aio.base_url}/health")
