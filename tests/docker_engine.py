@@ -71,6 +71,7 @@ def docker_host() -> Iterator[str]:
             proc.kill()
             _fail(f"dockerd did not start (see {STATE / 'dockerd.log'})")
         time.sleep(0.5)
+    _remove_leftovers(host)
     try:
         yield host
     finally:
@@ -80,6 +81,18 @@ def docker_host() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _remove_leftovers(host: str) -> None:
+    """Containers and networks of an earlier, killed run on this engine's data root."""
+    from pytest_vllm_conformance.container import LABEL
+
+    env = {**os.environ, "DOCKER_HOST": host}
+    for kind in (("ps", "-aq"), ("network", "ls", "-q")):
+        ids = _run("docker", *kind, "--filter", f"label={LABEL}", env=env).stdout.split()
+        if ids:
+            _run("docker", "network" if kind[0] == "network" else "container", "rm", "-f"
+                 if kind[0] == "ps" else "--", *ids, env=env)
 
 
 def _has_image(env: dict[str, str], image: str) -> bool:
