@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_vllm_conformance import perf_options
+from pytest_vllm_conformance.validate import choice, readable_file
 
 TOPOLOGIES = ("single", "split")
 DEFAULT_ROUTER_IMAGE = "haproxy:2.8"
@@ -68,10 +69,7 @@ class ContainerSettings:
     @classmethod
     def read(cls, pick: Callable[[str, str], Any], root: Path) -> ContainerSettings:
         image = pick("vllm_image", "vllm_image")
-        topology = pick("vllm_topology", "vllm_topology") or "single"
-        if topology not in TOPOLOGIES:
-            raise pytest.UsageError(f"--vllm-topology must be one of {', '.join(TOPOLOGIES)}, "
-                                    f"got {topology!r}.")
+        topology = choice(pick("vllm_topology", "vllm_topology"), "--vllm-topology", TOPOLOGIES)
         if topology == "split" and not image:
             raise pytest.UsageError("--vllm-topology=split needs --vllm-image=IMAGE.")
         gpus = str(pick("vllm_gpus", "vllm_gpus") or "auto").strip()
@@ -83,10 +81,6 @@ class ContainerSettings:
             raise pytest.UsageError(f"--vllm-shm-size must be a size like 512m or 16g, "
                                     f"got {shm!r}.")
         cache = str(pick("vllm_hf_cache", "vllm_hf_cache") or DEFAULT_HF_CACHE).strip()
-        config = pick("vllm_router_config", "vllm_router_config")
-        if config is not None and not (root / str(config)).is_file():
-            raise pytest.UsageError(f"--vllm-router-config must name a readable file, "
-                                    f"got {config!r}.")
         return cls(
             image=str(image).strip() if image else None, topology=topology, gpus=gpus,
             gpu_share=_shares(pick("vllm_gpu_share", "vllm_gpu_share"), topology),
@@ -94,7 +88,8 @@ class ContainerSettings:
             shm_size=shm,
             router_image=str(pick("vllm_router_image", "vllm_router_image")
                              or DEFAULT_ROUTER_IMAGE),
-            router_config=(root / str(config)) if config is not None else None,
+            router_config=readable_file(pick("vllm_router_config", "vllm_router_config"),
+                                        "--vllm-router-config", root),
             env=tuple(_env_item(raw) for raw in pick("vllm_container_env",
                                                      "vllm_container_env") or ()),
         )

@@ -8,7 +8,6 @@ validation happens in :meth:`Settings.from_config`, so a bad value is one
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import pytest
 
 from pytest_vllm_conformance import container_options, perf_options
 from pytest_vllm_conformance.secrets import Secret
+from pytest_vllm_conformance.validate import choice, count, readable_file, seconds
 
 PROFILES = ("auto", "openai", "vllm", "batch-invariant")
 SUITE_MODES = ("auto", "on", "off")
@@ -247,28 +247,28 @@ class Settings:
             serve=serve,
             serve_args=tuple(pick("vllm_serve_arg", "vllm_serve_args") or ()),
             serve_python=pick("vllm_serve_python", "vllm_serve_python") or sys.executable,
-            serve_timeout=_seconds(pick("vllm_serve_timeout", "vllm_serve_timeout"),
+            serve_timeout=seconds(pick("vllm_serve_timeout", "vllm_serve_timeout"),
                                    "--vllm-serve-timeout", DEFAULT_SERVE_TIMEOUT_S),
             api_key=Secret(key) if key else None,
             model=model,
             embedding_url=normalise_url(embedding_url, "--vllm-embedding-url")
             if embedding_url else None,
             embedding_model=embedding_model,
-            timeout=_seconds(pick("vllm_timeout", "vllm_timeout"), "--vllm-timeout",
+            timeout=seconds(pick("vllm_timeout", "vllm_timeout"), "--vllm-timeout",
                              DEFAULT_TIMEOUT_S),
-            ready_timeout=_seconds(ready, "--vllm-ready-timeout", DEFAULT_READY_TIMEOUT_S),
+            ready_timeout=seconds(ready, "--vllm-ready-timeout", DEFAULT_READY_TIMEOUT_S),
             ready_timeout_given=ready is not None,
-            profile=_choice(pick("vllm_profile", "vllm_profile"), "--vllm-profile", PROFILES),
-            suites=_choice(pick("vllm_suites", "vllm_suites"), "--vllm-suites", SUITE_MODES),
-            examples=_count(pick("vllm_examples", "vllm_examples"), "--vllm-examples",
+            profile=choice(pick("vllm_profile", "vllm_profile"), "--vllm-profile", PROFILES),
+            suites=choice(pick("vllm_suites", "vllm_suites"), "--vllm-suites", SUITE_MODES),
+            examples=count(pick("vllm_examples", "vllm_examples"), "--vllm-examples",
                             DEFAULT_EXAMPLES),
-            determinism_requests=_count(
+            determinism_requests=count(
                 pick("vllm_determinism_requests", "vllm_determinism_requests"),
                 "--vllm-determinism-requests", DEFAULT_DETERMINISM_REQUESTS),
-            determinism_concurrency=_count(
+            determinism_concurrency=count(
                 pick("vllm_determinism_concurrency", "vllm_determinism_concurrency"),
                 "--vllm-determinism-concurrency", DEFAULT_DETERMINISM_CONCURRENCY),
-            prompts=_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
+            prompts=readable_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
             output_dir=output_dir,
             perf=perf_options.PerfSettings.read(pick),
             json_path=_out_path(pick("vllm_json", "vllm_json"), root, output_dir, "results.json"),
@@ -277,7 +277,7 @@ class Settings:
                                        output_dir, "metrics.txt"),
             pushgateway=normalise_url(gateway, "--vllm-pushgateway") if gateway else None,
             pool_id=pick("vllm_pool_id", "vllm_pool_id") or "default",
-            junit_test_properties=_choice(
+            junit_test_properties=choice(
                 pick("vllm_junit_test_properties", "vllm_junit_test_properties"),
                 "--vllm-junit-test-properties", ("on", "off")) == "on",
             replica_id=pick("vllm_replica_id", "vllm_replica_id"),
@@ -322,44 +322,3 @@ def _out_path(raw: Any, root: Path, output_dir: Path, default: str) -> Path | No
     if raw is None:
         return output_dir / default
     return None if str(raw).strip().lower() == "none" else root / str(raw)
-
-
-def _seconds(raw: Any, option: str, default: float) -> float:
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise pytest.UsageError(f"{option} must be a positive number of seconds, got {raw!r}.")
-    return value
-
-
-def _count(raw: Any, option: str, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1 or str(value) != str(raw).strip():
-        raise pytest.UsageError(f"{option} must be a whole number of at least 1, got {raw!r}.")
-    return value
-
-
-def _file(raw: Any, option: str, root: Path) -> Path | None:
-    if raw is None:
-        return None
-    path = root / str(raw)
-    if not path.is_file():
-        raise pytest.UsageError(f"{option} must name a readable file, got {raw!r}.")
-    return path
-
-
-def _choice(raw: Any, option: str, choices: tuple[str, ...]) -> str:
-    if raw is None:
-        return choices[0]
-    if raw not in choices:
-        raise pytest.UsageError(f"{option} must be one of {', '.join(choices)}, got {raw!r}.")
-    return str(raw)
