@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.secrets import Secret
+from pytest_vllm_conformance.server import indented_tail, wait_until_healthy
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -77,9 +77,14 @@ _NO_GPU_DRIVER = re.compile(r"could not select device driver|nvidia-container-cl
                             r"unknown or invalid runtime name: nvidia", re.IGNORECASE)
 
 
+def _reason(exc: BaseException) -> str:
+    """What the Docker engine said (docker-py keeps it in ``explanation``)."""
+    return str(getattr(exc, "explanation", None) or exc).strip()
+
+
 def explain_docker_error(exc: BaseException, spec: ContainerSpec) -> str:
     """One sentence for what the Docker engine refused, with what to do about it."""
-    text = str(getattr(exc, "explanation", None) or exc).strip()
+    text = _reason(exc)
     if _NO_GPU_DRIVER.search(text):
         return (f"the Docker engine cannot give the {spec.role} container a GPU (it has no "
                 f"NVIDIA runtime: {text}); install the NVIDIA Container Toolkit and restart "
@@ -99,9 +104,9 @@ def ensure_image(client: Any, image: str) -> None:
     try:
         client.images.pull(image)
     except DockerException as exc:
-        reason = str(getattr(exc, "explanation", None) or exc).strip()
         raise ContainerStartError(
-            f"image {image!r} is not on the Docker engine and pulling it failed ({reason}); "
+            f"image {image!r} is not on the Docker engine and pulling it failed "
+            f"({_reason(exc)}); "
             "build it first (make -C containers image) or check the name.") from None
 
 
@@ -176,20 +181,11 @@ class ContainerServer:
 
     def wait_healthy(self, timeout_s: float) -> None:
         """Poll ``/health`` until 200; raise with the log tail if it exits or times out."""
-        assert self.container is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._raise_if_exited()
-            with contextlib.suppress(ClientError), \
-                    Client(AsyncClient(self.url, timeout=5.0)) as client:
-                if client.get("/health").status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise ContainerStartError(
-                    f"the {self.spec.role} container ({self.spec.image}) at {self.url} was not "
-                    f"healthy within {timeout_s:g} s (raise --vllm-serve-timeout); its last log "
-                    f"lines (all of it in {self.log_path}):\n{self.log_tail()}")
-            time.sleep(0.5)
+        if not wait_until_healthy(self.url, timeout_s, self._raise_if_exited):
+            raise ContainerStartError(
+                f"the {self.spec.role} container ({self.spec.image}) at {self.url} was not "
+                f"healthy within {timeout_s:g} s (raise --vllm-serve-timeout); its last log "
+                f"lines (all of it in {self.log_path}):\n{self.log_tail()}")
 
     def state(self) -> dict[str, Any]:
         """Docker's State of the container, fresh (raises when it was never created)."""
@@ -223,15 +219,13 @@ class ContainerServer:
         return text
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        text = self.save_log()
-        tail = text.splitlines()[-lines:] or ["(no output)"]
-        return "\n".join("    " + line for line in tail)
+        return indented_tail(self.save_log(), lines, "(no output)")
 
     def save_log(self) -> str:
+        """Write the log, even an empty one: a log left by an earlier run must not stand in."""
         text = self.logs()
-        if text:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log_path.write_text(text)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_text(text)
         return text
 
     def pause(self) -> None:
@@ -284,12 +278,11 @@ def start_reaper() -> None:
     try:
         Reaper.get_instance()
     except Exception as exc:
-        reason = str(getattr(exc, "explanation", None) or exc).strip()
         raise ContainerStartError(
             f"testcontainers' reaper (Ryuk, image {config.ryuk_image}) could not start "
-            f"({reason}); make that image available, or set TESTCONTAINERS_RYUK_DISABLED=true "
-            "(the plugin removes its containers itself; Ryuk only adds cover for a run that "
-            "is killed outright).") from None
+            f"({_reason(exc)}); make that image available, or set "
+            "TESTCONTAINERS_RYUK_DISABLED=true (the plugin removes its containers itself; "
+            "Ryuk only adds cover for a run that is killed outright).") from None
 
 
 def docker_engine_problem() -> str | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_vllm_conformance.container import (
+    CONTAINER_PORT,
     HF_CACHE_IN_CONTAINER,
     LABEL,
     ROUTER_CONFIG_IN_CONTAINER,
@@ -67,7 +68,7 @@ class ContainerDeployment:
         s = self.settings
         model = s.embedding_model if role == "embed" else s.model
         assert model is not None
-        env = {"PORT": "8000", "MODEL": model, "SERVED_MODEL_NAME": model}
+        env = {"PORT": str(CONTAINER_PORT), "MODEL": model, "SERVED_MODEL_NAME": model}
         if role == "embed":
             env.update(RUNNER="pooling", CONVERT="embed")
         share = self.gpu_share(role)

@@ -38,10 +38,30 @@ def free_port() -> int:
 
 def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     try:
-        text = path.read_text(errors="replace").splitlines()
+        text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return "\n".join("    " + line for line in text[-lines:])
+    return indented_tail(text, lines)
+
+
+def indented_tail(text: str, lines: int, empty: str = "") -> str:
+    """The last ``lines`` lines of ``text``, indented for quoting in an error."""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:] or [empty])
+
+
+def wait_until_healthy(url: str, timeout_s: float, check: Callable[[], None]) -> bool:
+    """Poll ``GET /health`` every 0.5 s until 200 (True) or ``timeout_s`` passes (False);
+    ``check`` runs before each poll and raises to stop early (the server died)."""
+    deadline = time.monotonic() + timeout_s
+    with Client(AsyncClient(url, timeout=5.0)) as client:
+        while True:
+            check()
+            with contextlib.suppress(ClientError):
+                if client.get("/health").status == 200:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
 
 
 class LocalVllmServer:
@@ -122,25 +142,20 @@ class LocalVllmServer:
         return str(path), self.settings.model or TINY
 
     def _wait_healthy(self) -> None:
+        if not wait_until_healthy(self.url, self.settings.serve_timeout, self._raise_if_exited):
+            self.stop()
+            raise ServerStartError(
+                f"the vLLM server at {self.url} was not healthy within "
+                f"{self.settings.serve_timeout:g} s (raise --vllm-serve-timeout); "
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+
+    def _raise_if_exited(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + self.settings.serve_timeout
-        with Client(AsyncClient(self.url, timeout=5.0)) as client:
-            while True:
-                code = self.proc.poll()
-                if code is not None:
-                    raise ServerStartError(
-                        f"the vLLM server exited with code {code} before it was healthy; "
-                        f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
-                with contextlib.suppress(ClientError):
-                    if client.get("/health").status == 200:
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise ServerStartError(
-                        f"the vLLM server at {self.url} was not healthy within "
-                        f"{self.settings.serve_timeout:g} s (raise --vllm-serve-timeout); "
-                        f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
-                time.sleep(0.5)
+        code = self.proc.poll()
+        if code is not None:
+            raise ServerStartError(
+                f"the vLLM server exited with code {code} before it was healthy; "
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
 
     def stop(self) -> None:
         """SIGTERM the whole process group, then SIGKILL what is left after a grace period."""

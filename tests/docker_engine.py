@@ -13,12 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.engines import process
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PVC_DOCKER_STATE", "/var/tmp/pytest-vllm-conformance-docker"))
@@ -60,39 +61,32 @@ def docker_host() -> Iterator[str]:
     if _answers(host):  # left running by an earlier session: reuse it
         yield host
         return
-    log = (STATE / "dockerd.log").open("ab")
-    proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(STATE / "data"), "--exec-root", str(STATE / "exec"),
-         "--pidfile", str(STATE / "dockerd.pid"), "-H", host],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not _answers(host):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            _fail(f"dockerd did not start (see {STATE / 'dockerd.log'})")
-        time.sleep(0.5)
-    _remove_leftovers(host)
-    try:
+    cmd = ["dockerd", "--data-root", str(STATE / "data"), "--exec-root", str(STATE / "exec"),
+           "--pidfile", str(STATE / "dockerd.pid"), "-H", host]
+    with process("dockerd", cmd, lambda _: _answers(host), {}, within_s=60):
+        remove(host, *labelled(host))  # left by an earlier, killed run on this data root
         yield host
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
-def _remove_leftovers(host: str) -> None:
-    """Containers and networks of an earlier, killed run on this engine's data root."""
+def labelled(host: str) -> tuple[list[str], list[str]]:
+    """The plugin's containers and networks that exist on the engine at ``host``."""
     from pytest_vllm_conformance.container import LABEL
 
     env = {**os.environ, "DOCKER_HOST": host}
-    for kind in (("ps", "-aq"), ("network", "ls", "-q")):
-        ids = _run("docker", *kind, "--filter", f"label={LABEL}", env=env).stdout.split()
-        if ids:
-            _run("docker", "network" if kind[0] == "network" else "container", "rm", "-f"
-                 if kind[0] == "ps" else "--", *ids, env=env)
+
+    def ids(*listing: str) -> list[str]:  # check=True: a failed listing must not read as empty
+        return subprocess.run(["docker", *listing, "--filter", f"label={LABEL}"],
+                              capture_output=True, text=True, env=env, check=True).stdout.split()
+
+    return ids("ps", "-aq"), ids("network", "ls", "-q")
+
+
+def remove(host: str, containers: list[str], networks: list[str]) -> None:
+    env = {**os.environ, "DOCKER_HOST": host}
+    if containers:
+        _run("docker", "container", "rm", "-f", *containers, env=env)
+    if networks:
+        _run("docker", "network", "rm", *networks, env=env)
 
 
 def _has_image(env: dict[str, str], image: str) -> bool:

@@ -57,8 +57,10 @@ def vllm_tiny(env_var: str = "VLLM_TEST_URL", embed: bool = False) -> Iterator[s
 
 
 @contextmanager
-def _process(name: str, cmd: list[str], ready: Callable[[Path], bool], env: dict[str, str],
+def process(name: str, cmd: list[str], ready: Callable[[Path], bool], env: dict[str, str],
              within_s: float = 180) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` with its output in reports/test-engines/NAME.log until ``ready(log)``;
+    fail the test with the log's tail if it exits or takes longer than ``within_s``."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{name}.log"
     with log.open("wb") as out:
@@ -89,7 +91,7 @@ def llamacpp_smollm2(embedding: bool = False) -> Iterator[str]:
     script = str(Path(__file__).with_name("llamacpp_server.py"))
     cmd = [sys.executable, script, str(port), *(["--embedding"] if embedding else [])]
     name = "llamacpp-embed" if embedding else "llamacpp"
-    with _process(name, cmd, lambda log: b"READY" in log.read_bytes(), {}):
+    with process(name, cmd, lambda log: b"READY" in log.read_bytes(), {}):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -115,5 +117,5 @@ def transformers_serve() -> Iterator[tuple[str, str]]:
     exe = str(Path(sys.executable).with_name("transformers"))
     cmd = [exe, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
     url = f"http://127.0.0.1:{port}"
-    with _process("transformers-serve", cmd, _healthy(url), {"HF_HUB_OFFLINE": "1"}):
+    with process("transformers-serve", cmd, _healthy(url), {"HF_HUB_OFFLINE": "1"}):
         yield url, model

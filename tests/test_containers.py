@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance.container import LABEL
 from pytest_vllm_conformance.launch import default_router_config
-from tests.docker_engine import BASE_IMAGE, ENGINE_IMAGE, docker_host, ensure_images
+from tests.docker_engine import BASE_IMAGE, ENGINE_IMAGE, docker_host, ensure_images, labelled
 from tests.test_real_engines import CPU_PERF
 
 IMAGE_ARGS = (f"--vllm-image={ENGINE_IMAGE}", "--vllm-model=smollm2", "--vllm-hf-cache=none",
@@ -44,14 +43,8 @@ def env(docker: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def ours(host: str) -> list[str]:
     """Containers and networks the plugin started that still exist."""
-    e = {**os.environ, "DOCKER_HOST": host}
-    found = []
-    for kind in ("ps", "network ls"):
-        out = subprocess.run(["docker", *kind.split(), "-q", *(["-a"] if kind == "ps" else []),
-                              "--filter", f"label={LABEL}"], capture_output=True, text=True,
-                             env=e, check=True).stdout.split()
-        found += out
-    return found
+    containers, networks = labelled(host)
+    return containers + networks
 
 
 def _clean_usage_error(result: pytest.RunResult, *patterns: str) -> None:
