@@ -85,7 +85,7 @@ def test_the_suites_run_end_to_end_through_the_launcher(pytester: pytest.Pyteste
 def test_split_topology_routes_and_aggregates_health(pytester: pytest.Pytester,
                                                      env: str) -> None:
     result = pytester.runpytest(*SPLIT_ARGS, "-m", "topology or health", "-v")
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines_random([
         "*embed container * started on *", "*gen container * started on *",
         "*router container * started on *",
@@ -95,37 +95,65 @@ def test_split_topology_routes_and_aggregates_health(pytester: pytest.Pytester,
     assert ours(env) == []
 
 
-def _router_variant(tmp: Path, drop: str) -> Path:
-    """The bundled router configuration without the lines containing ``drop``."""
-    text = default_router_config().read_text().splitlines()
-    kept = [line for line in text if drop not in line]
-    assert len(kept) < len(text)
+def _router_variant(tmp: Path, *edits: tuple[str, str]) -> Path:
+    """The bundled router configuration with each line holding ``find`` replaced by
+    ``replace`` (dropped when that is empty), for each (find, replace) edit."""
+    lines = default_router_config().read_text().splitlines()
+    edited = lines
+    for find, replace in edits:
+        edited = [replace if find in line else line for line in edited]
+        edited = [line for line in edited if line]
+    assert edited != lines
     path = tmp / "haproxy.cfg"
-    path.write_text("\n".join(kept) + "\n")
+    path.write_text("\n".join(edited) + "\n")
     return path
 
 
-def test_health_check_fails_on_a_router_that_does_not_aggregate(pytester: pytest.Pytester,
-                                                               env: str) -> None:
-    config = _router_variant(pytester.path, "http-request return")  # /health goes to gen
+@pytest.mark.parametrize(("edits", "expected"), [
+    pytest.param([("http-request return", "")],  # /health proxied to gen's own
+                 ["*[[]HIGH[]] /health stays up with the embedding server stopped",
+                  "*expected: 503 within 10 s of stopping the embedding server",
+                  "*received: 200 after *"], id="health-from-gen"),
+    pytest.param([("http-request return", ""),
+                  ("use_backend embed", "use_backend embed if { path_beg /v1/embeddings } "
+                                        "|| { path /health }")],
+                 ["*[[]HIGH[]] /health stays up with the generation server stopped",
+                  "*received: 200 after *"], id="health-from-embed"),
+    pytest.param([("rise 1", "    default-server check inter 1s fall 1 rise 100 "
+                             "resolvers docker init-addr last,libc,none")],
+                 ["*[[]HIGH[]] /health does not recover when the embedding server is back",
+                  "*[[]HIGH[]] /health does not recover when the generation server is back"],
+                 id="slow-recovery"),
+])
+def test_health_check_fails_on_a_router_that_does_not_aggregate(
+        pytester: pytest.Pytester, env: str, edits: list[tuple[str, str]],
+        expected: list[str]) -> None:
+    config = _router_variant(pytester.path, *edits)
     result = pytester.runpytest(*SPLIT_ARGS, f"--vllm-router-config={config}",
                                 "-m", "topology", "-k", "follows")
-    result.assert_outcomes(passed=1, failed=1)  # stopping gen still shows: its /health fails
-    result.stdout.fnmatch_lines([
-        "*[[]HIGH[]] /health stays up with the embedding server stopped",
-        "*expected: 503 within 10 s of stopping the embedding server",
-        "*received: 200 after *"])
+    failed = 2 if "recover" in expected[0] else 1
+    result.assert_outcomes(passed=2 - failed, failed=failed)
+    result.stdout.fnmatch_lines(expected)
     assert ours(env) == []
 
 
-def test_route_check_fails_on_a_router_that_sends_embeddings_to_generation(
-        pytester: pytest.Pytester, env: str) -> None:
-    config = _router_variant(pytester.path, "use_backend embed")
+@pytest.mark.parametrize(("edit", "failing"), [
+    (("use_backend embed", ""), ["/v1/embeddings"]),  # everything to generation
+    # one generation route to the embedding server (the rest, /v1/models included, stays)
+    (("use_backend embed", "use_backend embed if { path_beg /v1/embeddings /v1/completions }"),
+     ["/v1/completions"]),
+    (("use_backend embed", "use_backend embed if { path_beg /v1/embeddings /v1/chat/ }"),
+     ["/v1/chat/completions"]),
+], ids=["embeddings-to-gen", "completions-to-embed", "chat-to-embed"])
+def test_route_check_fails_on_a_router_that_misroutes(pytester: pytest.Pytester, env: str,
+                                                      edit: tuple[str, str],
+                                                      failing: list[str]) -> None:
+    config = _router_variant(pytester.path, edit)
     result = pytester.runpytest(*SPLIT_ARGS, f"--vllm-router-config={config}",
                                 "-m", "topology", "-k", "route")
-    result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines([
-        "*POST /v1/embeddings through the endpoint did not reach the embedding server"])
+    result.assert_outcomes(passed=3 - len(failing), failed=len(failing))
+    result.stdout.fnmatch_lines_random([
+        f"*POST {path} through the endpoint did not reach the * server" for path in failing])
 
 
 @pytest.mark.parametrize(("args", "expected"), [
