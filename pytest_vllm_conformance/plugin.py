@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -131,24 +131,39 @@ def _session(config: pytest.Config) -> ConformanceSession:
     return state
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _vllm_run_properties(pytestconfig: pytest.Config, record_testsuite_property: Any) -> None:
-    """Name the target, engine and profile in pytest's own JUnit XML (--junitxml)."""
-    state = pytestconfig.stash.get(SESSION_KEY, None)
-    if state is None or state.target is None:
-        return
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Name the target, engine and profile in pytest's own JUnit XML (--junitxml).
+
+    Written here, on the process that writes the file, once the target is identified
+    (ConformanceSession's tryfirst sessionstart): ``record_testsuite_property`` does not
+    work under xdist, where workers have no JUnit writer and the properties were lost.
+    """
+    from _pytest.junitxml import xml_key
+
+    xml = session.config.stash.get(xml_key, None)
+    state = session.config.stash.get(SESSION_KEY, None)
+    if xml is None or state is None or state.target is None:
+        return  # no --junitxml, no target, or an xdist worker (the controller writes it)
+    for name, value in run_properties(state):
+        xml.add_global_property(name, value)
+
+
+def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
+    """The run's identity as JUnit suite properties: what ran against what, exactly."""
     from pytest_vllm_conformance import __version__
 
     t = state.target
-    for name, value in (("vllm_url", t.display_url), ("vllm_engine", t.engine.name),
-                        ("vllm_engine_version", t.engine.version or ""),
-                        ("vllm_model", t.model), ("vllm_profile", state.profile),
-                        ("vllm_system_fingerprint", t.engine.fingerprint or ""),
-                        ("vllm_conformance_version", __version__)):
-        record_testsuite_property(name, value)
+    assert t is not None
+    props = [("vllm_url", t.display_url), ("vllm_engine", t.engine.name),
+             ("vllm_engine_version", t.engine.version or ""),
+             ("vllm_model", t.model), ("vllm_profile", state.profile),
+             ("vllm_system_fingerprint", t.engine.fingerprint or ""),
+             ("vllm_conformance_version", __version__)]
     if state.deployment is not None:  # which image, exactly: the tag may move
-        record_testsuite_property("vllm_image", state.settings.container.image or "")
-        record_testsuite_property("vllm_image_id", state.deployment.image_id)
+        props += [("vllm_image", state.settings.container.image or ""),
+                  ("vllm_image_id", state.deployment.image_id)]
+    return props
 
 
 #: Tests under these markers measure the server; they never overlap (xdist included).
