@@ -19,6 +19,7 @@ import re
 import struct
 import threading
 import time
+from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,6 +59,7 @@ class FaultServer:
         self.seen_prefixes: set[str] = set()
         self.token_delay_s = 0.001
         self.requests = 0
+        self.hits_by_path: Tally[str] = Tally()  # every HTTP request, by path
         self._inflight = 0
         self._grow_since: float | None = None
         self._jitter = random.Random(1)
@@ -91,8 +93,8 @@ class FaultServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, port: int = 0) -> str:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(self._counted, host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="off", interface="asgi3")
         self._server = uvicorn.Server(config)
         threading.Thread(target=self._server.run, daemon=True).start()
         deadline = time.monotonic() + 10
@@ -410,10 +412,25 @@ class FaultServer:
         media = "application/json" if "stream_wrong_type" in faults else "text/event-stream"
         return StreamingResponse(events(), media_type=media)
 
+    # issue 14: load runs fit the server
+    async def _counted(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The app, counting every HTTP request by path (what a load run really sent)."""
+        if scope["type"] == "http":
+            self.hits_by_path[scope["path"]] += 1
+        await self.app(scope, receive, send)
+
+    def _not_served(self, what: str) -> Response:
+        """What a server started without an endpoint answers (llama.cpp: 501)."""
+        return JSONResponse({"error": {"message": f"This server does not serve {what}",
+                                       "type": "not_implemented_error", "param": None,
+                                       "code": 501}}, status_code=501)
+
     # -- embeddings --------------------------------------------------------------------------
     async def embeddings(self, request: Request) -> Response:
         if denied := self._auth(request):
             return denied
+        if self.on("embeddings_not_served"):
+            return self._not_served("embeddings")
         try:
             body = await self._json(request)
             self._model(body)

@@ -73,4 +73,6 @@ FAULTS: dict[str, str] = {
     "html_injection": "/version and error messages carry <script> and onerror payloads",
     "embed_slow": "embedding requests take 0.6 s",
     "memory_grows": "process_resident_memory_bytes on /metrics grows by 16 MB a second",
+    # issue 14: load runs fit the server
+    "embeddings_not_served": "POST /v1/embeddings answers 501 with an OpenAI error object",
 }

@@ -15,20 +15,28 @@ Options (locust's command line, a locust.conf, or the environment variable named
 of /v1/models), ``--vllm-embedding-model``, ``--vllm-prompts`` (a JSONL file),
 ``--vllm-max-tokens``, ``--vllm-embedding-batch``, ``--vllm-request-timeout``. Master
 and workers share them, so ``--master``/``--worker`` runs need nothing more.
+
+Each user class fits the server: its first user in a process sends one probe (its own
+request with max_tokens=1, or one embedding input), outside the statistics. A class
+whose probe is refused as it is (a 4xx other than 408/429, or 501: the endpoint or
+model is not served, the key is wrong) does not run: its users only wait, one log line
+says why, and one ``NOT RUN`` entry named after the class carries the reason as its
+failure. Every user pauses while the same failure repeats (see :class:`fit.Backoff`).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.lock
 import pytest
 import requests
-from locust import HttpUser, constant, events, task
+from locust import HttpUser, events, task
 from locust.argument_parser import LocustArgumentParser
 from locust.clients import ResponseContextManager
 from locust.env import Environment
@@ -37,10 +45,14 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.client.sse import SSEDecoder
+from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, server_message
 from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
 
-_RETRY_AFTER_CONNECT_ERROR_S = 1.0
 _EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
+_IDLE_S = 3600.0  # what a user of a class that cannot run waits, again and again
+_PROBE_BODY_MAX = 64 * 1024  # of a refusal, read for its message
+NOT_RUN = "NOT RUN"  # the statistics entry type naming a class that could not run
+_log = logging.getLogger(__name__)
 
 
 @events.init_command_line_parser.add_listener
@@ -80,11 +92,25 @@ class _Target:
         self.batch: int = max(1, get("vllm_embedding_batch", 1))
         self.timeout: float = get("vllm_request_timeout", 60.0)
         self.discovered = ""  # the model /v1/models named, once asked
+        self.verdicts: dict[str, _Verdict] = {}  # by user class name
         self._next = itertools.cycle(self.prompts)
 
     def prompt(self) -> tuple[str, int]:
         p = next(self._next)
         return p.text, self.max_tokens or p.max_tokens
+
+
+class _Verdict:
+    """Whether one user class can run in this process: decided once, by its first user."""
+
+    def __init__(self) -> None:
+        self.lock = gevent.lock.Semaphore()
+        self.decided = False
+        self.reason = ""  # why the class cannot run; "" when it can
+
+
+class NotRun(Exception):
+    """The failure of a class's NOT RUN entry: why its users send nothing."""
 
 
 _targets: dict[int, _Target] = {}
@@ -118,31 +144,64 @@ def _let_the_csv_catch_up(environment: Environment, **_: Any) -> None:
 
 def _server_message(response: requests.Response) -> str:
     """The error's own words: OpenAI's error.message, or a short piece of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200].strip() or response.reason or "no body"
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
-        if isinstance(err, str):
-            return err[:300]
-        if body.get("detail"):
-            return str(body["detail"])[:300]
-    return json.dumps(body)[:200]
+    return server_message(response.text, response.reason or "")
 
 
 class _OpenAIUser(HttpUser):
-    """Shared plumbing: auth, model discovery, error reporting, back-off after refusals."""
+    """Shared plumbing: auth, model discovery, the probe, error reporting, back-off."""
 
     abstract = True
-    wait_time = constant(0)  # closed loop: each user sends its next request at once
 
     def on_start(self) -> None:
         self.target = _target(self.environment)
         if self.target.key:
             self.client.headers["Authorization"] = f"Bearer {self.target.key}"
+        self._backoff = Backoff()
+        self._failure: str | None = None  # of the task now running
+        self._idle = False
+
+    def wait_time(self) -> float:
+        """Closed loop: the next request at once, unless the same failure keeps repeating."""
+        if self._idle:
+            return _IDLE_S
+        failure, self._failure = self._failure, None
+        return self._backoff.after(failure)
+
+    def probe_request(self, model: str) -> tuple[str, dict[str, Any]]:
+        """(path, body) of the smallest request of this class's kind."""
+        raise NotImplementedError
+
+    def _runs(self, model: str) -> bool:
+        """Whether this class can run against the server; the first user asks, the rest wait."""
+        name = type(self).__name__
+        verdict = self.target.verdicts.setdefault(name, _Verdict())
+        with verdict.lock:
+            if not verdict.decided:
+                verdict.reason = self._probe(model)
+                verdict.decided = True
+                if verdict.reason:
+                    _log.warning("%s does not run: %s", name, verdict.reason)
+                    self.environment.events.request.fire(
+                        request_type=NOT_RUN, name=name, response_time=0, response_length=0,
+                        exception=NotRun(verdict.reason), context={})
+        self._idle = bool(verdict.reason)
+        return not self._idle
+
+    def _probe(self, model: str) -> str:
+        """Why the server refuses this class's request as it is, or "" (also when nothing
+        answers: that says nothing of the endpoint, and the class's own requests report it)."""
+        path, body = self.probe_request(model)
+        headers = {"Authorization": f"Bearer {self.target.key}"} if self.target.key else {}
+        try:
+            with requests.post(f"{(self.host or '').rstrip('/')}{path}", json=body,
+                               headers=headers, timeout=self.target.timeout, stream=True) as r:
+                if not refused_as_is(r.status_code):
+                    return ""
+                text = r.raw.read(_PROBE_BODY_MAX, decode_content=True)
+        except requests.RequestException:
+            return ""
+        message = server_message(text.decode("utf-8", "replace"), r.reason or "")
+        return f"POST {path} answered HTTP {r.status_code}: {message}"
 
     def _model(self, wanted: str) -> str | None:
         """The model to ask for; discovered from /v1/models (once per process) if not given."""
@@ -156,7 +215,7 @@ class _OpenAIUser(HttpUser):
             try:
                 found = r.json()["data"][0]["id"]
             except (ValueError, KeyError, IndexError, TypeError):
-                r.failure("/v1/models lists no model: pass --vllm-model")
+                self._fail(r, "/v1/models lists no model: pass --vllm-model")
                 return None
         self.target.discovered = str(found)
         return self.target.discovered
@@ -174,23 +233,27 @@ class _OpenAIUser(HttpUser):
         return r
 
     def _ok(self, r: ResponseContextManager) -> bool:
-        """Mark a failed exchange with a readable reason; back off when nothing answers."""
+        """Mark a failed exchange with a readable reason."""
         if r.status_code == 0:  # no HTTP exchange happened
             err = r.error
             if isinstance(err, requests.Timeout):
-                r.failure(f"no answer from {self.host} within {self.target.timeout:g} s")
+                self._fail(r, f"no answer from {self.host} within {self.target.timeout:g} s")
             elif _closed_unanswered(err):
-                r.failure(f"{self.host} closed the connection without answering")
+                self._fail(r, f"{self.host} closed the connection without answering")
             else:
                 reason = "connection refused" if "refused" in str(err).lower() else (
                     type(err).__name__ if err is not None else "no response")
-                r.failure(f"cannot connect to {self.host}: {reason}")
-                gevent.sleep(_RETRY_AFTER_CONNECT_ERROR_S)
+                self._fail(r, f"cannot connect to {self.host}: {reason}")
             return False
         if r.status_code >= 400:
-            r.failure(f"HTTP {r.status_code}: {_server_message(r)}")
+            self._fail(r, f"HTTP {r.status_code}: {_server_message(r)}")
             return False
         return True
+
+    def _fail(self, r: ResponseContextManager, message: str) -> None:
+        """Report the exchange as failed; the same message again makes the user pause."""
+        r.failure(message)
+        self._failure = message
 
     def _record(self, kind: str, name: str, value: float) -> None:
         self.environment.events.request.fire(
@@ -206,10 +269,14 @@ def _closed_unanswered(err: BaseException | None) -> bool:
 class CompletionsUser(_OpenAIUser):
     """Non-streamed POST /v1/completions, prompts in turn; records output tokens per request."""
 
+    def probe_request(self, model: str) -> tuple[str, dict[str, Any]]:
+        return "/v1/completions", {"model": model, "prompt": "Hello", "max_tokens": 1,
+                                   "temperature": 0}
+
     @task
     def completion(self) -> None:
         model = self._model(self.target.model)
-        if model is None:
+        if model is None or not self._runs(model):
             return
         prompt, max_tokens = self.target.prompt()
         body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
@@ -219,7 +286,7 @@ class CompletionsUser(_OpenAIUser):
             try:
                 tokens = int(r.json()["usage"]["completion_tokens"])
             except (ValueError, KeyError, TypeError):
-                r.failure("the response has no usage.completion_tokens")
+                self._fail(r, "the response has no usage.completion_tokens")
                 return
         self._record("TOKENS", "/v1/completions", tokens)
 
@@ -229,10 +296,15 @@ class StreamingChatUser(_OpenAIUser):
 
     name = "/v1/chat/completions (stream)"
 
+    def probe_request(self, model: str) -> tuple[str, dict[str, Any]]:
+        return "/v1/chat/completions", {
+            "model": model, "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 1, "temperature": 0, "stream": True}
+
     @task
     def chat_stream(self) -> None:
         model = self._model(self.target.model)
-        if model is None:
+        if model is None or not self._runs(model):
             return
         prompt, max_tokens = self.target.prompt()
         body = {"model": model, "messages": [{"role": "user", "content": prompt}],
@@ -248,13 +320,13 @@ class StreamingChatUser(_OpenAIUser):
                 for piece in r.iter_content(chunk_size=None):
                     decoder.feed(piece, time.perf_counter())
             except requests.RequestException as exc:
-                r.failure(f"the stream broke off: {type(exc).__name__}")
+                self._fail(r, f"the stream broke off: {type(exc).__name__}")
                 return
             decoder.close()
             ended = time.perf_counter()
             times, tokens, problem = _read_stream(decoder)
             if problem:
-                r.failure(problem)
+                self._fail(r, problem)
                 return
             r.request_meta["response_time"] = (ended - sent) * 1000  # the whole stream
         name = "/v1/chat/completions"
@@ -279,10 +351,13 @@ def _read_stream(decoder: SSEDecoder) -> tuple[list[float], int, str]:
 class EmbeddingsUser(_OpenAIUser):
     """POST /v1/embeddings with ``--vllm-embedding-batch`` inputs; checks one vector each."""
 
+    def probe_request(self, model: str) -> tuple[str, dict[str, Any]]:
+        return "/v1/embeddings", {"model": model, "input": _EMBED_TEXT}
+
     @task
     def embed(self) -> None:
         model = self._model(self.target.embedding_model)
-        if model is None:
+        if model is None or not self._runs(model):
             return
         inputs = [f"{_EMBED_TEXT} ({i})" for i in range(self.target.batch)]
         body = {"model": model, "input": inputs if len(inputs) > 1 else inputs[0]}
@@ -292,8 +367,8 @@ class EmbeddingsUser(_OpenAIUser):
             try:
                 data = r.json()["data"]
             except (ValueError, KeyError, TypeError):
-                r.failure("the response has no data list")
+                self._fail(r, "the response has no data list")
                 return
             if not isinstance(data, list) or len(data) != len(inputs):
-                r.failure(f"asked for {len(inputs)} embeddings, got "
-                          f"{len(data) if isinstance(data, list) else 'none'}")
+                self._fail(r, f"asked for {len(inputs)} embeddings, got "
+                              f"{len(data) if isinstance(data, list) else 'none'}")

@@ -20,6 +20,8 @@ from pytest_vllm_conformance.stats import Summary, table
 # locust's percentile columns, as the x axis of the percentile curve
 CURVE = ("50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%")
 UNITS = {"TOKENS": "tokens"}  # every other entry is in ms
+#: The entry type the locustfile gives a user class that could not run (its failure: why)
+NOT_RUN = "NOT RUN"
 
 
 class ReportError(Exception):
@@ -50,6 +52,8 @@ class Entry:
 class LoadReport:
     entries: list[Entry]
     failures: list[dict[str, Any]]
+    #: user classes that sent nothing, and why (the server refused their probe)
+    not_run: dict[str, str] = field(default_factory=dict)
 
     def totals(self) -> tuple[int, int]:
         """(requests, failed requests) over HTTP entries, not the timing entries."""
@@ -66,7 +70,9 @@ class LoadReport:
                              **{k: None if math.isnan(v) else v
                                 for k, v in e.summary.as_dict().items()},
                              "percentile_curve": e.curve} for e in self.entries],
-                "failures": self.failures}
+                "failures": self.failures,
+                "not_run": [{"user_class": name, "reason": reason}
+                            for name, reason in self.not_run.items()]}
 
     def markdown(self) -> str:
         rows = [(e.label + ("" if e.unit == "ms" else f" ({e.unit})"), e.summary)
@@ -78,6 +84,9 @@ class LoadReport:
             out += "\n\nfailures:\n" + "\n".join(
                 f"- {f['Occurrences']}x {f['Method']} {f['Name']}: {f['Error']}"
                 for f in self.failures)
+        if self.not_run:
+            out += "\n\nuser classes:\n" + "\n".join(
+                f"- {name}: not run: {reason}" for name, reason in self.not_run.items())
         return out
 
 
@@ -106,7 +115,7 @@ def read(prefix: str | Path) -> LoadReport:
         raise ReportError(f"{stats_path} is not a locust stats file (no 'Request Count').")
     entries = []
     for row in rows:
-        if row["Name"] == "Aggregated":
+        if row["Name"] == "Aggregated" or row["Type"] == NOT_RUN:
             continue
         count = int(row["Request Count"])
         summary = Summary(count, _number(row, "Min Response Time"),
@@ -118,10 +127,15 @@ def read(prefix: str | Path) -> LoadReport:
                              {c: _number(row, c) for c in CURVE if c in row}))
     failures_path = Path(f"{prefix}_failures.csv")
     failures: list[dict[str, Any]] = []
+    not_run: dict[str, str] = {}
     if failures_path.is_file():
         with failures_path.open(newline="") as fh:
-            failures = [{**r, "Error": _error_text(r["Error"])} for r in csv.DictReader(fh)]
-    return LoadReport(entries, failures)
+            for r in csv.DictReader(fh):
+                if r["Method"] == NOT_RUN:  # one per worker process: the first reason tells
+                    not_run.setdefault(r["Name"], _error_text(r["Error"]))
+                else:
+                    failures.append({**r, "Error": _error_text(r["Error"])})
+    return LoadReport(entries, failures, not_run)
 
 
 def plot(report: LoadReport, path: Path) -> None:
