@@ -64,8 +64,14 @@ def _malformed(r: Response, path: str, expected: str, received: Any) -> CheckFai
                         received=repr(received)[:120], curl=r.curl, severity=Severity.HIGH)
 
 
-def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+def _finite(x: Any) -> bool:
+    """A JSON number that is a finite float (NaN, Infinity and huge integers are not)."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...],
@@ -83,8 +89,9 @@ def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...],
         tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise _malformed(r, f"{where}.logprobs.tokens", "a list of strings", tokens)
-    if not isinstance(values, list) or not all(v is None or _number(v) for v in values):
-        raise _malformed(r, f"{where}.logprobs.token_logprobs", "a list of numbers", values)
+    if not isinstance(values, list) or not all(v is None or _finite(v) for v in values):
+        raise _malformed(r, f"{where}.logprobs.token_logprobs", "a list of finite numbers",
+                         values)
     return tuple(tokens), tuple(float(v) for v in values if v is not None)
 
 

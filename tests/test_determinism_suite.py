@@ -3,12 +3,16 @@ cannot reach alone (replicas need two servers, drift is only a warning by defaul
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_vllm_conformance import determinism as det
+from pytest_vllm_conformance.client.records import RequestRecord, Response, Timings
+from pytest_vllm_conformance.failures import CheckFailure
 from tests.fault_server import FaultServer
 
 BURST = "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output"
@@ -103,6 +107,28 @@ def test_any_part_a_user_receives_can_diverge(other: det.Outcome, parts: list[st
     assert found is not None and found.parts == parts and found.position == position
     assert f"differs in: {', '.join(parts)}" in found.describe()
     assert det.compare([same, _outcome("a b", (1, 2), (" a", " b"))]) is None
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({"choices": "abc"}, "$.choices"),
+    ({"choices": []}, "$.choices"),
+    ({"choices": [{"text": 7}]}, "$.choices[0].text"),
+    ({"choices": [{"text": "a", "token_ids": ["x"]}]}, "$.choices[0].token_ids"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": [1]}}]}, "$.choices[0].logprobs.tokens"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": ["x"]}}]},
+     "$.choices[0].logprobs.token_logprobs"),
+    ({"choices": [{"text": "a", "logprobs": 3}]}, "$.choices[0].logprobs"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": [float("nan")]}}]},
+     "$.choices[0].logprobs.token_logprobs"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": [10**400]}}]},
+     "$.choices[0].logprobs.token_logprobs"),
+])
+def test_a_malformed_answer_is_a_titled_failure(body: dict[str, Any], path: str) -> None:
+    r = Response(RequestRecord("POST", "http://x/v1/completions"), 200, {},
+                 json.dumps(body).encode(), Timings())
+    with pytest.raises(CheckFailure) as info:
+        det.parse_completion(r, 0, 0.0)
+    assert info.value.title == "A determinism answer is malformed" and info.value.path == path
 
 
 def test_a_text_divergence_names_the_text_and_where(pytester: pytest.Pytester,
