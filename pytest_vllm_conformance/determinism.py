@@ -1,10 +1,12 @@
 """Send the same request many ways, group the answers, and explain any divergence.
 
-A greedy answer is compared as its token sequence (the ``tokens`` of /v1/completions
-logprobs) and its per-token logprobs. The evidence for a divergence is what a user
-needs to chase it: how many distinct outputs and how often each came, the first token
-position where they part and the text around it, the logprobs there, which requests
-(ids, times, what else was in flight) and a reproduction line.
+An answer is judged by everything its user receives: the visible text, the token ids (when
+the server returns them: vLLM does with ``return_token_ids``) and the logprob tokens with
+their logprobs. A difference in any of them is a divergence. The evidence is what a user
+needs to chase it: how many distinct outputs and how often each came, which parts differ
+and where (character offset in the text, token position in the ids and logprob tokens),
+the logprobs there, which requests (ids, times, what else was in flight) and a
+reproduction line.
 """
 
 from __future__ import annotations
@@ -17,23 +19,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_vllm_conformance.client import AsyncClient, Response
+from pytest_vllm_conformance.failures import CheckFailure, Severity
+
+#: The parts of an answer a user receives, in the order evidence names them.
+PARTS = ("text", "token ids", "logprob tokens")
+Key = tuple[str, tuple[int, ...] | None, tuple[str, ...]]
 
 
 @dataclass
 class Outcome:
-    """One answer: its tokens, their logprobs, and when it ran next to what."""
+    """One answer: its text, token ids, logprob tokens and logprobs, and when it ran."""
 
     rid: int
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # the logprob tokens
     logprobs: tuple[float, ...]
     started: float
     finished: float
     curl: str = ""
     in_flight: tuple[int, ...] = ()
+    text: str = ""  # the visible text
+    token_ids: tuple[int, ...] | None = None  # None: the server gave none
 
     @property
-    def text(self) -> str:
-        return "".join(self.tokens)
+    def key(self) -> Key:
+        """What two answers must share to be the same output."""
+        return (self.text, self.token_ids, self.tokens)
 
     def text_before(self, k: int, width: int = 40) -> str:
         return "".join(self.tokens[:k])[-width:]
@@ -41,24 +51,77 @@ class Outcome:
     def token(self, k: int) -> str:
         return self.tokens[k] if k < len(self.tokens) else "<end>"
 
+    def token_id(self, k: int) -> str:
+        ids = self.token_ids or ()
+        return str(ids[k]) if k < len(ids) else "<end>"
+
     def logprob(self, k: int) -> str:
         return f"{self.logprobs[k]:.6g}" if k < len(self.logprobs) else "n/a"
+
+
+def _malformed(r: Response, path: str, expected: str, received: Any) -> CheckFailure:
+    return CheckFailure("A determinism answer is malformed", path=path, expected=expected,
+                        received=repr(received)[:120], curl=r.curl, severity=Severity.HIGH)
+
+
+def _finite(x: Any) -> bool:
+    """A JSON number that is a finite float (NaN, Infinity and huge integers are not)."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...],
+                                                                 tuple[float, ...]]:
+    """(tokens, logprobs) from completions-style or chat-style (llama.cpp) logprobs."""
+    if lp is None:
+        return (), ()
+    if not isinstance(lp, dict):
+        raise _malformed(r, f"{where}.logprobs", "an object or null", lp)
+    if isinstance(lp.get("content"), list):  # chat-style logprobs (llama.cpp sends these)
+        entries = [e for e in lp["content"] if isinstance(e, dict)]
+        tokens = [e.get("token", "") for e in entries]
+        values = [e.get("logprob") for e in entries]
+    else:
+        tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise _malformed(r, f"{where}.logprobs.tokens", "a list of strings", tokens)
+    if not isinstance(values, list) or not all(v is None or _finite(v) for v in values):
+        raise _malformed(r, f"{where}.logprobs.token_logprobs", "a list of finite numbers",
+                         values)
+    return tuple(tokens), tuple(float(v) for v in values if v is not None)
+
+
+def token_ids_of(r: Response, choice: dict[str, Any], where: str) -> tuple[int, ...] | None:
+    """A choice's ``token_ids`` (vLLM's ``return_token_ids``), None when it has none."""
+    ids = choice.get("token_ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                            for i in ids):
+        raise _malformed(r, f"{where}.token_ids", "a list of integers", ids)
+    return tuple(ids)
 
 
 def parse_completion(r: Response, rid: int, t0: float, index: int = 0) -> Outcome:
     """An Outcome from a /v1/completions answer that asked for ``logprobs``."""
     body: Any = r.json()
-    choice = sorted(body["choices"], key=lambda c: c.get("index", 0))[index]
-    lp = choice.get("logprobs") or {}
-    if isinstance(lp.get("content"), list):  # chat-style logprobs (llama.cpp sends these)
-        entries = [e for e in lp["content"] if isinstance(e, dict)]
-        tokens = tuple(str(e.get("token", "")) for e in entries)
-        logprobs = tuple(float(e["logprob"]) for e in entries if e.get("logprob") is not None)
-    else:
-        tokens = tuple(lp.get("tokens") or ())
-        logprobs = tuple(float(x) for x in lp.get("token_logprobs") or () if x is not None)
-    tokens = tokens or (choice.get("text", ""),)
-    return Outcome(rid, tokens, logprobs, r.timings.sent - t0, r.timings.done - t0, r.curl)
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise _malformed(r, "$.choices", "a list of choice objects", choices)
+    ranked = sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
+    if index >= len(ranked):
+        raise _malformed(r, "$.choices", f"at least {index + 1} choices", f"{len(ranked)}")
+    choice, where = ranked[index], f"$.choices[{index}]"
+    text = choice.get("text")
+    if not isinstance(text, str):
+        raise _malformed(r, f"{where}.text", "a string", text)
+    tokens, logprobs = _logprob_tokens(r, choice.get("logprobs"), where)
+    return Outcome(rid, tokens, logprobs, r.timings.sent - t0, r.timings.done - t0, r.curl,
+                   text=text, token_ids=token_ids_of(r, choice, where))
 
 
 async def burst(client: AsyncClient, body: dict[str, Any], n: int,
@@ -107,46 +170,89 @@ def power_statement(n: int) -> str:
             f"probability {p:.2%} (0.99^{n}); one hitting 5% with {miss_probability(n, 0.05):.2%}")
 
 
+def differing_parts(a: Outcome, b: Outcome) -> list[str]:
+    """Which of :data:`PARTS` differ between two answers."""
+    return [name for name, x, y in zip(PARTS, a.key, b.key, strict=True) if x != y]
+
+
+def first_difference(a: str | tuple[Any, ...], b: str | tuple[Any, ...]) -> int:
+    """The first index where two sequences differ (the shorter length when one is a prefix)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
+def _excerpt(text: str, at: int) -> str:
+    return repr(text[at:at + 40]) + ("..." if len(text) > at + 40 else "")
+
+
 @dataclass
 class Divergence:
     """Distinct outputs of one request and where the minority departs from the majority."""
 
-    counts: list[tuple[tuple[str, ...], int]]  # distinct token sequences, most common first
-    position: int  # first token index where the first minority output differs
+    counts: list[tuple[Key, int]]  # distinct outputs, most common first
     majority: Outcome
     odd: Outcome
     others: list[Outcome] = field(default_factory=list)
 
+    @property
+    def parts(self) -> list[str]:
+        """What differs between the majority and the first other output."""
+        return differing_parts(self.majority, self.odd)
+
+    @property
+    def position(self) -> str:
+        """Where the first other output departs, in the first part that differs."""
+        a, b = self.majority, self.odd
+        if "logprob tokens" in self.parts:
+            return f"token {first_difference(a.tokens, b.tokens)}"
+        if "token ids" in self.parts:
+            return f"token id {first_difference(a.token_ids or (), b.token_ids or ())}"
+        return f"text character {first_difference(a.text, b.text)}"
+
     def describe(self, limit: int = 3) -> str:
         total = sum(c for _, c in self.counts)
+        a, b = self.majority, self.odd
+        same = [p for p in PARTS if p not in self.parts
+                and (p != "token ids" or a.token_ids is not None)]
         lines = [f"{len(self.counts)} distinct outputs in {total} answers: "
-                 + ", ".join(f"#{i + 1} x{c}" for i, (_, c) in enumerate(self.counts))]
-        k, a, b = self.position, self.majority, self.odd
-        lines.append(f"first divergence at token {k}: after {a.text_before(k)!r}")
-        lines.append(f"  majority: {a.token(k)!r} (logprob {a.logprob(k)})")
-        lines.append(f"  other:    {b.token(k)!r} (logprob {b.logprob(k)})")
+                 + ", ".join(f"#{i + 1} x{c}" for i, (_, c) in enumerate(self.counts)),
+                 f"differs in: {', '.join(self.parts)}"
+                 + (f" ({' and '.join(same)} equal)" if same else "")]
+        if "text" in self.parts:
+            at = first_difference(a.text, b.text)
+            lines.append(f"first divergence in the text at character {at}: "
+                         f"after {a.text[max(0, at - 40):at]!r}")
+            lines.append(f"  majority: {_excerpt(a.text, at)}")
+            lines.append(f"  other:    {_excerpt(b.text, at)}")
+        if "token ids" in self.parts:
+            if a.token_ids is None or b.token_ids is None:
+                lines.append("token ids: given in one answer and not in the other")
+            else:
+                k = first_difference(a.token_ids, b.token_ids)
+                lines.append(f"first divergence in the token ids at position {k}: "
+                             f"majority {a.token_id(k)}, other {b.token_id(k)}")
+        if "logprob tokens" in self.parts:
+            k = first_difference(a.tokens, b.tokens)
+            lines.append(f"first divergence at token {k}: after {a.text_before(k)!r}")
+            lines.append(f"  majority: {a.token(k)!r} (logprob {a.logprob(k)})")
+            lines.append(f"  other:    {b.token(k)!r} (logprob {b.logprob(k)})")
         for o in [b, *self.others][:limit]:
             lines.append(f"  request {o.rid}: sent at +{o.started * 1000:.0f} ms, "
                          f"{len(o.in_flight)} others in flight {list(o.in_flight)[:8]}")
         return "\n".join(lines)
 
 
-def _first_difference(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                min(len(a), len(b)))
-
-
 def compare(outcomes: list[Outcome]) -> Divergence | None:
-    """None when every outcome has the same tokens; else the evidence."""
-    counts = Counter(o.tokens for o in outcomes)
+    """None when every outcome has the same text, token ids and logprob tokens; else the
+    evidence."""
+    counts = Counter(o.key for o in outcomes)
     if len(counts) <= 1:
         return None
     ranked = counts.most_common()
     top = ranked[0][0]
-    majority = next(o for o in outcomes if o.tokens == top)
-    odd_all = [o for o in outcomes if o.tokens != top]
-    odd = odd_all[0]
-    return Divergence(ranked, _first_difference(top, odd.tokens), majority, odd, odd_all[1:])
+    majority = next(o for o in outcomes if o.key == top)
+    odd_all = [o for o in outcomes if o.key != top]
+    return Divergence(ranked, majority, odd_all[0], odd_all[1:])
 
 
 def logprob_drift(a: Outcome, b: Outcome) -> float:

@@ -130,6 +130,13 @@ def add_options(parser: pytest.Parser) -> None:
              "(ini: vllm_prompts).",
     )
     group.addoption(
+        "--vllm-shared-server", action="store_true", default=None,
+        help="the server also serves traffic other than this run's: a running-requests gauge "
+             "above 0 while this run is idle is then a note (a warning and a test property), "
+             "not a failure. Default: off, the server is this run's alone "
+             "(ini: vllm_shared_server).",
+    )
+    group.addoption(
         "--vllm-output-dir", default=None, metavar="DIR",
         help="where server logs and reports are written. "
              f"Default: {DEFAULT_OUTPUT_DIR} (ini: vllm_output_dir).",
@@ -158,6 +165,8 @@ def add_options(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("vllm_serve_python", "interpreter that has vllm installed", default="")
     parser.addini("vllm_serve_timeout", "start-up limit in seconds", default="")
+    parser.addini("vllm_shared_server", "the server also serves other traffic", type="bool",
+                  default=False)
     for name, text in (
         ("vllm_model", "model to test"),
         ("vllm_embedding_url", "server answering /v1/embeddings"),
@@ -197,6 +206,7 @@ class Settings:
     determinism_requests: int = DEFAULT_DETERMINISM_REQUESTS
     determinism_concurrency: int = DEFAULT_DETERMINISM_CONCURRENCY
     prompts: Path | None = None
+    shared_server: bool = False
     output_dir: Path = field(default_factory=lambda: Path(DEFAULT_OUTPUT_DIR))
     perf: perf_options.PerfSettings = field(default_factory=perf_options.PerfSettings)
     json_path: Path | None = None
@@ -269,6 +279,8 @@ class Settings:
                 pick("vllm_determinism_concurrency", "vllm_determinism_concurrency"),
                 "--vllm-determinism-concurrency", DEFAULT_DETERMINISM_CONCURRENCY),
             prompts=readable_file(pick("vllm_prompts", "vllm_prompts"), "--vllm-prompts", root),
+            shared_server=bool(config.getoption("vllm_shared_server")
+                               or config.getini("vllm_shared_server")),
             output_dir=output_dir,
             perf=perf_options.PerfSettings.read(pick),
             json_path=_out_path(pick("vllm_json", "vllm_json"), root, output_dir, "results.json"),

@@ -1,9 +1,18 @@
-"""Dropped streams: the server must notice, free the request, and keep serving."""
+"""Dropped streams: the server must notice, free the request, and keep serving.
+
+Idle means zero: with nothing of this run's in flight, the running-requests gauge must
+read 0, before the streams are dropped and after. A gauge that never gets there is a
+leaked slot (or a gauge that lies), whatever level it sat at before. A server shared with
+other traffic (--vllm-shared-server) may be busy with someone else's requests: there a
+non-zero idle level is a note, and the dropped streams must bring the gauge back to it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import warnings
 
 import pytest
 
@@ -11,26 +20,74 @@ from pytest_vllm_conformance import checks, shapes
 from pytest_vllm_conformance.checks import metrics
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.options import Settings
 from pytest_vllm_conformance.target import Target
 
 pytestmark = pytest.mark.cancellation
 STREAMS = 4
 SETTLE_S = 10.0
+POLL_S = 0.2
 ATTEMPTS = 3  # a busy client may read a whole short answer at once: then nothing is dropped
 # Drop each stream at its first event. vLLM merges the tokens a slow reader has not taken
 # yet into one chunk, so on a busy machine the second event can already be the whole answer.
 DROP_AFTER = 1
 
 
+class SharedServerNote(UserWarning):
+    """A shared server's gauge was above 0 while this run was idle: noted, not failed."""
+
+
 def _running(client: Client, gauge: str) -> float:
-    return metrics.parse(client.get("/metrics")).value(gauge)
+    value = metrics.parse(client.get("/metrics")).value(gauge)
+    if not math.isfinite(value):
+        raise CheckFailure("The running gauge is not a number", path=gauge,
+                           expected="a finite count of running requests",
+                           received=repr(value), severity=Severity.MEDIUM)
+    return value
 
 
-def test_dropped_streams_are_freed(vllm_client: Client, vllm_target: Target) -> None:
+def _settle(client: Client, gauge: str, level: float) -> tuple[bool, float]:
+    """(the gauge read ``level`` or less within SETTLE_S, the lowest reading).
+
+    One low reading is enough: another client's request (xdist workers, a shared server)
+    only ever adds to the gauge, so a gauge that never gets down to ``level`` stays up."""
+    lowest = math.inf
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        lowest = min(lowest, _running(client, gauge))
+        if lowest <= level or time.monotonic() > deadline:
+            return lowest <= level, lowest
+        time.sleep(POLL_S)
+
+
+def _idle_level(client: Client, gauge: str, shared: bool,
+                request: pytest.FixtureRequest) -> float:
+    """0, or on a shared server the lowest level seen; a non-zero idle gauge is a finding."""
+    at_zero, lowest = _settle(client, gauge, 0.0)
+    request.node.user_properties.append(("cancellation_idle_running", lowest))
+    if at_zero:
+        return 0.0
+    what = f"{gauge} read {lowest:g} or more for {SETTLE_S:g} s with none of this run's " \
+           "requests in flight"
+    if not shared:
+        raise CheckFailure("The running gauge is not 0 when idle", path=gauge,
+                           expected="0 with nothing in flight",
+                           received=f"{lowest:g} for {SETTLE_S:g} s", severity=Severity.HIGH,
+                           detail=f"{what}: a leaked request slot, or a gauge that lies. If "
+                                  "the server also serves others, pass --vllm-shared-server")
+    request.node.user_properties.append(("cancellation_note", what))
+    warnings.warn(SharedServerNote(f"{what} (--vllm-shared-server: noted, not failed)"),
+                  stacklevel=2)
+    return lowest
+
+
+def test_dropped_streams_are_freed(vllm_client: Client, vllm_target: Target,
+                                   vllm_settings: Settings,
+                                   request: pytest.FixtureRequest) -> None:
     gauge = metrics.RUNNING_GAUGE.get(vllm_target.engine.name)
     if gauge is None or not vllm_target.has("/metrics"):
         pytest.skip(f"engine {vllm_target.engine.name!r} exposes no running-requests gauge")
-    idle = _running(vllm_client, gauge)
+    idle = _idle_level(vllm_client, gauge, vllm_settings.shared_server, request)
     body = shapes.chat(vllm_target.model, max_tokens=400, stream=True,
                        messages=[{"role": "user", "content": "Tell a very long story."}])
 
@@ -42,14 +99,12 @@ def test_dropped_streams_are_freed(vllm_client: Client, vllm_target: Target) -> 
     if not any(vllm_client.run(drop_all()) for _ in range(ATTEMPTS)):
         pytest.skip(f"in {ATTEMPTS} attempts the streams ended before they could be dropped "
                     "(the model stopped early, or the answers arrived whole)")
-    deadline = time.monotonic() + SETTLE_S
-    while (now := _running(vllm_client, gauge)) > idle:
-        if time.monotonic() > deadline:
-            raise CheckFailure("Dropped streams keep running", path=gauge,
-                               expected=f"back to {idle:g} within {SETTLE_S:g} s",
-                               received=f"{now:g} after {SETTLE_S:g} s",
-                               severity=Severity.HIGH,
-                               detail=f"{STREAMS} streams closed after their first event")
-        time.sleep(0.2)
+    freed, now = _settle(vllm_client, gauge, idle)
+    if not freed:
+        raise CheckFailure("Dropped streams keep running", path=gauge,
+                           expected=f"back to {idle:g} within {SETTLE_S:g} s",
+                           received=f"{now:g} or more for {SETTLE_S:g} s",
+                           severity=Severity.HIGH,
+                           detail=f"{STREAMS} streams closed after their first event")
     r = vllm_client.post("/v1/chat/completions", shapes.chat(vllm_target.model, max_tokens=2))
     checks.status_is(r, 200, "A request after dropped streams failed", Severity.CRITICAL)

@@ -162,3 +162,26 @@ def test_streamed_text_equals_non_streamed_text(vllm_client: Client, vllm_model:
     r = _send(vllm_client, path, make(vllm_model, max_tokens=12, stream=True))
     streaming.data_lines_are_json(r)
     semantics.same_text(stream_text(r), plain, r.curl)
+
+
+# issue 14: the logprob tokens spell the text
+@pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
+def test_logprob_tokens_spell_the_text(vllm_client: Client, vllm_model: str, path: str,
+                                       request: pytest.FixtureRequest) -> None:
+    """Joined, the logprob tokens are the text (byte fragments match loosely, and are counted)."""
+    from pytest_vllm_conformance.checks import logprobs as logprob_checks
+
+    if path == COMPLETIONS:
+        body = shapes.completion(vllm_model, logprobs=1, max_tokens=16)
+    else:
+        body = shapes.chat(vllm_model, logprobs=True, max_tokens=16)
+    r = _send(vllm_client, path, body)
+    data = checks.json_object(r, f"POST {path} is not a JSON object")
+    spelling = logprob_checks.tokens_spell_text(data, r.curl)
+    request.node.user_properties.append(("logprob_tokens_compared", spelling.tokens))
+    request.node.user_properties.append(("logprob_tokens_unspellable", spelling.unspellable))
+    if spelling.tokens == 0:
+        pytest.skip("the answer carries no logprob tokens to compare with its text")
+    if spelling.unspellable == spelling.tokens:
+        pytest.skip(f"all {spelling.tokens} logprob tokens are byte fragments (U+FFFD, "
+                    "bytes:, token_id:), which cannot be spelled one by one")

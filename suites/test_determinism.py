@@ -1,9 +1,10 @@
-"""Determinism: the same greedy request gives the same tokens however it is sent.
+"""Determinism: the same greedy request gives the same answer however it is sent.
 
 Six modes: a concurrent burst, alone vs batched vs hidden among other requests,
-replicas, prefix cache cold vs warm, seeded sampling, streaming vs not. Tokens must
-match exactly; logprobs must match bit for bit under --vllm-profile=batch-invariant,
-and any drift is otherwise a warning that states its size.
+replicas, prefix cache cold vs warm, seeded sampling, streaming vs not. What the user
+receives must match exactly: the visible text, the token ids (asked for with vLLM's
+``return_token_ids``) and the logprob tokens; logprobs must match bit for bit under
+--vllm-profile=batch-invariant, and any drift is otherwise a warning that states its size.
 
 Power: the burst sends --vllm-determinism-requests copies of each prompt. With the
 defaults (100 copies x 5 built-in prompts = 500 requests) a fault that makes 1 request
@@ -22,8 +23,8 @@ import pytest
 
 from pytest_vllm_conformance import checks, prompts
 from pytest_vllm_conformance import determinism as det
-from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.client.events import stream_text
+from pytest_vllm_conformance.client import Client, Response
+from pytest_vllm_conformance.client.events import EventKind, timeline
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.options import Settings
 from pytest_vllm_conformance.target import Target
@@ -49,7 +50,8 @@ def greedy(target: Target, text: str | list[str], max_tokens: int, **extra: Any)
                             "temperature": 0, "top_p": 1, "n": 1, "presence_penalty": 0,
                             "frequency_penalty": 0, "logprobs": 1, **extra}
     if target.engine.name == "vllm":  # vLLM's own knobs that generation_config can set
-        body.update({"top_k": -1, "min_p": 0, "repetition_penalty": 1})
+        body.update({"top_k": -1, "min_p": 0, "repetition_penalty": 1,
+                     "return_token_ids": True})  # ...and the token ids, to compare them too
     return body
 
 
@@ -105,6 +107,7 @@ def test_a_burst_of_identical_requests_gives_one_output(
     record_property(("determinism_requests", n))
     if found:
         record_property(("determinism_divergence_position", found.position))
+        record_property(("determinism_divergence_in", ", ".join(found.parts)))
     _diverged(f"{n} identical requests ({c} in flight) gave different outputs", outcomes,
               det.power_statement(n * len(prompts.load(vllm_settings.prompts))))
     record_property(("determinism_logprob_drift_max",
@@ -170,14 +173,27 @@ def test_seeded_sampling_reproduces(vllm_client: Client, vllm_target: Target) ->
     _diverged("The same seed gives different samples", sequential + concurrent)
 
 
+def _streamed(r: Response, plain: det.Outcome) -> det.Outcome:
+    """The stream as an Outcome comparable with ``plain``: its text, and its token ids when
+    both give them; it was asked without logprobs, so those are taken as ``plain``'s."""
+    events = [e for e in timeline(r) if e.kind is EventKind.TOKEN and e.index == 0]
+    ids = tuple(i for e in events for i in e.token_ids)
+    given = plain.token_ids is not None and any(e.token_ids for e in events)
+    return det.Outcome(1, plain.tokens, plain.logprobs, r.timings.sent, r.timings.done, r.curl,
+                       text="".join(e.text for e in events),
+                       token_ids=ids if given else plain.token_ids)
+
+
 def test_streaming_and_non_streaming_give_the_same_tokens(
         vllm_client: Client, vllm_target: Target, vllm_settings: Settings) -> None:
     for p in prompts.load(vllm_settings.prompts):
         body = greedy(vllm_target, p.text, p.max_tokens)
         plain = _one(vllm_client, body, 0)
         r = vllm_client.stream("/v1/completions", {**body, "stream": True, "logprobs": None})
-        streamed = stream_text(r)
-        if streamed != plain.text:
-            raise CheckFailure(f"Prompt {p.name!r} streams other tokens than it returns",
-                               expected=repr(plain.text[:80]), received=repr(streamed[:80]),
-                               curl=r.curl, severity=Severity.HIGH)
+        checks.status_is(r, 200, "A streamed determinism request failed", Severity.HIGH)
+        found = det.compare([plain, _streamed(r, plain)])
+        if found is not None:
+            raise CheckFailure(f"Prompt {p.name!r} streams a different output than it returns",
+                               expected=f"the non-streamed {' and '.join(found.parts)}",
+                               received=f"a different {' and '.join(found.parts)}",
+                               curl=r.curl, severity=Severity.HIGH, detail=found.describe())

@@ -86,6 +86,7 @@ class FaultServer:
         self.rng = random.Random(0)
         self.seen_prefixes = set()
         self._grow_since = None
+        self.m_running.labels(MODEL).set(self._inflight)  # slots leaked by an earlier test
 
     def on(self, fault: str) -> bool:
         assert fault in FAULTS, fault
@@ -153,6 +154,9 @@ class FaultServer:
                           flags=re.M)
         if self.on("metrics_unparseable"):
             text += "this line is { not prometheus\n"
+        if self.on("running_stuck"):
+            text = re.sub(r"^(vllm:num_requests_running\{[^}]*\}) (\S+)",
+                          lambda m: f"{m.group(1)} {float(m.group(2)) + 1}", text, flags=re.M)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -286,10 +290,34 @@ class FaultServer:
                 pieces, text, finish = kept, text[:cut], "stop"
                 break
         used = tokens[: len(pieces)]
+        pieces = self._shown(pieces, params)
+        ids = self._token_ids(used)
         if params["echo"] and not self.on("echo_ignored"):
             pieces.insert(0, prompt)
+            ids.insert(0, [])
         return {"pieces": pieces, "tokens": used, "finish": finish, "n_tokens": len(used),
-                "top_k": params["top_k"], "logprobs": params["logprobs"]}
+                "top_k": params["top_k"], "logprobs": params["logprobs"], "piece_ids": ids,
+                "return_ids": params["return_token_ids"]}
+
+    def _shown(self, pieces: list[str], params: dict[str, Any]) -> list[str]:
+        """The text pieces a user sees; the text faults change them, never the tokens."""
+        greedy = params["temperature"] == 0
+        if not pieces or not (
+                (greedy and self.on("text_differs") and self.rng.random() < self.divergence_rate)
+                or (not greedy and params["seed"] is not None
+                    and self.on("seeded_text_differs"))):
+            return pieces
+        k = len(pieces) // 2
+        changed = " " + fm.WORDS[self.rng.randrange(len(fm.WORDS))] if not greedy \
+            else pieces[k].upper()
+        return [*pieces[:k], changed, *pieces[k + 1:]]
+
+    def _token_ids(self, used: list[fm.Token]) -> list[list[int]]:
+        """The token ids of each text piece (vLLM's return_token_ids), one per piece."""
+        ids = [[t.id] for t in used]
+        if ids and self.on("token_ids_differ") and self.rng.random() < self.divergence_rate:
+            ids[0] = [self.rng.randrange(10**6, 10**9)]
+        return ids
 
     def _render(self, c: dict[str, Any], index: int, chat: bool,
                 text: str | None) -> dict[str, Any]:
@@ -303,6 +331,8 @@ class FaultServer:
         else:
             out["text"] = content
             out["logprobs"] = self._completion_logprobs(c) if c["logprobs"] else None
+        if c["return_ids"]:
+            out["token_ids"] = [i for ids in c["piece_ids"] for i in ids]
         return out
 
     def _top(self, c: dict[str, Any], tok: fm.Token) -> list[tuple[str, float]]:
@@ -313,15 +343,22 @@ class FaultServer:
         def entry(text: str, lp: float) -> dict[str, Any]:
             return {"token": text, "logprob": lp, "bytes": list(text.encode())}
         return {"refusal": None, "content": [
-            entry(t.text, t.logprob) | {"top_logprobs": [entry(a, b) for a, b in self._top(c, t)]}
-            for t in c["tokens"]]}
+            entry(text, t.logprob) | {"top_logprobs": [entry(a, b) for a, b in self._top(c, t)]}
+            for text, t in zip(self._spelled(c), c["tokens"], strict=True)]}
+
+    def _spelled(self, c: dict[str, Any]) -> list[str]:
+        """The logprob tokens' text; with logprobs_misspell, the first is upper-cased."""
+        texts = [t.text for t in c["tokens"]]
+        if texts and self.on("logprobs_misspell"):
+            texts[0] = texts[0].upper()
+        return texts
 
     def _completion_logprobs(self, c: dict[str, Any]) -> dict[str, Any]:
         offsets, pos = [], 0
         for t in c["tokens"]:
             offsets.append(pos)
             pos += len(t.text)
-        return {"tokens": [t.text for t in c["tokens"]],
+        return {"tokens": self._spelled(c),
                 "token_logprobs": [t.logprob for t in c["tokens"]],
                 "top_logprobs": [dict(self._top(c, t)) for t in c["tokens"]],
                 "text_offset": offsets}
@@ -395,7 +432,10 @@ class FaultServer:
                         last = k == len(c["pieces"]) - 1
                         early = "stream_finish_early" in faults and k == 0
                         finish = c["finish"] if (last or early) else None
-                        yield chunk({"choices": [part(i, text, finish)]}, n)
+                        piece = part(i, text, finish)
+                        if c["return_ids"]:
+                            piece["token_ids"] = c["piece_ids"][k]
+                        yield chunk({"choices": [piece]}, n)
                         n += 1
                 if include_usage:
                     leak = [part(0, "", None)] if "stream_usage_with_choices" in faults else []
@@ -545,8 +585,8 @@ class FaultServer:
             echo = body.get("echo", False)
             if not isinstance(echo, bool):
                 raise BadRequest("echo must be a boolean", "echo")
-        for name in ("stream",):
-            if name in body and not isinstance(body[name], bool):
+        for name in ("stream", "return_token_ids"):
+            if name in body and not isinstance(body[name], bool | None):
                 raise BadRequest(f"{name} must be a boolean", name)
         longest = max(fm.count_tokens(p) for p in prompts)
         if longest + max_tokens > fm.CONTEXT and not self.on("invalid_accepted"):
@@ -554,7 +594,8 @@ class FaultServer:
                              "max_tokens", code="context_length_exceeded")
         return {"prompts": prompts, "max_tokens": max_tokens, "n": n, "seed": seed,
                 "temperature": temperature,
-                "stop": stops, "top_k": top_k, "logprobs": logprobs, "echo": echo}
+                "stop": stops, "top_k": top_k, "logprobs": logprobs, "echo": echo,
+                "return_token_ids": body.get("return_token_ids") is True}
 
     def _prompts(self, raw: Any) -> list[str]:
         if isinstance(raw, str) and raw:

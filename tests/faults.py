@@ -57,6 +57,14 @@ FAULTS: dict[str, str] = {
     "batch_differs": "a prompt answers differently inside a multi-prompt request",
     "cache_differs": "a prompt whose prefix was seen before answers differently",
     "seed_ignored": "seed is ignored: sampling never reproduces",
+    # issue 14: determinism judges what the user receives
+    "text_differs": "about 1 greedy request in 100 (divergence_rate) shows a different text, "
+                    "its logprob tokens and token ids unchanged",
+    "seeded_text_differs": "seeded sampling shows a different text each time, its logprob "
+                           "tokens unchanged",
+    "token_ids_differ": "about 1 request in 100 (divergence_rate) returns a random first token "
+                        "id, its text and logprob tokens unchanged",
+    "logprobs_misspell": "the logprob tokens do not spell the text (the first is upper-cased)",
     # metrics and cancellation
     "metrics_missing": "there is no /metrics",
     "metrics_unparseable": "/metrics has a line that is not Prometheus text",
@@ -66,6 +74,8 @@ FAULTS: dict[str, str] = {
     "metrics_ttft_off": "the TTFT histogram is in milliseconds, not seconds",
     "metrics_busy_500": "/metrics answers 500 while a request runs",
     "cancel_leak": "a dropped stream is never taken off the running gauge",
+    # issue 14: idle means zero
+    "running_stuck": "vllm:num_requests_running reads one more than is running: 1 when idle",
     # latency and memory
     "slow_first_token": "the first token comes 1.5 s late",
     "slow_tokens": "every token takes 60 ms",

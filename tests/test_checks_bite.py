@@ -111,8 +111,22 @@ BITES: dict[str, tuple[str, str, list[str]]] = {
                       "output", "The answer changes once the prefix is cached", []),
     "seed_ignored": ("test_determinism.py::test_seeded_sampling_reproduces",
                      "The same seed gives different samples", []),
+    # issue 14: determinism judges what the user receives
+    "text_differs": ("test_determinism.py::test_a_burst_of_identical_requests_gives_one_"
+                     "output[short]", "100 identical requests (10 in flight) gave "
+                     "different outputs", []),
+    "seeded_text_differs": ("test_determinism.py::test_seeded_sampling_reproduces",
+                            "The same seed gives different samples", []),
+    "token_ids_differ": ("test_determinism.py::test_a_burst_of_identical_requests_gives_one_"
+                         "output[short]", "100 identical requests (10 in flight) gave "
+                         "different outputs", []),
+    "logprobs_misspell": ("test_compliance.py::test_logprob_tokens_spell_the_text"
+                          "[/v1/completions]", "Logprob tokens do not spell the text", []),
     "cancel_leak": ("test_cancellation.py::test_dropped_streams_are_freed",
                     "Dropped streams keep running", []),
+    # issue 14: idle means zero
+    "running_stuck": ("test_cancellation.py::test_dropped_streams_are_freed",
+                      "The running gauge is not 0 when idle", []),
     "slow_first_token": (LATENCY_C1, "Latency SLO missed", ["--vllm-slo=ttft_p95_ms=500", *FEW]),
     "slow_tokens": (LATENCY_C1, "Latency SLO missed", ["--vllm-slo=tpot_p95_ms=20", *FEW]),
     "errors_under_load": ("test_latency.py::test_streamed_completions_at_each_concurrency_level"
@@ -146,6 +160,9 @@ MORE_BITES: list[tuple[str, str, str, list[str]]] = [
      "Latency SLO missed", [*EMBED, *FEW]),
     ("stream_no_done", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
      "Requests failed under load", QUICK),
+    # issue 14: determinism judges what the user receives
+    ("logprobs_misspell", "test_compliance.py::test_logprob_tokens_spell_the_text"
+     "[/v1/chat/completions]", "Logprob tokens do not spell the text", []),
 ]
 ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.

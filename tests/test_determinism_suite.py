@@ -3,12 +3,16 @@ cannot reach alone (replicas need two servers, drift is only a warning by defaul
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_vllm_conformance import determinism as det
+from pytest_vllm_conformance.client.records import RequestRecord, Response, Timings
+from pytest_vllm_conformance.failures import CheckFailure
 from tests.fault_server import FaultServer
 
 BURST = "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output"
@@ -80,7 +84,87 @@ def test_streams_that_differ_are_caught(pytester: pytest.Pytester, fault: FaultS
     node = "test_determinism.py::test_streaming_and_non_streaming_give_the_same_tokens"
     result = pytester.runpytest(f"--vllm-url={fault.url}", node)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Prompt 'short' streams other tokens than it returns*"])
+    result.stdout.fnmatch_lines(["*Prompt 'short' streams a different output than it returns*",
+                                 "*differs in: text (token ids and logprob tokens equal)*"])
+
+
+# issue 14: determinism judges what the user receives
+def _outcome(text: str, ids: tuple[int, ...] | None, tokens: tuple[str, ...]) -> det.Outcome:
+    return det.Outcome(0, tokens, (-0.5,) * len(tokens), 0.0, 0.0, text=text, token_ids=ids)
+
+
+@pytest.mark.parametrize(("other", "parts", "position"), [
+    (_outcome("a B", (1, 2), (" a", " b")), ["text"], "text character 2"),
+    (_outcome("a b", (1, 9), (" a", " b")), ["token ids"], "token id 1"),
+    (_outcome("a b", None, (" a", " b")), ["token ids"], "token id 0"),
+    (_outcome("a b", (1, 2), (" a", " c")), ["logprob tokens"], "token 1"),
+    (_outcome("a c", (1, 3), (" a", " c")), ["text", "token ids", "logprob tokens"], "token 1"),
+])
+def test_any_part_a_user_receives_can_diverge(other: det.Outcome, parts: list[str],
+                                              position: str) -> None:
+    same = _outcome("a b", (1, 2), (" a", " b"))
+    found = det.compare([same, same, other])
+    assert found is not None and found.parts == parts and found.position == position
+    assert f"differs in: {', '.join(parts)}" in found.describe()
+    assert det.compare([same, _outcome("a b", (1, 2), (" a", " b"))]) is None
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({"choices": "abc"}, "$.choices"),
+    ({"choices": []}, "$.choices"),
+    ({"choices": [{"text": 7}]}, "$.choices[0].text"),
+    ({"choices": [{"text": "a", "token_ids": ["x"]}]}, "$.choices[0].token_ids"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": [1]}}]}, "$.choices[0].logprobs.tokens"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": ["x"]}}]},
+     "$.choices[0].logprobs.token_logprobs"),
+    ({"choices": [{"text": "a", "logprobs": 3}]}, "$.choices[0].logprobs"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": [float("nan")]}}]},
+     "$.choices[0].logprobs.token_logprobs"),
+    ({"choices": [{"text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": [10**400]}}]},
+     "$.choices[0].logprobs.token_logprobs"),
+])
+def test_a_malformed_answer_is_a_titled_failure(body: dict[str, Any], path: str) -> None:
+    r = Response(RequestRecord("POST", "http://x/v1/completions"), 200, {},
+                 json.dumps(body).encode(), Timings())
+    with pytest.raises(CheckFailure) as info:
+        det.parse_completion(r, 0, 0.0)
+    assert info.value.title == "A determinism answer is malformed" and info.value.path == path
+
+
+def test_a_text_divergence_names_the_text_and_where(pytester: pytest.Pytester,
+                                                    fault: FaultServer) -> None:
+    """Logprob tokens and token ids agree; only the text a user reads differs."""
+    fault.faults, fault.divergence_rate = {"text_differs"}, 0.05
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"{BURST}[short]")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*100 identical requests (10 in flight) gave different outputs*",
+        "*differs in: text (token ids and logprob tokens equal)*",
+        "*first divergence in the text at character *: after '*",
+        "*majority: '*",
+        "*other:    '*",
+    ])
+
+
+def test_a_token_id_divergence_names_the_ids_and_where(pytester: pytest.Pytester,
+                                                       fault: FaultServer) -> None:
+    fault.faults, fault.divergence_rate = {"token_ids_differ"}, 0.05
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"{BURST}[short]")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*differs in: token ids (text and logprob tokens equal)*",
+        "*first divergence in the token ids at position 0: majority *, other *",
+    ])
+
+
+def test_streamed_token_ids_are_compared(pytester: pytest.Pytester, fault: FaultServer) -> None:
+    """Every answer gets a random first token id: the stream's differ from the plain one's."""
+    fault.faults, fault.divergence_rate = {"token_ids_differ"}, 1.0
+    node = "test_determinism.py::test_streaming_and_non_streaming_give_the_same_tokens"
+    result = pytester.runpytest(f"--vllm-url={fault.url}", node)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Prompt 'short' streams a different output than it returns*",
+                                 "*differs in: token ids (text and logprob tokens equal)*"])
 
 
 def test_a_prompt_file_replaces_the_built_in_set(pytester: pytest.Pytester,

@@ -1,7 +1,7 @@
 """Small named checks shared by the suites; each raises :class:`CheckFailure` with evidence.
 
 The basics live here; the submodules hold one family each: ``schema``, ``semantics``,
-``streaming``, ``errors``, ``embeddings``, ``metrics``.
+``streaming``, ``errors``, ``embeddings``, ``metrics``, ``logprobs``.
 """
 
 from __future__ import annotations
