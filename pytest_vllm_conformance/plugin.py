@@ -166,13 +166,14 @@ def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
     return props
 
 
-#: Tests under these markers measure the server; they never overlap (xdist included).
-EXCLUSIVE_MARKERS = ("determinism", "latency", "memory")
+#: Tests under these markers measure the server, or need it idle (cancellation reads the
+#: running gauge at 0); they never overlap (xdist included).
+EXCLUSIVE_MARKERS = ("determinism", "latency", "memory", "cancellation")
 
 
 @pytest.fixture(autouse=True)
 def _vllm_exclusive(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Hold a per-target file lock during determinism, latency and memory tests.
+    """Hold a per-target file lock during determinism, latency, memory and cancellation tests.
 
     A file lock rather than xdist groups: it also holds across separate pytest runs
     against the same server, and needs no --dist mode.
