@@ -11,7 +11,7 @@ from pytest_vllm_conformance.checks import schema as schema_checks
 from pytest_vllm_conformance.checks import semantics, streaming
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import stream_text
-from pytest_vllm_conformance.failures import CheckFailure, Findings, Severity
+from pytest_vllm_conformance.failures import CheckFailure, Findings
 from pytest_vllm_conformance.target import Target
 
 pytestmark = pytest.mark.compliance
@@ -65,36 +65,37 @@ def test_chat_completions_match_the_schema(vllm_client: Client, vllm_model: str,
 
 
 @pytest.mark.parametrize("call", ["models", "completions", "chat", "chat-stream"])
-def test_the_openai_sdk_accepts_the_answers(vllm_target: Target, call: str) -> None:
-    """Round-trip through the official SDK with strict response validation."""
-    import openai
+def test_the_openai_sdk_accepts_the_answers(vllm_target: Target, vllm_client: Client,
+                                            call: str) -> None:
+    """Round-trip through the official SDK with strict response validation.
+
+    The SDK's bytes travel through the harness's client: one deadline for the whole
+    request (--vllm-timeout), a 64 MiB body cap, and typed errors (client/sdk.py).
+    """
+    from pytest_vllm_conformance.client.sdk import official_sdk, sdk_failure
 
     key = vllm_target.api_key.reveal() if vllm_target.api_key else "no-key"
-    sdk = openai.OpenAI(base_url=f"{vllm_target.base_url}/v1", api_key=key, max_retries=0,
-                        timeout=60, _strict_response_validation=True)
     model = vllm_target.model
-    try:
-        if call == "models":
-            sdk.models.list()
-        elif call == "completions":
-            sdk.completions.create(model=model, prompt=shapes.PROMPT, max_tokens=4, temperature=0)
-        elif call == "chat":
-            sdk.chat.completions.create(model=model, max_tokens=4, temperature=0,
-                                        messages=[{"role": "user", "content": shapes.PROMPT}])
-        else:
-            for _ in sdk.chat.completions.create(
-                    model=model, max_tokens=4, temperature=0, stream=True,
-                    messages=[{"role": "user", "content": shapes.PROMPT}]):
-                pass
-    except openai.APIError as exc:
-        message = str(exc)
-        if vllm_target.api_key:
-            message = vllm_target.api_key.redact(message)
-        raise CheckFailure("The OpenAI SDK rejects the answer", expected=f"{call} parses",
-                           received=f"{type(exc).__name__}: {message[:300]}",
-                           severity=Severity.HIGH) from None
-    finally:
-        sdk.close()
+    with official_sdk(vllm_client, f"{vllm_target.base_url}/v1", key) as (sdk, last_curl):
+        try:
+            if call == "models":
+                sdk.models.list()
+            elif call == "completions":
+                sdk.completions.create(model=model, prompt=shapes.PROMPT, max_tokens=4,
+                                       temperature=0)
+            elif call == "chat":
+                sdk.chat.completions.create(model=model, max_tokens=4, temperature=0,
+                                            messages=[{"role": "user", "content": shapes.PROMPT}])
+            else:
+                for _ in sdk.chat.completions.create(
+                        model=model, max_tokens=4, temperature=0, stream=True,
+                        messages=[{"role": "user", "content": shapes.PROMPT}]):
+                    pass
+        except CheckFailure:
+            raise
+        except Exception as exc:  # the SDK's errors, a JSONDecodeError, a transport failure
+            redact = vllm_target.api_key.redact if vllm_target.api_key else str
+            raise sdk_failure(exc, f"{call} parses", last_curl(), redact) from None
 
 
 @pytest.mark.parametrize("variant", ["completions", "chat", "chat-max_completion_tokens"])

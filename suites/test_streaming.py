@@ -9,7 +9,8 @@ import pytest
 
 from pytest_vllm_conformance import checks, shapes
 from pytest_vllm_conformance.checks import streaming
-from pytest_vllm_conformance.client import Client, Response
+from pytest_vllm_conformance.client import Client, ClientError, Response
+from pytest_vllm_conformance.failures import CheckFailure
 
 pytestmark = pytest.mark.streaming
 
@@ -25,17 +26,29 @@ CHAT_STREAMS = [k for k in STREAMS if k.startswith("chat")]
 
 @pytest.fixture(scope="module")
 def stream_of(vllm_client: Client, vllm_model: str) -> Callable[[str], Response]:
-    """Each kind of stream is requested once per module and shared by its checks."""
-    cache: dict[str, Response] = {}
+    """Each kind of stream is requested once per module and shared by its checks.
+
+    A failure is shared too: a stream that stalls costs one --vllm-timeout per kind,
+    not one per test (31 of them), and every later test shows the same failure.
+    """
+    cache: dict[str, Response | Exception] = {}
 
     def get(kind: str) -> Response:
         if kind not in cache:
             path, extra = STREAMS[kind]
             make = shapes.chat if path.endswith("chat/completions") else shapes.completion
-            r = vllm_client.stream(path, make(vllm_model, stream=True, max_tokens=6, **extra))
-            checks.status_is(r, 200, f"streamed POST {path} failed")
+            try:
+                r = vllm_client.stream(path, make(vllm_model, stream=True, max_tokens=6,
+                                                  **extra))
+                checks.status_is(r, 200, f"streamed POST {path} failed")
+            except (ClientError, CheckFailure) as exc:
+                cache[kind] = exc
+                raise
             cache[kind] = r
-        return cache[kind]
+        got = cache[kind]
+        if isinstance(got, Exception):
+            raise got.with_traceback(None)
+        return got
     return get
 
 

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import uvicorn
@@ -60,6 +60,7 @@ class FaultServer:
         self.token_delay_s = 0.001
         self.requests = 0
         self.hits_by_path: Tally[str] = Tally()  # every HTTP request, by path
+        self._transport = HostileTransport(self)  # wire-level faults in front of the app
         self._inflight = 0
         self._grow_since: float | None = None
         self._jitter = random.Random(1)
@@ -450,14 +451,14 @@ class FaultServer:
                     self.m_running.labels(MODEL).dec()
 
         media = "application/json" if "stream_wrong_type" in faults else "text/event-stream"
-        return StreamingResponse(events(), media_type=media)
+        return StreamingResponse(reframe(events(), faults), media_type=media)
 
     # issue 14: load runs fit the server
     async def _counted(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The app, counting every HTTP request by path (what a load run really sent)."""
         if scope["type"] == "http":
             self.hits_by_path[scope["path"]] += 1
-        await self.app(scope, receive, send)
+        await self._transport(scope, receive, send)
 
     def _not_served(self, what: str) -> Response:
         """What a server started without an endpoint answers (llama.cpp: 501)."""
@@ -655,3 +656,92 @@ class FaultServer:
                 message += f": {sent!r}"
             return self._error(BadRequest(message, status=401, code="invalid_api_key"))
         return None
+
+
+# issue 14: bounded requests and SSE as the spec defines it
+async def reframe(pieces: AsyncIterator[bytes], faults: set[str]) -> AsyncIterator[bytes]:
+    """Legal SSE a server may send that the stream above does not: both must pass.
+
+    ``sse_other_fields`` adds a comment block, and ``retry``, ``id``, ``event`` and an
+    unknown field to every event (in the event's own block: the SDK dispatches a block
+    that sets only ``id`` or ``retry`` as an empty event); ``sse_cr_only`` ends every
+    line with CR alone.
+    """
+    n = 0
+    async for piece in pieces:
+        if "sse_other_fields" in faults:
+            if n == 0:
+                yield b": a comment block before the first event\n\n"
+            piece = (b": keep-alive\nretry: 3000\nid: %d\nevent: message\nx-fault-trace: %d\n"
+                     % (n, n)) + piece
+        if "sse_cr_only" in faults:
+            piece = piece.replace(b"\n", b"\r")
+        n += 1
+        yield piece
+
+
+class HostileTransport:
+    """The wire-level faults, applied to chat completions as raw ASGI messages.
+
+    Only chat: the session's canary (a completion) must get through for the suites to
+    run at all. Everything else passes to the Starlette app untouched.
+    """
+
+    FAULTS = frozenset({"trickle", "huge_announced_body", "many_headers", "http_101"})
+
+    def __init__(self, server: FaultServer) -> None:
+        self.server = server
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        active = self.server.faults & self.FAULTS
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or not active:
+            await self.server.app(scope, receive, send)
+            return
+        left: list[asyncio.Future[Any]] = []  # the client's disconnect, once the body is read
+        done = False
+
+        async def hostile_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal done
+            if done:
+                return
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                status = 101 if "http_101" in active else message["status"]
+                if "http_101" in active:
+                    headers += [(b"upgrade", b"h2c"), (b"connection", b"upgrade")]
+                if "many_headers" in active:
+                    headers += [(b"x-fault-repeat", b"%d" % i) for i in range(50_000)]
+                if "huge_announced_body" in active:
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                    headers.append((b"content-length", b"5000000000"))
+                await send({**message, "status": status, "headers": headers})
+                return
+            if not left:
+                left.append(asyncio.ensure_future(receive()))
+            if "huge_announced_body" in active:
+                done = True  # 100 MiB of the 5 GB announced, as fast as the socket takes it
+                for _ in range(100):
+                    if left[0].done():
+                        return
+                    await send({"type": "http.response.body", "body": b"x" * MB,
+                                "more_body": True})
+                return
+            if "trickle" in active:
+                body = message.get("body", b"")
+                for i in range(len(body)):
+                    if left[0].done():
+                        done = True
+                        return
+                    await send({"type": "http.response.body", "body": body[i:i + 1],
+                                "more_body": True})
+                    await asyncio.sleep(0.5)
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        try:
+            await self.server.app(scope, receive, hostile_send)
+        finally:
+            for watcher in left:
+                watcher.cancel()

@@ -43,6 +43,14 @@ FAULTS: dict[str, str] = {
     "stream_no_role": "the first chat chunk carries no role",
     "stream_finish_early": "finish_reason is set on the first content chunk too",
     "stream_usage_with_choices": "the usage chunk carries a choice",
+    # issue 14: bounded requests and SSE as the spec defines it
+    "trickle": "chat completion answers trickle out one byte every 0.5 s",
+    "huge_announced_body": "chat completion answers announce 5 GB and send 100 MiB at once",
+    "many_headers": "chat completion answers carry 50,000 headers of one name",
+    "http_101": "chat completion requests are answered with 101 Switching Protocols",
+    "sse_cr_only": "streams end their lines with CR alone (legal SSE: must pass)",
+    "sse_other_fields": "streams carry comments, event:, id:, retry: and unknown fields "
+                        "(legal SSE: must pass)",
     # embeddings
     "embed_order": "batch embeddings come back reversed with fresh indices",
     "embed_dims": "the second vector of a batch is one dimension short",

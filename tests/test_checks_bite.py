@@ -171,6 +171,9 @@ ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body",
              "html_injection"}  # tests/test_html_report.py
 # issue 14: load runs fit the server
 ELSEWHERE |= {"embeddings_not_served"}  # tests/test_locust_fit.py
+# issue 14: bounded requests and SSE as the spec defines it (tests/test_hostile_transport.py)
+ELSEWHERE |= {"trickle", "huge_announced_body", "many_headers", "http_101", "sse_cr_only",
+              "sse_other_fields"}
 
 
 def test_every_fault_has_a_check() -> None:

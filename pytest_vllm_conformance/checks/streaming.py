@@ -39,8 +39,26 @@ def ends_with_done(r: Response) -> None:
                            received=f"last event {last!r}", curl=r.curl, severity=Severity.MEDIUM)
 
 
+def _choices(chunk: dict[str, Any], curl: str) -> list[dict[str, Any]]:
+    """A chunk's choices, checked for type first: a titled failure, never an AttributeError."""
+    choices = chunk.get("choices")
+    if choices is None:
+        return []
+    if not isinstance(choices, list) or not all(
+            isinstance(c, dict) and type(c.get("index", 0)) is int for c in choices):
+        raise CheckFailure("Streamed chunk has malformed choices", path="$.choices",
+                           expected="an array of choice objects with integer indices",
+                           received=repr(choices)[:120], curl=curl, severity=Severity.HIGH)
+    return choices
+
+
 def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
-    ids = list(dict.fromkeys(c.get("id") for c in chunks))
+    ids: list[Any] = []  # ids may be any JSON (unhashable too); four tell the story
+    for c in chunks:
+        if c.get("id") not in ids:
+            ids.append(c.get("id"))
+            if len(ids) > 4:
+                break
     if len(ids) != 1:
         raise CheckFailure("Stream chunks carry different ids", path="$.id",
                            expected="one id for the whole stream", received=repr(ids[:4]),
@@ -49,8 +67,8 @@ def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
 
 def first_chat_chunk_has_role(chunks: list[dict[str, Any]], curl: str = "") -> None:
     first = next((c for c in chunks if c.get("choices")), {})
-    delta = (first.get("choices") or [{}])[0].get("delta") or {}
-    if delta.get("role") != "assistant":
+    delta = (_choices(first, curl) or [{}])[0].get("delta") or {}
+    if not isinstance(delta, dict) or delta.get("role") != "assistant":
         raise CheckFailure("First chat chunk carries no role", path="$.choices[0].delta.role",
                            expected="'assistant' in the first chunk", received=repr(delta)[:80],
                            curl=curl)
@@ -61,7 +79,7 @@ def finish_reason_only_on_last(chunks: list[dict[str, Any]], curl: str = "") -> 
     positions: dict[int, list[int]] = {}
     finishing: dict[int, list[int]] = {}
     for pos, chunk in enumerate(chunks):
-        for choice in chunk.get("choices") or []:
+        for choice in _choices(chunk, curl):
             index = choice.get("index", 0)
             positions.setdefault(index, []).append(pos)
             if choice.get("finish_reason") is not None:

@@ -36,3 +36,7 @@ class MalformedStream(ClientError):
 
 class BodyTooLarge(ClientError):
     title = "Response body too large"
+
+
+class HeadersTooLarge(ClientError):
+    title = "Response headers too large"

@@ -24,6 +24,7 @@ from pytest_vllm_conformance.client.errors import (
     BodyTooLarge,
     ClientError,
     ConnectError,
+    HeadersTooLarge,
     MalformedResponse,
     RequestTimeout,
 )
@@ -32,6 +33,11 @@ from pytest_vllm_conformance.client.sse import SSEDecoder
 from pytest_vllm_conformance.secrets import Secret
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
+#: Limits on the status line and headers: real engines send a dozen headers in under 2 KiB.
+MAX_HEADERS = 256
+MAX_HEADER_BYTES = 64 * 1024
+#: Events kept per stream (~130 bytes each): 64 MiB of empty events would be 9 million.
+MAX_EVENTS = 500_000
 _USER_AGENT = f"pytest-vllm-conformance/{__version__}"
 perf_counter = time.perf_counter
 
@@ -49,10 +55,14 @@ class _Exchange(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.headers: dict[str, str] = {}
+        self._header_values: dict[str, list[str]] = {}
+        self.header_count = 0
+        self.head_bytes = 0  # bytes read before the headers were complete
         self.body = bytearray()
         self.status = 0
         self.now = 0.0
         self.headers_complete = False
+        self.interim = False
         self.abort_after = abort_after
         self.aborted = False
 
@@ -68,10 +78,18 @@ class _Exchange(asyncio.Protocol):
         self.now = now = perf_counter()
         if not self.timings.first_byte:
             self.timings.first_byte = now
+        if not self.headers_complete:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # not an HttpParserError: asyncio would log it
+            self._fail(_switched(self.parser.get_status_code()))
         except httptools.HttpParserError as exc:
             self._fail(MalformedResponse(f"the server sent invalid HTTP: {exc}"))
+        if not self.headers_complete and self.head_bytes > MAX_HEADER_BYTES and (
+                not self.done.done()):
+            self._fail(HeadersTooLarge(
+                f"the status line and headers grew past {MAX_HEADER_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -84,22 +102,48 @@ class _Exchange(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Collect values per name, joined once at the end.
+
+        Joining each repeat onto the string so far copied it again every time: 50,000
+        headers of one name cost quadratic time inside one read callback.
+        """
+        self.header_count += 1
+        if self.header_count > MAX_HEADERS:
+            if self.header_count == MAX_HEADERS + 1:
+                self._fail(HeadersTooLarge(f"the server sent more than {MAX_HEADERS} headers"))
+            return
         key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+        self._header_values.setdefault(key, []).append(value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # interim: 100 Continue, 103 Early Hints; 101 switches away
+            if status == 101:
+                self._fail(_switched(status))
+            self.interim = True
+            self._header_values, self.header_count = {}, 0
+            return
+        self.headers = {k: ", ".join(v) for k, v in self._header_values.items()}
+        self.status = status
         self.headers_complete = True
         self.timings.headers = self.now
+        announced = self.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > self.max_body:
+            self._fail(BodyTooLarge(f"the response body would grow past {self.max_body} bytes "
+                                    f"(Content-Length: {int(announced)})"))
 
     def on_body(self, body: bytes) -> None:
+        if self.done.done() and not self.aborted:
+            return  # failed already: the rest of this read is not kept
         if len(self.body) + len(body) > self.max_body:
             self._fail(BodyTooLarge(f"the response body grew past {self.max_body} bytes"))
             return
         self.body += body
         if self.sse is not None:
             self.sse.feed(body, self.now)
+            if len(self.sse.events) > MAX_EVENTS:
+                self._fail(BodyTooLarge(f"the stream sent more than {MAX_EVENTS} events"))
+                return
             if self.abort_after is not None and len(self.sse.events) >= self.abort_after:
                 self.aborted = True  # the caller walks away: close as a dropped client would
                 self.timings.done = self.now
@@ -108,6 +152,9 @@ class _Exchange(asyncio.Protocol):
                 self._close()
 
     def on_message_complete(self) -> None:
+        if self.interim:  # the final answer follows on the same connection
+            self.interim = False
+            return
         self.timings.done = self.now or perf_counter()
         if self.sse is not None:
             self.sse.close()
@@ -230,6 +277,11 @@ class AsyncClient:
 
     def _redact(self, text: str) -> str:
         return self.api_key.redact(text) if self.api_key else text
+
+
+def _switched(status: int) -> MalformedResponse:
+    return MalformedResponse(f"the server answered HTTP {status} and switched protocols "
+                             "(Upgrade); an OpenAI API answer is a plain HTTP response")
 
 
 def _default_port(scheme: str) -> int:
