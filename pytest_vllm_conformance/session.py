@@ -218,10 +218,18 @@ def make_safe(exc: CheckFailure | ClientError) -> None:
 
 
 def safe_properties(props: Sequence[tuple[str, object]]) -> list[tuple[str, object]]:
-    """Properties with safe names and text values; numbers stay numbers."""
-    return [(untrusted.line(name), value if isinstance(value, int | float) and
-             not isinstance(value, bool) else untrusted.safe(value))
-            for name, value in props]
+    """Properties with safe names and values; numbers stay numbers (a NaN too: JUnit writes
+    it as text, the JSON as null), lists and maps stay lists and maps of safe values."""
+    out: list[tuple[str, object]] = []
+    for prop in props:
+        if not (isinstance(prop, tuple) and len(prop) == 2):
+            out.append(prop)  # not pytest's (name, value): left for pytest to judge
+            continue
+        name, value = prop
+        if not (isinstance(value, int | float) and not isinstance(value, bool)):
+            value = untrusted.clean(value)
+        out.append((untrusted.line(name), value))
+    return out
 
 
 def safe_report(report: pytest.TestReport) -> None:

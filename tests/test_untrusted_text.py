@@ -104,6 +104,24 @@ def test_the_key_appears_in_no_output(pytester: pytest.Pytester, fault: FaultSer
         assert form not in everything, form
 
 
+def test_the_key_appears_in_no_output_under_xdist(pytester: pytest.Pytester,
+                                                  fault: FaultServer) -> None:
+    """Workers make their reports safe before they travel; the controller writes them."""
+    fault.faults = {"echo_key_everywhere", "error_shape"}
+    fault.api_key = KEY
+    pytester.makepyfile(test_hostile=HOSTILE)
+    result = pytester.runpytest_subprocess(
+        "test_hostile.py", f"--vllm-url={fault.url}", f"--vllm-api-key={KEY}",
+        "test_errors.py::test_the_api_key_is_enforced", "--junitxml=junit.xml", "-rA",
+        "-n", "2", "-p", "xdist", "-p", "no:randomly", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    _written(pytester)
+    everything = _everything(pytester, result)
+    assert "***" in everything
+    for form in (KEY, quote(KEY, safe=""), KEY[:12], KEY[-12:]):
+        assert form not in everything, form
+
+
 def test_escape_sequences_in_a_model_id_stay_escaped(pytester: pytest.Pytester,
                                                      fault: FaultServer) -> None:
     fault.faults = {"model_id_escapes"}
