@@ -197,3 +197,53 @@ def test_results_json_has_no_bare_nan(tmp_path: Path) -> None:
                                                              float("-inf")], "n": 3})
     assert doc == {"slope": None, "values": [1.5, None, None], "n": 3}
     json.dumps(doc, allow_nan=False)
+
+
+def test_a_failing_writer_stops_no_other(pytester: pytest.Pytester, fault: FaultServer) -> None:
+    (pytester.path / "taken").mkdir()  # report.html cannot be written over a folder
+    result = pytester.runpytest(f"--vllm-url={fault.url}", "test_health.py",
+                                "--vllm-html=taken", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["verdict: PASS; results in *results.json, *metrics.txt",
+                                 "vllm-conformance: could not write *taken: IsADirectoryError*"])
+    assert (pytester.path / "reports" / "results.json").is_file()
+    assert (pytester.path / "reports" / "metrics.txt").is_file()
+
+
+def test_every_spelling_and_cut_off_piece_of_a_key_is_redacted() -> None:
+    from pytest_vllm_conformance import untrusted
+
+    key = "sk-proj-Ab/cd+ef\"gh\\ij-0123456789"
+    echoed = [key, quote(key, safe=""), json.dumps(key)[1:-1], repr(key)[1:-1],
+              key.replace("/", "\\/"), key[:20], key[-9:]]
+    text = untrusted.redact(" | ".join(f"<{e}>" for e in echoed), [key])
+    assert text == " | ".join(["<***>"] * len(echoed))
+    assert untrusted.redact("sk-proj", [key]) == "sk-proj"  # under 8 characters: not the key
+    assert untrusted.redact("a key", []) == "a key"
+
+
+def test_safe_text_is_escaped_bounded_and_stable() -> None:
+    from pytest_vllm_conformance import untrusted
+
+    hostile = "id\x1b[2J\x1b]0;title\x07\u202eevil\r\nnext\rover\ud800" + "x" * 10_000
+    once = untrusted.safe(hostile, 100)
+    assert once.startswith("id\\x1b[2J\\x1b]0;title\\x07\\u202eevil\nnext\\rover\\ud800xx")
+    assert re.search(r"x\.\.\. \(9,9\d\d more characters\)$", once)  # counted as shown
+    assert untrusted.safe(once, 100) == once  # made safe twice (worker, then controller)
+    assert untrusted.line("a\nb\tc") == "a\\nb\\tc"
+    once.encode("utf-8")
+
+
+def test_a_server_log_is_redacted(tmp_path: Path) -> None:
+    from pytest_vllm_conformance import untrusted
+    from pytest_vllm_conformance.secrets import Secret
+
+    log = tmp_path / "vllm-server.log"
+    log.write_bytes(b"args: api_key=" + KEY.encode() + b"\n\xff raw byte kept\n")
+    secret = Secret(KEY)
+    untrusted.register(secret)
+    try:
+        untrusted.redact_file(log)
+    finally:
+        untrusted.unregister(secret)
+    assert log.read_bytes() == b"args: api_key=***\n\xff raw byte kept\n"
