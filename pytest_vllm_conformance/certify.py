@@ -89,11 +89,12 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
     (out / "command.txt").write_text(shlex.join(cmd) + "\n")
     results = out / "results.json"
     if not results.is_file():
-        tail = (out / "pytest-output.txt").read_text().strip().splitlines()[-3:]
+        tail = (out / "pytest-output.txt").read_text(encoding="utf-8", errors="replace"
+                                                     ).strip().splitlines()[-3:]
         print(f"error: the run wrote no results (pytest exit {code}): " + " / ".join(tail),
               file=sys.stderr)
         return 2
-    doc = json.loads(results.read_text())
+    doc = json.loads(results.read_text(encoding="utf-8"))
     import pytest
 
     from pytest_vllm_conformance import __version__
@@ -102,7 +103,8 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
                 "python": platform.python_version(), "pytest": pytest.__version__,
                 "platform": platform.platform(),
                 "server": doc["target"], "verdict": doc["verdict"]}
-    (out / "versions.json").write_text(json.dumps(versions, indent=2) + "\n")
+    (out / "versions.json").write_text(json.dumps(versions, indent=2, allow_nan=False) + "\n",
+                                       encoding="utf-8")
     digest = write_sums(out)
     print(f"{doc['verdict'].upper()}: {doc['counts']['passed']} passed, "
           f"{doc['counts']['failed']} failed, {doc['counts']['error']} errors, "

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.latency import LEVEL_STAT_KEY
 
 _LEVEL_RATE = re.compile(r"(?P<level>.+?): (?P<what>requests_per_s|output_tokens_per_s|"
@@ -20,9 +21,11 @@ JOB = "vllm_conformance"
 
 
 def labels_of(doc: dict[str, Any], pool_id: str, replica_id: str) -> dict[str, str]:
+    """The labels every series carries, each a safe single line (server text included)."""
     t = doc["target"]
-    return {"engine": t["engine"] or "", "engine_version": t["engine_version"] or "",
-            "model_id": t["model"] or "", "pool_id": pool_id, "replica_id": replica_id}
+    labels = {"engine": t["engine"] or "", "engine_version": t["engine_version"] or "",
+              "model_id": t["model"] or "", "pool_id": pool_id, "replica_id": replica_id}
+    return {name: untrusted.line(value) for name, value in labels.items()}
 
 
 class _Collector:
@@ -48,7 +51,7 @@ class _Collector:
         failures = self._family("vllm_conformance_failures", "failed tests by check title",
                                 ("title", "severity"))
         for g in doc["failures_by_title"]:
-            failures.add_metric([*base, g["title"], g["severity"]], g["count"])
+            failures.add_metric([*base, untrusted.line(g["title"]), g["severity"]], g["count"])
         latency = self._family("vllm_conformance_latency_milliseconds", "client-side latency",
                                ("level", "metric", "stat"))
         rates = self._family("vllm_conformance_level", "throughput and error rate per level",
@@ -72,7 +75,8 @@ class _Collector:
                 if isinstance(props.get(key), int | float):
                     memory.add_metric([*base, bound], props[key])
             if "determinism_distinct_outputs" in props:
-                distinct.add_metric([*base, t["nodeid"]], props["determinism_distinct_outputs"])
+                distinct.add_metric([*base, untrusted.line(t["nodeid"])],
+                                    props["determinism_distinct_outputs"])
         yield from (tests, verdict, failures, latency, rates, memory, distinct)
 
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.latency import LEVEL_STAT_KEY
 
 COLUMNS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
@@ -38,7 +39,8 @@ def _latency_levels(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 lv["metrics"][m["metric"]][m["stat"]] = value
             elif m := _SERVER_KEY.fullmatch(key):
                 lv = levels.setdefault(m["level"], _new_level(m["level"]))
-                lv["server_raw"][m["metric"]].append(f"{value:.1f}")
+                lv["server_raw"][m["metric"]].append(
+                    f"{value:.1f}" if isinstance(value, int | float) else "-")
             elif ": " in key and key.split(": ", 1)[1] in _OTHER:
                 name, what = key.split(": ", 1)
                 levels.setdefault(name, _new_level(name))["other"][what] = value
@@ -92,7 +94,10 @@ def _embedded(path: str | None) -> str:
 
 
 def render(doc: dict[str, Any]) -> str:
+    """The report's HTML; every string is made safe again (escapes shown, no key, cut)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
+
+    doc = untrusted.clean(doc)
 
     env = Environment(loader=PackageLoader("pytest_vllm_conformance", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
@@ -124,5 +129,6 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def write(doc: dict[str, Any], path: Path) -> None:
+    """Write the report; text no encoding can hold is written as its escape."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(doc), encoding="utf-8")
+    path.write_text(render(doc), encoding="utf-8", errors="backslashreplace")

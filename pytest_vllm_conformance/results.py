@@ -4,6 +4,11 @@ Collected on the controller from test reports (so pytest-xdist workers' results 
 each test's outcome, duration, measurements (its ``user_properties``, the same ones pytest's
 JUnit XML carries) and, for a failed check, its title, severity, expected, received and curl.
 The JSON follows ``schemas/results-1.schema.json``; the schema id names its version.
+
+Every string in it passed :func:`untrusted.safe` (no key, control characters escaped, long
+text cut) and every non-finite number is null, so the file is strict JSON. Each writer (JSON,
+HTML, OpenMetrics, the push) runs on its own: one that fails says why in one line of the
+summary, and the others still write.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from pytest_vllm_conformance import untrusted
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.session import ConformanceSession
@@ -53,6 +60,8 @@ class ResultsRecorder:
         self.tests: dict[str, dict[str, Any]] = {}
         self.started = time.time()
         self.pushed = ""
+        self.problems: list[str] = []  # one line per output that could not be written
+        self.written: list[str] = []  # the files written, for the summary
         self.doc: dict[str, Any] | None = None  # built once, at the end of the session
 
     # -- collection of reports ----------------------------------------------------------------
@@ -91,6 +100,18 @@ class ResultsRecorder:
 
     # -- the outputs ----------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
+        """The results document, every string in it safe and every number finite."""
+        doc: dict[str, Any] = untrusted.clean(self._document())
+        for name, value in doc["target"].items():  # single-line values
+            doc["target"][name] = untrusted.line(value) if isinstance(value, str) else value
+        for group in doc["failures_by_title"]:
+            group["title"] = untrusted.line(group["title"])
+        for test in doc["tests"]:
+            if test["failure"] is not None:
+                test["failure"]["title"] = untrusted.line(test["failure"]["title"])
+        return doc
+
+    def _document(self) -> dict[str, Any]:
         from pytest_vllm_conformance import __version__
 
         tests = list(self.tests.values())
@@ -142,17 +163,37 @@ class ResultsRecorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.tests:
             return
-        doc = self.doc = self.document()
+        self._guarded("the results", self._build)
+        doc = self.doc
+        if doc is None:
+            return
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(doc, indent=2) + "\n")
+            self._write(self.path, lambda: json.dumps(doc, indent=2, allow_nan=False) + "\n")
         settings = self.state.settings
         if settings.html_path is not None:
             from pytest_vllm_conformance import html_report
 
-            html_report.write(doc, settings.html_path)
+            self._write(settings.html_path, lambda: html_report.render(doc))
         if settings.openmetrics_path is not None or settings.pushgateway:
-            self._export(doc)
+            self._guarded("OpenMetrics", lambda: self._export(doc))
+
+    def _build(self) -> None:
+        self.doc = self.document()
+
+    def _write(self, path: Path, render: Any) -> None:
+        """Write one output; a failure is one line of the summary, never a crash."""
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(), encoding="utf-8", errors="backslashreplace")
+            self.written.append(str(path))
+        self._guarded(str(path), write)
+
+    def _guarded(self, what: str, action: Any) -> None:
+        try:
+            action()
+        except Exception as exc:  # any writer's failure: reported, the others still write
+            self.problems.append(untrusted.line(
+                f"could not write {what}: {type(exc).__name__}: {exc}", untrusted.FIELD_LIMIT))
 
     def _export(self, doc: dict[str, Any]) -> None:
         from urllib.parse import urlsplit
@@ -161,39 +202,46 @@ class ResultsRecorder:
 
         settings = self.state.settings
         url = self.state.target.base_url if self.state.target else ""
-        replica = settings.replica_id or urlsplit(url).netloc or "unknown"
+        host = urlsplit(url).netloc.rsplit("@", 1)[-1]  # never the URL's credentials
+        replica = settings.replica_id or host or "unknown"
         labels = export.labels_of(doc, settings.pool_id, replica)
         if settings.openmetrics_path is not None:
-            settings.openmetrics_path.parent.mkdir(parents=True, exist_ok=True)
-            settings.openmetrics_path.write_text(export.openmetrics_text(doc, labels))
+            path = settings.openmetrics_path
+            self._write(path, lambda: export.openmetrics_text(doc, labels))
         if settings.pushgateway:
             try:
                 export.push(settings.pushgateway, doc, labels)
                 self.pushed = f"pushed to {settings.pushgateway}"
             except OSError as exc:
                 reason = getattr(exc, "reason", None) or exc
-                self.pushed = (f"could not push to {settings.pushgateway}: {reason}; is a "
-                               "Pushgateway listening there?")
+                self.pushed = untrusted.line(
+                    f"could not push to {settings.pushgateway}: {reason}; is a Pushgateway "
+                    "listening there?", untrusted.FIELD_LIMIT)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
             return
-        doc = self.doc or self.document()
         tr = terminalreporter
         tr.section("vllm-conformance", sep="=")
+        if self.doc is None:
+            self._guarded("the results", self._build)
+        doc = self.doc
+        for problem in self.problems if doc is None else []:
+            tr.write_line(f"vllm-conformance: {problem}")
+        if doc is None:
+            return
         for suite, row in doc["matrix"].items():
             parts = [f"{n} {k}" for k, n in row.items() if n]
-            tr.write_line(f"{suite:<14} {', '.join(parts)}")
-        for g in doc["failures_by_title"]:
+            tr.write_line(f"{untrusted.line(suite):<14} {', '.join(parts)}")
+        for g in doc["failures_by_title"]:  # titles are single-line and safe (document())
             tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
                           f"{'s' if g['count'] != 1 else ''}")
-        settings = self.state.settings
-        written = [str(p) for p in (self.path, settings.html_path, settings.openmetrics_path)
-                   if p]
-        where = f"; results in {', '.join(written)}" if written else ""
+        where = f"; results in {', '.join(self.written)}" if self.written else ""
         tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
         if self.pushed:
             tr.write_line(f"metrics {self.pushed}")
+        for problem in self.problems:
+            tr.write_line(f"vllm-conformance: {problem}")
 
 
 def _plain(value: Any) -> Any:

@@ -17,8 +17,11 @@ class Secret:
         return self._value
 
     def redact(self, text: str) -> str:
-        """Replace every occurrence of the secret in ``text`` (servers echo keys back)."""
-        return text.replace(self._value, REDACTED) if self._value else text
+        """Replace every occurrence of the secret in ``text`` (servers echo keys back), in the
+        forms a server may echo it and as a fragment cut off by an excerpt."""
+        from pytest_vllm_conformance.untrusted import redact
+
+        return redact(text, [self._value])
 
     def __repr__(self) -> str:
         return f"Secret({REDACTED!r})"

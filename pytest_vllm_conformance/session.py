@@ -6,13 +6,14 @@ client or touches the network.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
-from pytest_vllm_conformance.failures import CheckFailure, render_client_error
+from pytest_vllm_conformance.failures import CheckFailure, FailureGroup, render_client_error
 from pytest_vllm_conformance.options import REFUSED_GRACE_S, Settings, redact_url
 from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError
 from pytest_vllm_conformance.target import NotReady, Target, discover
@@ -34,6 +35,8 @@ class ConformanceSession:
         self.deployment: ContainerDeployment | None = None
         self.client: Client | None = None
         self.target: Target | None = None
+        if settings.api_key is not None:  # redacted from every output until unconfigure
+            untrusted.register(settings.api_key)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -50,7 +53,7 @@ class ConformanceSession:
             try:
                 self.urls = (self.server.start(),)
             except ServerStartError as exc:
-                raise pytest.UsageError(str(exc)) from None
+                raise _usage_error(exc) from None
         elif self.settings.container.image is not None:
             embedding_url = self._start_containers()
         self.client = Client(AsyncClient(self.urls[0], self.settings.api_key,
@@ -64,7 +67,7 @@ class ConformanceSession:
                 embedding_model=self.settings.embedding_model,
             ))
         except NotReady as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise _usage_error(exc) from None
         self.config.hook.pytest_vllm_target_ready(target=self.target)
 
     @pytest.hookimpl(optionalhook=True)
@@ -78,13 +81,18 @@ class ConformanceSession:
             self.client = None
         if self.server is not None:
             self.server.stop()
+            untrusted.redact_file(self.server.log_path)
             self._say(f"vllm-conformance: vLLM stopped; its log is {self.server.log_path}")
             self.server = None
         if self.deployment is not None:
             self.deployment.stop()
             self._say("vllm-conformance: containers removed; their logs are in "
                       f"{self.settings.output_dir}")
+            for secret in self.deployment.secrets:
+                untrusted.unregister(secret)
             self.deployment = None
+        if self.settings.api_key is not None:
+            untrusted.unregister(self.settings.api_key)
 
     def _start_containers(self) -> str | None:
         """Start --vllm-image's containers; return the embeddings URL of a split topology."""
@@ -96,7 +104,9 @@ class ConformanceSession:
             url, embedding_url = self.deployment.start()
         except ContainerStartError as exc:
             self.deployment = None
-            raise pytest.UsageError(str(exc)) from None
+            raise _usage_error(exc) from None
+        for secret in self.deployment.secrets:  # e.g. HF_TOKEN, given to the containers
+            untrusted.register(secret)
         self.urls = (url,)
         return embedding_url
 
@@ -118,7 +128,7 @@ class ConformanceSession:
         if len(t.replicas) > 1:
             lines.append("vllm-conformance: replicas " +
                          ", ".join(redact_url(u) for u in t.replicas))
-        return lines
+        return [untrusted.line(line, untrusted.FIELD_LIMIT) for line in lines]
 
     @property
     def profile(self) -> str:
@@ -143,13 +153,40 @@ class ConformanceSession:
         if isinstance(exc, CheckFailure | ClientError):
             from pytest_vllm_conformance.results import failure_properties
 
-            props = failure_properties(exc)
+            make_safe(exc)
+            props = safe_properties(failure_properties(exc))
             report.user_properties.extend(props)  # this report's copy, for the JSON
             item.user_properties.extend(props)  # the teardown report's, which JUnit writes
             text = exc.render() if isinstance(exc, CheckFailure) else render_client_error(exc)
             notes = getattr(exc, "__notes__", [])  # Hypothesis: the example that failed
             report.longrepr = "\n".join([text, *notes])
+        safe_report(report)
+        item.user_properties[:] = safe_properties(item.user_properties)
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(self, warning_message: Any) -> None:
+        """A warning quoting a server is shown safe, like every other text from it."""
+        message = warning_message.message
+        if isinstance(message, Warning):
+            text = str(message)
+            cleaned = untrusted.safe(text)
+            if cleaned != text:
+                message.args = (cleaned,)
+        elif isinstance(message, str):
+            warning_message.message = untrusted.safe(message)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Make the JUnit file's run properties (model, version, ...) safe before it is written."""
+        try:
+            from _pytest.junitxml import xml_key  # pytest's LogXML, where --junitxml collects
+        except ImportError:  # pragma: no cover - a pytest that moved it
+            return
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            xml.global_properties[:] = [(untrusted.line(name), untrusted.line(value))
+                                        for name, value in xml.global_properties]
 
     # -- helpers -----------------------------------------------------------------------------
     def _edit_command(self, command: list[str], env: dict[str, str]) -> None:
@@ -159,4 +196,60 @@ class ConformanceSession:
     def _say(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(line)
+            reporter.write_line(untrusted.safe(line))
+
+
+def _usage_error(exc: Exception) -> pytest.UsageError:
+    """The start-up error, safe for the terminal: no key, no escapes, a bounded length."""
+    return pytest.UsageError(untrusted.safe(str(exc), untrusted.USAGE_LIMIT))
+
+
+def make_safe(exc: CheckFailure | ClientError) -> None:
+    """Make a failure's every field safe, in place (each member of a group too)."""
+    if isinstance(exc, FailureGroup):
+        for failure, _ in exc.failures:
+            make_safe(failure)
+    if isinstance(exc, CheckFailure):  # shown one per line, but the detail (tables, evidence)
+        exc.title = untrusted.line(exc.title)
+        for name in ("expected", "received", "path", "curl"):
+            setattr(exc, name, untrusted.line(getattr(exc, name), untrusted.FIELD_LIMIT))
+        exc.detail = untrusted.safe(exc.detail)
+    else:
+        exc.message = untrusted.line(exc.message, untrusted.FIELD_LIMIT)
+        exc.curl = untrusted.line(exc.curl, untrusted.FIELD_LIMIT)
+
+
+def safe_properties(props: Sequence[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Properties with safe names and values; numbers stay numbers (a NaN too: JUnit writes
+    it as text, the JSON as null), lists and maps stay lists and maps of safe values."""
+    out: list[tuple[str, object]] = []
+    for prop in props:
+        if not (isinstance(prop, tuple) and len(prop) == 2):
+            out.append(prop)  # not pytest's (name, value): left for pytest to judge
+            continue
+        name, value = prop
+        if not (isinstance(value, int | float) and not isinstance(value, bool)):
+            value = untrusted.clean(value)
+        out.append((untrusted.line(name), value))
+    return out
+
+
+def safe_report(report: pytest.TestReport) -> None:
+    """Every text of a report made safe: its failure, skip reason, sections and properties.
+
+    A longrepr that needs no change keeps its structure (pytest's own formatting of it).
+    """
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1],
+                           untrusted.line(longrepr[2], untrusted.FIELD_LIMIT))
+    elif longrepr is not None:
+        text = str(longrepr)
+        cleaned = untrusted.safe(text, untrusted.TEXT_LIMIT)
+        if cleaned != text:
+            report.longrepr = cleaned
+    report.sections = [(untrusted.line(title), untrusted.safe(content, untrusted.TEXT_LIMIT))
+                       for title, content in report.sections]
+    report.user_properties = safe_properties(list(report.user_properties))
+    if isinstance(getattr(report, "wasxfail", None), str):
+        report.wasxfail = untrusted.line(report.wasxfail, untrusted.FIELD_LIMIT)

@@ -22,12 +22,15 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests import fault_model as fm
@@ -39,6 +42,38 @@ MB = 1024 * 1024
 INJECTION = ("<script>document.title='PWNED'</script>"
              "<img src=x onerror=\"document.title='PWNED'\">")
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
+# issue 14: secrets and untrusted text
+#: A model id that colours the terminal, retitles its window and forges a line.
+ESCAPES = "\x1b[31m-red\x1b[0m\x1b]0;PWNED-TITLE\x07\nFORGED: 0 failed\r"
+SURROGATE = "-\ud800"
+ECHO_HEADER = "x-echo-authorization"
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """Starlette's, but a lone surrogate is sent as the JSON escape ``\\ud800`` (legal JSON)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode()
+
+
+class _EchoKeyHeader:
+    """ASGI middleware: with echo_key_everywhere, every answer repeats the key in a header."""
+
+    def __init__(self, app: Any, server: FaultServer) -> None:
+        self.app, self.server = app, server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            key = self.server.api_key
+            if message["type"] == "http.response.start" and key and self.server.on(
+                    "echo_key_everywhere"):
+                message["headers"] = [*message.get("headers", []),
+                                      (ECHO_HEADER.encode(), f"Bearer {key}".encode())]
+            await send(message)
+        await self.app(scope, receive, sending)
 
 
 class BadRequest(Exception):
@@ -75,7 +110,7 @@ class FaultServer:
             Route("/v1/chat/completions", self.completions, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/_control", self.control, methods=["POST"]),
-        ])
+        ], middleware=[Middleware(_EchoKeyHeader, server=self)])
         self._init_metrics()
         self._server: uvicorn.Server | None = None
         self.url = ""
@@ -158,6 +193,7 @@ class FaultServer:
         if self.on("running_stuck"):
             text = re.sub(r"^(vllm:num_requests_running\{[^}]*\}) (\S+)",
                           lambda m: f"{m.group(1)} {float(m.group(2)) + 1}", text, flags=re.M)
+        text += self._echo_metrics()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -177,6 +213,9 @@ class FaultServer:
     async def version(self, request: Request) -> Response:
         if self.on("html_injection"):
             return JSONResponse({"version": INJECTION})
+        if self.on("echo_key_everywhere") and self.api_key:
+            return JSONResponse({"version": f"0.1+{quote(self.api_key, safe='')}",
+                                 "auth": f"Bearer {self.api_key}"})
         return JSONResponse({"version": "fault-0.1"})
 
     async def models(self, request: Request) -> Response:
@@ -184,10 +223,11 @@ class FaultServer:
             return denied
         if self.on("models_500"):
             return self._error(BadRequest("model registry unavailable", status=500))
-        model = {"id": MODEL, "object": "model", "created": 1700000000, "owned_by": "fault-server"}
+        model = {"id": self.served_model(), "object": "model", "created": 1700000000,
+                 "owned_by": "fault-server"}
         if self.on("extra_field"):
             model["fault_extension"] = True
-        return JSONResponse({"object": "list", "data": [model]})
+        return JSONResponse({"object": "list", "data": [model, *self._more_models()]})
 
     async def completions(self, request: Request) -> Response:
         self.requests += 1
@@ -236,7 +276,7 @@ class FaultServer:
             "id": "chatcmpl-fault" if chat else "cmpl-fault",
             "object": "chat.completion" if chat else "text_completion",
             "created": "yesterday" if self.on("created_string") else int(time.time()),
-            "model": MODEL,
+            "model": self.served_model(),
             "choices": [self._render(c, i, chat, text) for i, c in enumerate(choices)],
         }
         if not self.on("missing_usage"):
@@ -291,6 +331,8 @@ class FaultServer:
                 pieces, text, finish = kept, text[:cut], "stop"
                 break
         used = tokens[: len(pieces)]
+        if self.on("echo_key_everywhere") and self.api_key and pieces:
+            pieces[0] = f"[Bearer {self.api_key}]" + pieces[0]
         pieces = self._shown(pieces, params)
         ids = self._token_ids(used)
         if params["echo"] and not self.on("echo_ignored"):
@@ -385,12 +427,13 @@ class FaultServer:
         faults = set(self.faults)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         created = int(time.time())
+        served, echo = self.served_model(), self._echo_sse()
 
         def chunk(payload: dict[str, Any], n: int) -> bytes:
             base = {"id": f"chatcmpl-fault{n if 'stream_id_changes' in faults else ''}",
                     "object": "chat.completion.chunk" if chat else "text_completion",
-                    "created": created, "model": MODEL}
-            return f"data: {json.dumps(base | payload)}\n\n".encode()
+                    "created": created, "model": served}
+            return f"{echo}data: {json.dumps(base | payload)}\n\n".encode()
 
         def part(i: int, text: str | None, finish: str | None, role: bool = False) -> dict:
             if chat:
@@ -500,7 +543,7 @@ class FaultServer:
         if self.on("embed_order"):
             data = [dict(d, index=i) for i, d in enumerate(reversed(data))]
         tokens = sum(fm.count_tokens(t) for t in texts)
-        out: dict[str, Any] = {"object": "list", "data": data, "model": MODEL}
+        out: dict[str, Any] = {"object": "list", "data": data, "model": self.served_model()}
         if not self.on("embed_no_usage"):
             out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
         return JSONResponse(out)
@@ -539,7 +582,7 @@ class FaultServer:
         model = body.get("model")
         if not isinstance(model, str):
             raise BadRequest("you must provide a model parameter", "model")
-        if model != MODEL and not self.on("unknown_model_200"):
+        if model != self.served_model() and not self.on("unknown_model_200"):
             raise BadRequest(f"The model {model!r} does not exist", "model", 404,
                              "model_not_found")
 
@@ -640,6 +683,9 @@ class FaultServer:
         status = exc.status
         if self.on("error_500_on_invalid") and status < 500:
             status = 500
+        if self.on("echo_key_everywhere") and self.api_key:
+            exc = BadRequest(f"Bearer {self.api_key} (as {quote(self.api_key, safe='')}): {exc}",
+                             exc.param, exc.status, exc.code)
         if self.on("error_shape"):
             return JSONResponse({"detail": str(exc)}, status_code=status)
         kind = {401: "authentication_error", 404: "invalid_request_error",
@@ -657,6 +703,37 @@ class FaultServer:
             return self._error(BadRequest(message, status=401, code="invalid_api_key"))
         return None
 
+    # -- issue 14: secrets and untrusted text --------------------------------------------------
+    def served_model(self) -> str:
+        """The id this server serves: hostile with model_id_escapes, model_id_surrogate or
+        echo_key_everywhere (which puts the key into it)."""
+        if self.on("model_id_escapes"):
+            return MODEL + ESCAPES
+        if self.on("model_id_surrogate"):
+            return MODEL + SURROGATE
+        if self.on("echo_key_everywhere") and self.api_key:
+            return f"{MODEL}-{self.api_key}"
+        return MODEL
+
+    def _more_models(self) -> list[dict[str, Any]]:
+        if not self.on("models_10000"):
+            return []
+        return [{"id": f"org-{i:05d}/fault-model-variant-{i:05d}-instruct-q4", "object": "model",
+                 "created": 1700000000, "owned_by": "fault-server"} for i in range(1, 10_000)]
+
+    def _echo_sse(self) -> str:
+        """An SSE comment line (legal, ignored by clients) carrying the key."""
+        if self.on("echo_key_everywhere") and self.api_key:
+            return f": Bearer {self.api_key}\n"
+        return ""
+
+    def _echo_metrics(self) -> str:
+        if not (self.on("echo_key_everywhere") and self.api_key):
+            return ""
+        label = self.api_key.replace("\\", "\\\\").replace('"', '\\"')
+        return ("# HELP fault_echo_info the Authorization header, echoed\n"
+                "# TYPE fault_echo_info gauge\n"
+                f'fault_echo_info{{authorization="Bearer {label}"}} 1\n')
 
 # issue 14: bounded requests and SSE as the spec defines it
 async def reframe(pieces: AsyncIterator[bytes], faults: set[str]) -> AsyncIterator[bytes]:

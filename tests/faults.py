@@ -12,6 +12,12 @@ FAULTS: dict[str, str] = {
     "hang": "completion requests never answer",
     "huge_body": "completion bodies are 80 MB",
     "echo_key": "error bodies repeat the Authorization header back",
+    # issue 14: secrets and untrusted text
+    "echo_key_everywhere": "the key is echoed in errors, texts, SSE, /version, the model id, "
+                           "headers and /metrics labels",
+    "model_id_escapes": "the model id holds ANSI colour, an OSC window title and a newline",
+    "model_id_surrogate": "the model id holds a lone surrogate (a legal JSON escape, \\ud800)",
+    "models_10000": "/v1/models lists 10,000 models (a 540 KB list of ids)",
     # compliance: schema and semantics
     "extra_field": "responses carry a field the OpenAI API does not define",
     "wrong_object": "non-streamed responses say object 'completion'",
