@@ -50,6 +50,13 @@ BITES: dict[str, tuple[str, str, list[str]]] = {
     "stream_text_differs": ("test_compliance.py::test_streamed_text_equals_non_streamed_text"
                             "[/v1/completions]",
                             "Streamed text differs from the non-streamed text", []),
+    # issue 14: every server value validated before use
+    "choices_string": ("test_compliance.py::test_max_tokens_is_respected[completions]",
+                       "Response body has the wrong shape", []),
+    "usage_list": ("test_compliance.py::test_max_tokens_is_respected[chat]",
+                   "Response body has the wrong shape", []),
+    "metrics_nan": ("test_memory.py::test_server_memory_is_stable_under_sustained_load",
+                    "Non-finite number from the server", QUICK),
     "invalid_accepted": ("test_errors.py::test_an_invalid_request_is_rejected"
                          "[negative-max-tokens]", "Invalid request accepted", []),
     "unknown_model_200": ("test_errors.py::test_an_invalid_request_is_rejected[unknown-model]",
@@ -146,12 +153,19 @@ MORE_BITES: list[tuple[str, str, str, list[str]]] = [
      "Latency SLO missed", [*EMBED, *FEW]),
     ("stream_no_done", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
      "Requests failed under load", QUICK),
+    # issue 14: every server value validated before use
+    ("metrics_unparseable", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
+     "/metrics is not valid Prometheus text", QUICK),
+    ("metrics_nan", "test_metrics.py::test_server_ttft_agrees_with_the_client",
+     "Non-finite number from the server", []),
 ]
 ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
 ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body", "echo_key",
              "stream_stalls", "replica_differs",  # tests/test_determinism_suite.py
-             "html_injection"}  # tests/test_html_report.py
+             "html_injection",  # tests/test_html_report.py
+             # issue 14: every server value validated before use (tests/test_hostile_values.py)
+             "models_data_not_list", "deep_json"}
 
 
 def test_every_fault_has_a_check() -> None:
