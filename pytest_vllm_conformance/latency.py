@@ -139,6 +139,7 @@ class Level:
     samples: list[Sample]
     wall_s: float
     server: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> p50/p95/p99
+    server_note: str = ""  # why the server's own view is missing, when its /metrics broke
 
     @property
     def ok(self) -> list[Sample]:
@@ -258,18 +259,13 @@ async def open_loop(name: str, send: Send, rate: float, burstiness: float, reque
 
 
 def histogram_buckets(text: str, name: str) -> dict[float, float]:
-    """Cumulative bucket counts of one histogram, summed over its label sets."""
-    from prometheus_client.parser import text_string_to_metric_families
+    """Cumulative bucket counts of one histogram, summed over its label sets.
 
-    out: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != name:
-            continue
-        for s in family.samples:
-            if s.name == f"{name}_bucket":
-                le = float(s.labels["le"])
-                out[le] = out.get(le, 0.0) + s.value
-    return out
+    Through the project's one validated parser: unparseable text or a NaN count is a
+    :class:`CheckFailure`, which :class:`LoadRunner` turns into a note."""
+    from pytest_vllm_conformance.checks.metrics import parse_text
+
+    return parse_text(text).buckets(name)
 
 
 def bucket_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
@@ -291,13 +287,21 @@ def bucket_quantile(q: float, before: dict[float, float], after: dict[float, flo
 
 
 def server_view(before: str, after: str) -> dict[str, dict[str, float]]:
-    """The server's own p50/p95/p99 (ms) per metric over the level, from its histograms."""
+    """The server's own p50/p95/p99 (ms) per metric over the level, from its histograms.
+
+    Raises :class:`CheckFailure` when either scrape is unparseable or carries a
+    non-finite count; a quantile that comes out NaN (no request counted) is left out."""
+    from pytest_vllm_conformance.checks.metrics import parse_text
+
+    first, last = parse_text(before), parse_text(after)
     out: dict[str, dict[str, float]] = {}
     for metric, name in SERVER_HISTOGRAMS.items():
-        b, a = histogram_buckets(before, name), histogram_buckets(after, name)
+        b, a = first.buckets(name), last.buckets(name)
         if a:
-            out[metric] = {f"p{round(q * 100)}": bucket_quantile(q, b, a) * 1000
-                           for q in (0.5, 0.95, 0.99)}
+            quantiles = {f"p{round(q * 100)}": bucket_quantile(q, b, a) * 1000
+                         for q in (0.5, 0.95, 0.99)}
+            if all(math.isfinite(v) for v in quantiles.values()):
+                out[metric] = quantiles
     return out
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from pytest_vllm_conformance import latency, prompts, slo
 from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.latency import Level
 from pytest_vllm_conformance.options import Settings
 from pytest_vllm_conformance.stats import table
@@ -36,6 +37,8 @@ def level_table(level: Level) -> str:
     out += (f"\n{len(level.ok)}/{len(level.samples)} ok in {level.wall_s:.1f} s: "
             f"{rates['requests_per_s']:.2f} req/s, {rates['output_tokens_per_s']:.1f} output "
             f"tokens/s, {rates['items_per_s']:.2f} items/s")
+    if level.server_note:
+        out += f"\nnote: {level.server_note}"
     if tokens:
         out += (f"\noutput tokens: server (usage) {tokens}, client (text chunks) {chunks}, "
                 f"differing in {differ} requests")
@@ -90,8 +93,10 @@ class LoadRunner:
         if before:
             try:
                 level.server = latency.server_view(before, self._scrape())
-            except ValueError:
+            except CheckFailure as exc:  # the cross-check is lost; the level still stands
                 level.server = {}
+                level.server_note = (f"the server's own view is unavailable: {exc.title} "
+                                     f"({exc.received})")
         return level
 
     def _judge(self, level: Level, embeddings: bool) -> Level:
@@ -100,6 +105,8 @@ class LoadRunner:
         props = self.request.node.user_properties
         props.extend((f"{level.name}: {k}", v) for k, v in latency.properties(level))
         props.extend((f"{level.name}: slo {k}", f"{m:.4g} vs {a:g}") for k, m, a, _ in rows)
+        if level.server_note:
+            props.append((f"{level.name}: server view", level.server_note))
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
         slo.enforce(level, self.slo, embeddings, detail=text)
         return level

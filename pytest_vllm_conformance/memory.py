@@ -135,15 +135,15 @@ def own_rss() -> float:
     return float(psutil.Process(os.getpid()).memory_info().rss)
 
 
-def metrics_rss(text: str) -> float | None:
-    """``process_resident_memory_bytes`` summed over series, from /metrics text."""
-    from prometheus_client.parser import text_string_to_metric_families
+def metrics_rss(text: str, curl: str = "") -> float | None:
+    """``process_resident_memory_bytes`` summed over series, from /metrics text.
 
-    total = None
-    for family in text_string_to_metric_families(text):
-        if family.name == "process_resident_memory_bytes":
-            total = sum(s.value for s in family.samples)
-    return total
+    None when the series is absent; unparseable text, NaN, an infinity or a negative
+    value is a titled :class:`CheckFailure` (a NaN sample would make every slope NaN,
+    and a NaN slope is never above the limit)."""
+    from pytest_vllm_conformance.checks.metrics import parse_text
+
+    return parse_text(text, curl).total("process_resident_memory_bytes")
 
 
 def parse_duration(raw: str) -> float:

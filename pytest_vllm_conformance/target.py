@@ -114,7 +114,24 @@ async def discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | N
                    ready_within_s: float, refused_grace_s: float | None = None,
                    embedding_url: str | None = None,
                    embedding_model: str | None = None) -> Target:
-    """Wait for every URL, check the key, pick the model, run the canary, identify the engine."""
+    """Wait for every URL, check the key, pick the model, run the canary, identify the engine.
+
+    Every answer read here is validated; should one still trip the harness (a shape no
+    check foresaw), that is the one-line start-up error too, never INTERNALERROR."""
+    try:
+        return await _discover(client, urls, model=model, ready_within_s=ready_within_s,
+                               refused_grace_s=refused_grace_s, embedding_url=embedding_url,
+                               embedding_model=embedding_model)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError,
+            RecursionError) as exc:
+        raise NotReady(f"{redact_url(urls[0])} answered something the harness could not read "
+                       f"at start-up ({type(exc).__name__}: {str(exc)[:200]}); please report "
+                       "this with the server's answers.") from None
+
+
+async def _discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | None,
+                    ready_within_s: float, refused_grace_s: float | None,
+                    embedding_url: str | None, embedding_model: str | None) -> Target:
     for url in (*urls, *([embedding_url] if embedding_url else [])):
         await wait_ready(client, url, ready_within_s, refused_grace_s)
     url = urls[0]
@@ -156,10 +173,28 @@ async def _list_models(client: AsyncClient, url: str) -> list[str]:
     except ClientError as exc:
         raise _ModelListBroken(f"{redact_url(url)}: {exc.message}; is it an OpenAI-compatible "
                                "server?") from None
-    data = body.get("data") if isinstance(body, dict) else None
-    ids = [m["id"] for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    return _model_ids(body, redact_url(url))
+
+
+def _model_ids(body: Any, shown_url: str) -> list[str]:
+    """The string ids of a /v1/models body; any other shape is a one-line reason."""
+    from pytest_vllm_conformance.checks.values import describe
+
+    where = f"{shown_url} answered GET /v1/models with"
+    if not isinstance(body, dict):
+        raise _ModelListBroken(f"{where} {describe(body)}, not a JSON object; is it an "
+                               "OpenAI-compatible server? Pass --vllm-model to test it anyway.")
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise _ModelListBroken(f"{where} data = {describe(data)}, not a list of models; pass "
+                               "--vllm-model to test it anyway.")
+    ids = [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not ids and data:
+        first = data[0].get("id") if isinstance(data[0], dict) else data[0]
+        raise _ModelListBroken(f"{where} no model that has a string id (the first: "
+                               f"{describe(first)}); pass --vllm-model to test it anyway.")
     if not ids:
-        raise _ModelListBroken(f"{redact_url(url)} lists no model at /v1/models; pass "
+        raise _ModelListBroken(f"{shown_url} lists no model at /v1/models; pass "
                                "--vllm-model.")
     return ids
 

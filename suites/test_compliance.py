@@ -8,7 +8,7 @@ import pytest
 
 from pytest_vllm_conformance import checks, shapes
 from pytest_vllm_conformance.checks import schema as schema_checks
-from pytest_vllm_conformance.checks import semantics, streaming
+from pytest_vllm_conformance.checks import semantics, streaming, values
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import stream_text
 from pytest_vllm_conformance.failures import CheckFailure, Findings
@@ -44,7 +44,8 @@ def _check_answer(r: Response, body: dict[str, Any], root: str, chunk_root: str,
 def test_models_match_the_schema(vllm_client: Client, vllm_profile: str) -> None:
     r = vllm_client.get("/v1/models")
     checks.status_is(r, 200, "GET /v1/models failed")
-    schema_checks.matches(r.json(), "ListModelsResponse", vllm_profile, curl=r.curl)
+    schema_checks.matches(checks.json_object(r, "GET /v1/models is not a JSON object"),
+                          "ListModelsResponse", vllm_profile, curl=r.curl)
 
 
 @pytest.mark.parametrize("shape", shapes.COMPLETION_SHAPES)
@@ -107,40 +108,44 @@ def test_max_tokens_is_respected(vllm_client: Client, vllm_model: str, variant: 
     else:
         path, body = CHAT, shapes.chat(vllm_model, max_tokens=None, max_completion_tokens=5)
     r = _send(vllm_client, path, body)
-    semantics.max_tokens_respected(r.json(), 5, r.curl)
+    semantics.max_tokens_respected(_answer(r), 5, r.curl)
 
 
-def _text(data: dict[str, Any], index: int = 0) -> str:
-    choice = data["choices"][index]
-    return str(choice["message"]["content"] if "message" in choice else choice["text"])
+def _answer(r: Response) -> dict[str, Any]:
+    return checks.json_object(r, f"POST {r.request.url} is not a JSON object")
+
+
+def _text(r: Response, index: int = 0) -> str:
+    """The text of one choice; a body of the wrong shape is a titled failure."""
+    return values.choice_text(_answer(r), index, r.curl)
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
 def test_a_stop_sequence_ends_the_text_and_is_not_included(vllm_client: Client, vllm_model: str,
                                                            path: str) -> None:
     make = shapes.completion if path == COMPLETIONS else shapes.chat
-    baseline = _text(_send(vllm_client, path, make(vllm_model, max_tokens=16)).json())
+    baseline = _text(_send(vllm_client, path, make(vllm_model, max_tokens=16)))
     cut = next((k for k in range(3, len(baseline) - 3)
                 if baseline.find(baseline[k:k + 3]) == k and baseline[k:k + 3].strip()), None)
     if cut is None:
         pytest.skip(f"the greedy answer {baseline!r} is too short to place a stop sequence in")
     stop = baseline[cut:cut + 3]
     r = _send(vllm_client, path, make(vllm_model, max_tokens=16, stop=[stop]))
-    data = r.json()
-    semantics.stop_applied(_text(data), data["choices"][0].get("finish_reason"), stop,
-                           baseline[:cut], r.curl)
+    text = _text(r)
+    reason = values.choices(_answer(r), r.curl)[0].get("finish_reason")
+    semantics.stop_applied(text, reason, stop, baseline[:cut], r.curl)
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
 def test_n_gives_n_indexed_choices(vllm_client: Client, vllm_model: str, path: str) -> None:
     make = shapes.completion if path == COMPLETIONS else shapes.chat
     r = _send(vllm_client, path, make(vllm_model, n=3, temperature=0.8, seed=3, max_tokens=4))
-    semantics.n_choices_indexed(r.json(), 3, r.curl)
+    semantics.n_choices_indexed(_answer(r), 3, r.curl)
 
 
 def test_echo_returns_the_prompt(vllm_client: Client, vllm_model: str) -> None:
     r = _send(vllm_client, COMPLETIONS, shapes.completion(vllm_model, echo=True, max_tokens=4))
-    semantics.echo_returns_prompt(_text(r.json()), shapes.PROMPT, r.curl)
+    semantics.echo_returns_prompt(_text(r), shapes.PROMPT, r.curl)
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
@@ -148,18 +153,18 @@ def test_logprobs_come_in_the_requested_number(vllm_client: Client, vllm_model: 
                                                path: str) -> None:
     if path == COMPLETIONS:
         r = _send(vllm_client, path, shapes.completion(vllm_model, logprobs=3, max_tokens=4))
-        semantics.completion_logprobs_count(r.json(), 3, r.curl)
+        semantics.completion_logprobs_count(_answer(r), 3, r.curl)
     else:
         r = _send(vllm_client, path, shapes.chat(vllm_model, logprobs=True, top_logprobs=3,
                                                  max_tokens=4))
-        semantics.chat_logprobs_count(r.json(), 3, r.curl)
+        semantics.chat_logprobs_count(_answer(r), 3, r.curl)
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
 def test_streamed_text_equals_non_streamed_text(vllm_client: Client, vllm_model: str,
                                                 path: str) -> None:
     make = shapes.completion if path == COMPLETIONS else shapes.chat
-    plain = _text(_send(vllm_client, path, make(vllm_model, max_tokens=12)).json())
+    plain = _text(_send(vllm_client, path, make(vllm_model, max_tokens=12)))
     r = _send(vllm_client, path, make(vllm_model, max_tokens=12, stream=True))
     streaming.data_lines_are_json(r)
     semantics.same_text(stream_text(r), plain, r.curl)

@@ -17,7 +17,7 @@ from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import errors, semantics, streaming
 from pytest_vllm_conformance.checks import schema as schema_checks
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.failures import Findings
+from pytest_vllm_conformance.failures import CheckFailure, Findings, Severity
 from pytest_vllm_conformance.options import Settings
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
@@ -101,7 +101,12 @@ def test_generated_valid_requests_succeed(vllm_client: Client, vllm_model: str,
             findings = Findings()
             findings.check(schema_checks.stream_matches, chunks, root, vllm_profile,
                            curl=r.curl)
-            findings.check(semantics.usage_adds_up, chunks[-1], r.curl)
+            if chunks:  # with none, the stream checks above have said what is missing
+                findings.check(semantics.usage_adds_up, chunks[-1], r.curl)
+            else:
+                findings.add(CheckFailure("Stream carried no chunk", expected="data: chunks "
+                                          "before [DONE]", received="none", curl=r.curl,
+                                          severity=Severity.HIGH))
             findings.raise_any()
             return
         r = vllm_client.post(path, body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_vllm_conformance import checks
-from pytest_vllm_conformance.checks import streaming
+from pytest_vllm_conformance.checks import streaming, values
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target import Target
@@ -23,7 +23,8 @@ def test_models_lists_the_model_under_test(vllm_client: Client, vllm_model: str)
     r = vllm_client.get("/v1/models")
     checks.status_is(r, 200, "GET /v1/models failed", Severity.CRITICAL)
     body = checks.json_object(r, "GET /v1/models is not a JSON object")
-    ids = [m.get("id") for m in body.get("data") or [] if isinstance(m, dict)]
+    models = values.field(body, "data", list, "$", r.curl)
+    ids = [m.get("id") for m in models if isinstance(m, dict)]
     if vllm_model not in ids:
         raise CheckFailure("/v1/models does not list the model", path="$.data[*].id",
                            expected=repr(vllm_model), received=repr(ids), curl=r.curl)
@@ -40,8 +41,8 @@ def test_canary_request_with_one_token(vllm_client: Client, vllm_model: str,
     r = vllm_client.post(endpoint, body)
     checks.status_is(r, 200, f"POST {endpoint} canary failed", Severity.CRITICAL)
     data = checks.json_object(r, f"POST {endpoint} is not a JSON object")
-    used = (data.get("usage") or {}).get("completion_tokens")
-    if not isinstance(used, int) or used > 1:
+    used = values.usage_count(data, "completion_tokens", r.curl)
+    if used is None or used > 1:
         raise CheckFailure("max_tokens=1 canary produced more than one token",
                            path="$.usage.completion_tokens", expected="<= 1",
                            received=repr(used), curl=r.curl)

@@ -12,6 +12,8 @@ samples (CSV) and a plot go to the output dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -45,11 +47,12 @@ def _source(client: Client, request: pytest.FixtureRequest
         what = "container's" if state.deployment is not None else "started server's"
         return f"RSS of the {what} process tree", tree
     r = client.get("/metrics")
-    if r.status == 200 and memory.metrics_rss(r.body.decode("utf-8", "replace")) is not None:
+    if r.status == 200 and memory.metrics_rss(r.body.decode("utf-8", "replace"),
+                                              r.curl) is not None:
 
         async def scrape() -> float | None:
             got = await client.aio.get("/metrics")
-            return memory.metrics_rss(got.body.decode("utf-8", "replace")) if (
+            return memory.metrics_rss(got.body.decode("utf-8", "replace"), got.curl) if (
                 got.status == 200) else None
 
         return "process_resident_memory_bytes from /metrics", scrape
@@ -71,7 +74,13 @@ def test_server_memory_is_stable_under_sustained_load(
             "memory load", send, perf.memory_concurrency, 10**9, duration, keep=0))
         started = time.perf_counter()
         while not load.done():
-            value = await read()
+            try:
+                value = await read()
+            except CheckFailure:  # unparseable or non-finite: no verdict can rest on it
+                load.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await load
+                raise
             if value is not None:
                 run.samples.append((time.perf_counter() - started, value, memory.own_rss()))
             await asyncio.sleep(interval)
@@ -85,7 +94,7 @@ def test_server_memory_is_stable_under_sustained_load(
     run.write_csv(out / f"{stem}.csv")
     plotted = run.plot(out / f"{stem}.png", perf.memory_max_growth)
     props = request.node.user_properties
-    props += [("memory source", source), ("memory samples", len(run.samples)),
+    props += [(k, v) for k, v in [("memory source", source), ("memory samples", len(run.samples)),
               ("memory slope MB/h", round(fit.slope, 2)),
               ("memory slope 95% low MB/h", round(fit.low, 2)),
               ("memory slope 95% high MB/h", round(fit.high, 2)),
@@ -93,6 +102,7 @@ def test_server_memory_is_stable_under_sustained_load(
               ("memory load requests", len(level.samples)),
               ("memory load error rate", round(level.error_rate, 4)),
               ("memory csv", str(out / f"{stem}.csv"))]
+              if not (isinstance(v, float) and not math.isfinite(v))]  # no NaN in the reports
     if plotted:
         props.append(("memory plot", str(out / f"{stem}.png")))
     summary = (f"{source}: {len(run.samples)} samples over {duration:g} s "

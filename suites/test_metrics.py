@@ -9,6 +9,7 @@ import pytest
 from pytest_vllm_conformance import checks, shapes
 from pytest_vllm_conformance.checks import metrics
 from pytest_vllm_conformance.client import Client, EventKind, Response, timeline
+from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target import Target
 
 pytestmark = pytest.mark.metrics
@@ -65,7 +66,12 @@ def test_server_ttft_agrees_with_the_client(vllm_client: Client, vllm_target: Ta
     client_ttft = []
     for _ in range(4):
         r = vllm_client.stream("/v1/chat/completions", body)
-        first = next(e.t for e in timeline(r) if e.kind is EventKind.TOKEN)
+        first = next((e.t for e in timeline(r) if e.kind is EventKind.TOKEN), None)
+        if first is None:
+            raise CheckFailure("Stream carried no text", path="$.choices[*].delta.content",
+                               expected="at least one chunk with text",
+                               received=f"{len(r.events)} events without text", curl=r.curl,
+                               severity=Severity.HIGH)
         client_ttft.append(first - r.timings.sent)
     after = _scrape(vllm_client)
     count = after.value(f"{name}_count") - before.value(f"{name}_count")

@@ -194,6 +194,10 @@ class FaultServer:
             text = re.sub(r"^(vllm:num_requests_running\{[^}]*\}) (\S+)",
                           lambda m: f"{m.group(1)} {float(m.group(2)) + 1}", text, flags=re.M)
         text += self._echo_metrics()
+        # issue 14: every server value validated before use
+        if self.on("metrics_nan"):
+            text = re.sub(r"^((?:process_resident_memory_bytes|vllm:\w+_seconds_(?:bucket|sum))"
+                          r"(?:\{[^}]*\})?) \S+$", r"\1 NaN", text, flags=re.M)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -227,6 +231,13 @@ class FaultServer:
                  "owned_by": "fault-server"}
         if self.on("extra_field"):
             model["fault_extension"] = True
+        # issue 14: every server value validated before use
+        if self.on("models_data_not_list"):
+            return JSONResponse({"object": "list", "data": 7})
+        if self.on("deep_json"):
+            depth = 100_000
+            return Response(b'{"object": "list", "data": ' + b"[" * depth + b"]" * depth + b"}",
+                            media_type="application/json")
         return JSONResponse({"object": "list", "data": [model, *self._more_models()]})
 
     async def completions(self, request: Request) -> Response:
@@ -285,6 +296,12 @@ class FaultServer:
             out["fault_extension"] = True
         if self.on("wrong_object"):
             out["object"] = "completion"
+        # issue 14: every server value validated before use
+        if self.on("choices_string"):
+            out["choices"] = "".join(c["message"]["content"] if chat else c["text"]
+                                     for c in out["choices"])
+        if self.on("usage_list") and "usage" in out:
+            out["usage"] = list(usage.values())
         return JSONResponse(out)
 
     # -- generation --------------------------------------------------------------------------

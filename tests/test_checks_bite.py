@@ -50,6 +50,13 @@ BITES: dict[str, tuple[str, str, list[str]]] = {
     "stream_text_differs": ("test_compliance.py::test_streamed_text_equals_non_streamed_text"
                             "[/v1/completions]",
                             "Streamed text differs from the non-streamed text", []),
+    # issue 14: every server value validated before use
+    "choices_string": ("test_compliance.py::test_max_tokens_is_respected[completions]",
+                       "Response body has the wrong shape", []),
+    "usage_list": ("test_compliance.py::test_max_tokens_is_respected[chat]",
+                   "Response body has the wrong shape", []),
+    "metrics_nan": ("test_memory.py::test_server_memory_is_stable_under_sustained_load",
+                    "Non-finite number from the server", QUICK),
     "invalid_accepted": ("test_errors.py::test_an_invalid_request_is_rejected"
                          "[negative-max-tokens]", "Invalid request accepted", []),
     "unknown_model_200": ("test_errors.py::test_an_invalid_request_is_rejected[unknown-model]",
@@ -163,6 +170,11 @@ MORE_BITES: list[tuple[str, str, str, list[str]]] = [
     # issue 14: determinism judges what the user receives
     ("logprobs_misspell", "test_compliance.py::test_logprob_tokens_spell_the_text"
      "[/v1/chat/completions]", "Logprob tokens do not spell the text", []),
+    # issue 14: every server value validated before use
+    ("metrics_unparseable", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
+     "/metrics is not valid Prometheus text", QUICK),
+    ("metrics_nan", "test_metrics.py::test_server_ttft_agrees_with_the_client",
+     "Non-finite number from the server", []),
 ]
 ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
@@ -176,6 +188,8 @@ ELSEWHERE |= {"trickle", "huge_announced_body", "many_headers", "http_101", "sse
               "sse_other_fields"}
 # issue 14: secrets and untrusted text (tests/test_untrusted_text.py)
 ELSEWHERE |= {"echo_key_everywhere", "model_id_escapes", "model_id_surrogate", "models_10000"}
+# issue 14: every server value validated before use (tests/test_hostile_values.py)
+ELSEWHERE |= {"models_data_not_list", "deep_json"}
 
 
 def test_every_fault_has_a_check() -> None:

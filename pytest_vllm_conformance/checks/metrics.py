@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
@@ -30,22 +32,81 @@ TTFT_HISTOGRAM = {"vllm": "vllm:time_to_first_token_seconds"}
 
 @dataclass
 class Scrape:
-    """One /metrics reading: family names and types, and every sample summed over labels."""
+    """One /metrics reading: family names and types, and every sample summed over labels.
+
+    Values are read through :meth:`value`, :meth:`total` and :meth:`buckets`, which check
+    them finite: Prometheus text may carry ``NaN``, and a NaN compared with a limit is
+    never over it, so it would pass every check that used it."""
 
     types: dict[str, str] = field(default_factory=dict)
     samples: dict[str, float] = field(default_factory=dict)
+    series: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+    curl: str = ""
 
     def has(self, name: str) -> bool:
         return name in self.types or name in self.samples or f"{name}_total" in self.samples
 
     def value(self, sample: str) -> float:
-        return self.samples.get(sample, 0.0)
+        """The sample summed over its label sets (0 when absent); non-finite is a failure."""
+        return values.finite(self.samples.get(sample, 0.0), f"GET /metrics {sample}", self.curl)
+
+    def total(self, sample: str) -> float | None:
+        """A non-negative finite sample summed over label sets, or None when absent."""
+        if sample not in self.samples:
+            return None
+        found = self.value(sample)
+        if found < 0:
+            raise CheckFailure("Negative value in /metrics", path=f"GET /metrics {sample}",
+                               expected="a value >= 0", received=f"{found:g}", curl=self.curl,
+                               severity=Severity.HIGH)
+        return found
+
+    def buckets(self, histogram: str) -> dict[float, float]:
+        """Cumulative bucket counts of one histogram by upper bound, summed over label sets."""
+        out: dict[float, float] = {}
+        where = f"GET /metrics {histogram}_bucket"
+        for name, labels, value in self.series:
+            if name != f"{histogram}_bucket":
+                continue
+            try:
+                bound = float(labels["le"])
+            except (KeyError, ValueError):
+                raise CheckFailure("Histogram bucket without a bound", path=where,
+                                   expected='an le="<number>" label', received=repr(labels)[:120],
+                                   curl=self.curl, severity=Severity.HIGH) from None
+            if math.isnan(bound):
+                raise CheckFailure(values.NON_FINITE, path=where, expected="a numeric le bound",
+                                   received="le=NaN", curl=self.curl, severity=Severity.HIGH)
+            count = values.finite(value, f"{where}{{le={labels['le']!r}}}", self.curl)
+            out[bound] = out.get(bound, 0.0) + count
+        return out
+
+
+def parse_text(text: str, curl: str = "") -> Scrape:
+    """Prometheus text parsed by prometheus_client; unparseable text is a titled failure.
+
+    The one parser of the project: the metrics, memory and latency suites all read
+    /metrics through it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = Scrape(curl=curl)
+    try:
+        for family in text_string_to_metric_families(text):
+            out.types[family.name] = family.type
+            for s in family.samples:
+                value = float(s.value)
+                out.samples[s.name] = out.samples.get(s.name, 0.0) + value
+                out.series.append((s.name, dict(s.labels), value))
+    except Exception as exc:  # whatever the parser trips on is this finding
+        raise CheckFailure("/metrics is not valid Prometheus text", path="GET /metrics",
+                           expected="text that prometheus_client parses",
+                           received=f"{type(exc).__name__}: {str(exc)[:160]}", curl=curl,
+                           severity=Severity.MEDIUM) from None
+    return out
 
 
 def parse(r: Response) -> Scrape:
     """The body parsed by prometheus_client; a parse error or non-200 is a failure."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     if r.status == 404:
         raise CheckFailure("Server exposes no /metrics", path="GET /metrics",
                            expected="Prometheus text", received="HTTP 404", curl=r.curl,
@@ -53,18 +114,7 @@ def parse(r: Response) -> Scrape:
     if r.status != 200:
         raise CheckFailure("/metrics failed", path="GET /metrics", expected="HTTP 200",
                            received=f"HTTP {r.status}", curl=r.curl, severity=Severity.MEDIUM)
-    out = Scrape()
-    try:
-        for family in text_string_to_metric_families(r.body.decode("utf-8", "replace")):
-            out.types[family.name] = family.type
-            for s in family.samples:
-                out.samples[s.name] = out.samples.get(s.name, 0.0) + s.value
-    except ValueError as exc:
-        raise CheckFailure("/metrics is not valid Prometheus text", path="GET /metrics",
-                           expected="text that prometheus_client parses",
-                           received=str(exc)[:160], curl=r.curl,
-                           severity=Severity.MEDIUM) from None
-    return out
+    return parse_text(r.body.decode("utf-8", "replace"), r.curl)
 
 
 def names_present(scrape: Scrape, engine: str, curl: str = "") -> None:
@@ -77,6 +127,10 @@ def names_present(scrape: Scrape, engine: str, curl: str = "") -> None:
 
 
 def counters_only_grow(before: Scrape, after: Scrape, curl: str = "") -> None:
+    for scrape in (before, after):
+        for name in scrape.samples:
+            if name.endswith("_total") and scrape.types.get(name[: -len("_total")]) == "counter":
+                scrape.value(name)  # a NaN counter is a finding, not a counter that held
     shrunk = [f"{name}: {before.samples[name]:g} -> {value:g}"
               for name, value in after.samples.items()
               if name.endswith("_total") and name in before.samples

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_vllm_conformance.client.records import Response
+from pytest_vllm_conformance.client.errors import MalformedStream
+from pytest_vllm_conformance.client.records import Response, loads
 from pytest_vllm_conformance.client.sse import DONE, SSEEvent
 
 
@@ -32,15 +32,18 @@ class StreamEvent:
 
 
 def timeline(response: Response) -> list[StreamEvent]:
-    """Events in arrival order; completions (``text``) and chat (``delta.content``) alike."""
+    """Events in arrival order; completions (``text``) and chat (``delta.content``) alike.
+
+    A chunk whose fields have the wrong type (``choices`` not a list, ``text`` a number,
+    ``token_ids`` not integers) is a :class:`MalformedStream`, never a raw TypeError."""
     out = [StreamEvent(EventKind.STARTED, response.timings.sent)]
     chunks = response.chunks()
-    times = [ev.t for ev in response.events if ev.data.strip() != b"[DONE]"]
-    for t, chunk in zip(times, chunks, strict=True):
+    times = [ev.t for ev in response.events if ev.data.strip() != DONE]
+    for n, (t, chunk) in enumerate(zip(times, chunks, strict=True)):
         if "error" in chunk:
             out.append(StreamEvent(EventKind.ERROR, t, data=chunk))
             continue
-        for choice in chunk.get("choices") or ():
+        for choice in _list(response, n, chunk, "choices"):
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")
@@ -48,15 +51,36 @@ def timeline(response: Response) -> list[StreamEvent]:
                 delta.get("content") if isinstance(delta, dict) else None)
             ids = choice.get("token_ids") or ()
             index = choice.get("index", 0)
+            finish = choice.get("finish_reason")
+            if not (isinstance(text, str | None) and isinstance(index, int)
+                    and isinstance(ids, list | tuple) and isinstance(finish, str | None)
+                    and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+                raise _wrong(response, n, "a choice with string text, integer index and "
+                             "token_ids, string finish_reason", choice)
             if text or ids:
                 out.append(StreamEvent(EventKind.TOKEN, t, index, text or "", tuple(ids),
                                        data=chunk))
-            if choice.get("finish_reason") is not None:
-                out.append(StreamEvent(EventKind.END, t, index,
-                                       finish_reason=choice["finish_reason"], data=chunk))
+            if finish is not None:
+                out.append(StreamEvent(EventKind.END, t, index, finish_reason=finish,
+                                       data=chunk))
         if chunk.get("usage") or chunk.get("metrics"):
             out.append(StreamEvent(EventKind.USAGE, t, data=chunk))
     return out
+
+
+def _list(response: Response, n: int, chunk: dict[str, Any], key: str) -> list[Any]:
+    value = chunk.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _wrong(response, n, f"{key} as a list", value)
+    return value
+
+
+def _wrong(response: Response, n: int, expected: str, value: Any) -> MalformedStream:
+    shown = repr(value)
+    return MalformedStream(f"SSE chunk {n} from {response.request.url} has the wrong shape: "
+                           f"expected {expected}, received {shown[:120]}", response.curl)
 
 
 def stream_text(response: Response, index: int = 0) -> str:
@@ -74,7 +98,6 @@ def text_times(events: Sequence[SSEEvent]) -> tuple[list[float], int | None, str
     ``delta.content`` / ``delta.reasoning_content``; the problem is "" for a sound stream."""
     times: list[float] = []
     tokens = None
-    loads = json.loads
     for ev in events:
         if ev.data.strip() == DONE:
             continue
@@ -88,7 +111,10 @@ def text_times(events: Sequence[SSEEvent]) -> tuple[list[float], int | None, str
             err = chunk["error"]
             message = err.get("message", err) if isinstance(err, dict) else err
             return [], None, f"error inside the stream: {str(message)[:300]}"
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            return [], None, f"a streamed chunk's choices is {str(choices)[:40]!r}, not a list"
+        for choice in choices:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta") if "text" not in choice else None
@@ -97,8 +123,10 @@ def text_times(events: Sequence[SSEEvent]) -> tuple[list[float], int | None, str
                 times.append(ev.t)
                 break
         usage = chunk.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
             tokens = usage["completion_tokens"]
+            if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+                return [], None, f"usage.completion_tokens is {str(tokens)[:40]!r}, not a count"
     if not times:
         return [], None, "the stream carried no text"
     return times, tokens, ""

@@ -13,6 +13,19 @@ from pytest_vllm_conformance.client.sse import DONE, SSEEvent
 _CURL_BODY_LIMIT = 8192
 
 
+class TooDeep(ValueError):
+    """JSON nested deeper than the parser's recursion allows (a hostile body)."""
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads`` whose failures are all ValueError: a body nested 100,000 levels deep
+    raises RecursionError inside the C scanner, which is caught here as :class:`TooDeep`."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise TooDeep("JSON nested too deeply to read") from None
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """A request as sent, minus the credentials; enough to replay it."""
@@ -89,7 +102,11 @@ class Response:
     def json(self) -> Any:
         """The body as JSON, or a :class:`MalformedResponse` naming the request."""
         try:
-            return json.loads(self.body)
+            return loads(self.body)
+        except TooDeep:
+            raise MalformedResponse(
+                f"{self.request.method} {self.request.url} answered HTTP {self.status} with a "
+                f"JSON body nested too deeply to read: {self.body[:60]!r}", self.curl) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedResponse(
                 f"{self.request.method} {self.request.url} answered HTTP {self.status} with a "
@@ -105,7 +122,7 @@ class Response:
             if ev.data.strip() == DONE:
                 continue
             try:
-                value = json.loads(ev.data)
+                value = loads(ev.data)
             except (ValueError, UnicodeDecodeError):
                 raise MalformedStream(
                     f"SSE event {i} from {self.request.url} is not JSON: {ev.data[:120]!r}",
@@ -123,7 +140,7 @@ class Response:
     def error_message(self) -> str:
         """The ``error.message`` of an OpenAI-style error body, else a body excerpt."""
         try:
-            body = json.loads(self.body)
+            body = loads(self.body)
             message = body["error"]["message"] if isinstance(body.get("error"), dict) \
                 else body.get("message") or body.get("detail") or body
             return str(message)[:300]
