@@ -67,7 +67,8 @@ def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
 
 
 def first_chat_chunk_has_role(chunks: list[dict[str, Any]], curl: str = "") -> None:
-    first = next((pairs for c in chunks if (pairs := _choices(c, curl))), [(0, {})])
+    empty: list[tuple[int, dict[str, Any]]] = [(0, {})]
+    first = next((pairs for c in chunks if (pairs := _choices(c, curl))), empty)
     delta = values.maybe_field(first[0][1], "delta", dict, "$.choices[0]", curl) or {}
     if delta.get("role") != "assistant":
         raise CheckFailure("First chat chunk carries no role", path="$.choices[0].delta.role",
