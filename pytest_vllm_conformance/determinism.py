@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.client import AsyncClient, Response
-from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 #: The parts of an answer a user receives, in the order evidence names them.
 PARTS = ("text", "token ids", "logprob tokens")
@@ -59,66 +59,56 @@ class Outcome:
         return f"{self.logprobs[k]:.6g}" if k < len(self.logprobs) else "n/a"
 
 
-def _malformed(r: Response, path: str, expected: str, received: Any) -> CheckFailure:
-    return CheckFailure("A determinism answer is malformed", path=path, expected=expected,
-                        received=repr(received)[:120], curl=r.curl, severity=Severity.HIGH)
-
-
-def _finite(x: Any) -> bool:
-    """A JSON number that is a finite float (NaN, Infinity and huge integers are not)."""
-    if not isinstance(x, int | float) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(float(x))
-    except OverflowError:
-        return False
-
-
 def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...],
                                                                  tuple[float, ...]]:
-    """(tokens, logprobs) from completions-style or chat-style (llama.cpp) logprobs."""
+    """(tokens, logprobs) from completions-style or chat-style (llama.cpp) logprobs, each
+    read through the typed accessors: a NaN logprob is a finding, never a value to compare
+    (a drift of NaN is below every limit, so it would pass)."""
     if lp is None:
         return (), ()
-    if not isinstance(lp, dict):
-        raise _malformed(r, f"{where}.logprobs", "an object or null", lp)
-    if isinstance(lp.get("content"), list):  # chat-style logprobs (llama.cpp sends these)
-        entries = [e for e in lp["content"] if isinstance(e, dict)]
-        tokens = [e.get("token", "") for e in entries]
-        values = [e.get("logprob") for e in entries]
+    path, curl = f"{where}.logprobs", r.curl
+    found = values.as_kind(lp, dict, path, curl)
+    tokens: list[str] = []
+    numbers: list[tuple[Any, str]] = []  # (logprob, its JSON path); None: not given
+    if found.get("content") is not None:  # chat-style logprobs (llama.cpp sends these)
+        entries = values.field(found, "content", list, path, curl)
+        for k in range(len(entries)):
+            entry = values.element(entries, k, dict, f"{path}.content", curl)
+            at = f"{path}.content[{k}]"
+            tokens.append(values.field(entry, "token", str, at, curl))
+            numbers.append((entry.get("logprob"), f"{at}.logprob"))
     else:
-        tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise _malformed(r, f"{where}.logprobs.tokens", "a list of strings", tokens)
-    if not isinstance(values, list) or not all(v is None or _finite(v) for v in values):
-        raise _malformed(r, f"{where}.logprobs.token_logprobs", "a list of finite numbers",
-                         values)
-    return tuple(tokens), tuple(float(v) for v in values if v is not None)
+        listed = values.maybe_field(found, "tokens", list, path, curl) or []
+        tokens = [values.element(listed, k, str, f"{path}.tokens", curl)
+                  for k in range(len(listed))]
+        given = values.maybe_field(found, "token_logprobs", list, path, curl) or []
+        numbers = [(x, f"{path}.token_logprobs[{k}]") for k, x in enumerate(given)]
+    logprobs = tuple(values.finite(x, at, curl) for x, at in numbers if x is not None)
+    return tuple(tokens), logprobs
 
 
 def token_ids_of(r: Response, choice: dict[str, Any], where: str) -> tuple[int, ...] | None:
     """A choice's ``token_ids`` (vLLM's ``return_token_ids``), None when it has none."""
-    ids = choice.get("token_ids")
+    ids = values.maybe_field(choice, "token_ids", list, where, r.curl)
     if ids is None:
         return None
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                            for i in ids):
-        raise _malformed(r, f"{where}.token_ids", "a list of integers", ids)
-    return tuple(ids)
+    return tuple(values.count(x, f"{where}.token_ids[{k}]", r.curl) for k, x in enumerate(ids))
 
 
 def parse_completion(r: Response, rid: int, t0: float, index: int = 0) -> Outcome:
-    """An Outcome from a /v1/completions answer that asked for ``logprobs``."""
-    body: Any = r.json()
-    choices = body.get("choices") if isinstance(body, dict) else None
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        raise _malformed(r, "$.choices", "a list of choice objects", choices)
-    ranked = sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
-    if index >= len(ranked):
-        raise _malformed(r, "$.choices", f"at least {index + 1} choices", f"{len(ranked)}")
-    choice, where = ranked[index], f"$.choices[{index}]"
-    text = choice.get("text")
-    if not isinstance(text, str):
-        raise _malformed(r, f"{where}.text", "a string", text)
+    """An Outcome from a /v1/completions answer that asked for ``logprobs``; every value is
+    read through :mod:`~pytest_vllm_conformance.checks.values`, so a malformed answer is a
+    titled finding ("Response body has the wrong shape", "Non-finite number ...")."""
+    listed = values.choices(r.json(), r.curl)
+    indexed: list[tuple[int, dict[str, Any]]] = []
+    for k, choice in enumerate(listed):
+        number = values.maybe_field(choice, "index", int, f"$.choices[{k}]", r.curl)
+        indexed.append((values.count(0 if number is None else number,
+                                     f"$.choices[{k}].index", r.curl), choice))
+    ranked = [choice for _, choice in sorted(indexed, key=lambda pair: pair[0])]
+    choice = values.element(ranked, index, dict, "$.choices", r.curl)
+    where = f"$.choices[{index}]"
+    text = values.field(choice, "text", str, where, r.curl)
     tokens, logprobs = _logprob_tokens(r, choice.get("logprobs"), where)
     return Outcome(rid, tokens, logprobs, r.timings.sent - t0, r.timings.done - t0, r.curl,
                    text=text, token_ids=token_ids_of(r, choice, where))

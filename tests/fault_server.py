@@ -450,6 +450,10 @@ class FaultServer:
             base = {"id": f"chatcmpl-fault{n if 'stream_id_changes' in faults else ''}",
                     "object": "chat.completion.chunk" if chat else "text_completion",
                     "created": created, "model": served}
+            if "choices_string" in faults and payload.get("choices"):  # issue 14: values
+                payload = payload | {"choices": "".join(
+                    str(c.get("delta", c).get("content") or c.get("text") or "")
+                    for c in payload["choices"])}
             return f"{echo}data: {json.dumps(base | payload)}\n\n".encode()
 
         def part(i: int, text: str | None, finish: str | None, role: bool = False) -> dict:

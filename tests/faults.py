@@ -34,7 +34,7 @@ FAULTS: dict[str, str] = {
     "logprobs_count_wrong": "two top logprobs more than asked for",
     "stream_text_differs": "the streamed text differs from the non-streamed text",
     # issue 14: every server value validated before use
-    "choices_string": "non-streamed completions and chat answers have choices as a string",
+    "choices_string": "answers and streamed chunks have choices as a string",
     "usage_list": "non-streamed usage is a list, not an object",
     "models_data_not_list": "GET /v1/models has data: 7",
     "deep_json": "the GET /v1/models body is nested 100,000 levels deep",

@@ -275,7 +275,7 @@ def test_framing_problems_are_kept_in_bounded_number() -> None:
                                    {"choices": [{"index": [0], "finish_reason": "stop"}]}])
 def test_wrong_typed_choices_are_a_titled_failure(chunk: dict[str, object]) -> None:
     for check in (streaming.finish_reason_only_on_last, streaming.first_chat_chunk_has_role):
-        with pytest.raises(CheckFailure, match="Streamed chunk has malformed choices"):
+        with pytest.raises(CheckFailure, match="Response body has the wrong shape"):
             check([chunk])
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import latency
+from pytest_vllm_conformance import determinism, latency
 from pytest_vllm_conformance.checks import embeddings, metrics, semantics, values
 from pytest_vllm_conformance.client import MalformedResponse, MalformedStream, timeline
 from pytest_vllm_conformance.client.events import text_times
@@ -30,10 +30,9 @@ from tests.fault_server import MODEL, FaultServer
 from tests.test_checks_bite import QUICK
 
 RAW_ERRORS = ("AttributeError", "IndexError", "KeyError", "TypeError")
-#: The determinism suite reads answers through pytest_vllm_conformance.determinism, which is
-#: validated under another part of issue 14; until then its tests may end in the suites'
-#: last line of defence: a titled finding, never a traceback. No other suite may.
-FALLBACK_ALLOWED = "test_determinism.py::"
+#: The suites' last line of defence (suites/conftest.py): no bundled test may reach it on a
+#: malformed answer; every failure carries the title of the check that read the value.
+FALLBACK = "Harness could not read the answer"
 
 
 def _strict_json(path: Path) -> Any:
@@ -98,9 +97,13 @@ def test_wrong_typed_json_gives_titled_failures_in_every_suite(
     assert "Test failed" not in failures.values() and "Test error" not in failures.values()
     assert failures.get("test_compliance.py::test_max_tokens_is_respected[chat]") == \
         "Response body has the wrong shape"
-    fallen = [node for node, title in failures.items()
-              if title == "Harness could not read the answer"]
-    assert all(FALLBACK_ALLOWED in node for node in fallen), fallen
+    fallen = [node for node, title in failures.items() if title == FALLBACK]
+    assert not fallen, fallen
+    if fault_name == "choices_string":  # the determinism and streaming suites read it too
+        for node in ("test_determinism.py::test_seeded_sampling_reproduces",
+                     "test_streaming.py::test_first_chat_chunk_carries_the_role[chat]",
+                     "test_streaming.py::test_finish_reason_only_on_the_last_chunk[chat]"):
+            assert failures.get(node) == values.WRONG_SHAPE, (node, failures)
     # raw exceptions appear only as the received text of those titled fallbacks
     raw = [line for line in output.splitlines() if any(e in line for e in RAW_ERRORS)
            and "while reading it" not in line]
@@ -266,3 +269,48 @@ def test_prometheus_values_are_validated_where_they_are_used() -> None:
     nan_counter = metrics.parse_text("# TYPE c counter\nc_total NaN\n")
     with pytest.raises(CheckFailure, match=values.NON_FINITE):
         metrics.counters_only_grow(nan_counter, nan_counter)
+
+
+# -- determinism answers (issue 14: h5) --------------------------------------------------------
+def _lp(tokens: Any, logprobs: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "text": "ab", "logprobs": {
+        "tokens": tokens, "token_logprobs": logprobs}}]}
+
+
+@pytest.mark.parametrize(("body", "title", "path"), [
+    (_lp(["a", "b"], [-0.1, math.nan]), values.NON_FINITE, "token_logprobs[1]"),
+    (_lp(["a"], [-math.inf]), values.NON_FINITE, "token_logprobs[0]"),
+    (_lp(["a"], [10 ** 400]), values.NON_FINITE, "token_logprobs[0]"),
+    (_lp(["a"], ["-0.1"]), values.WRONG_SHAPE, "token_logprobs[0]"),
+    (_lp(["a", 7], [-0.1, -0.2]), values.WRONG_SHAPE, "tokens[1]"),
+    (_lp("ab", [-0.1]), values.WRONG_SHAPE, "logprobs.tokens"),
+    ({"choices": [{"index": 0, "text": "a", "logprobs": {"content": [
+        {"token": "a", "logprob": math.nan}]}}]}, values.NON_FINITE, "content[0].logprob"),
+    ({"choices": [{"index": 0, "text": "a", "logprobs": {"content": [7]}}]},
+     values.WRONG_SHAPE, "content[0]"),
+    ({"choices": [{"index": 0, "text": "a", "token_ids": [1, True]}]}, values.WRONG_SHAPE,
+     "token_ids[1]"),
+    ({"choices": [{"index": "0", "text": "a"}]}, values.WRONG_SHAPE, "$.choices[0].index"),
+    ({"choices": [{"index": 0, "text": ["a"]}]}, values.WRONG_SHAPE, "$.choices[0].text"),
+    ({"choices": [{"index": 0, "text": "a", "logprobs": "x"}]}, values.WRONG_SHAPE,
+     "$.choices[0].logprobs"),
+    ({"choices": "abc"}, values.WRONG_SHAPE, "$.choices"),
+    ({"choices": []}, values.WRONG_SHAPE, "$.choices[0]"),
+    ([1], values.WRONG_SHAPE, "$"),
+])
+def test_determinism_answers_are_read_through_the_accessors(body: Any, title: str,
+                                                             path: str) -> None:
+    """A NaN logprob is a finding: compared, it would make every drift look zero."""
+    with pytest.raises(CheckFailure) as caught:
+        determinism.parse_completion(_response(json.dumps(body).encode()), 0, 0.0)
+    assert caught.value.title == title and caught.value.path.endswith(path), caught.value.path
+
+
+def test_a_sound_determinism_answer_is_read_in_index_order() -> None:
+    body = {"choices": [
+        {"index": 1, "text": "b", "token_ids": [2], "logprobs": None},
+        {"index": 0, "text": "a", "logprobs": {"tokens": ["a"], "token_logprobs": [None]}}]}
+    first = determinism.parse_completion(_response(json.dumps(body).encode()), 0, 0.0)
+    second = determinism.parse_completion(_response(json.dumps(body).encode()), 1, 0.0, 1)
+    assert (first.text, first.tokens, first.logprobs, first.token_ids) == ("a", ("a",), (), None)
+    assert (second.text, second.token_ids) == ("b", (2,))

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance.load import LOCUSTFILE
+from pytest_vllm_conformance.failures import CheckFailure
+from pytest_vllm_conformance.load import LOCUSTFILE, fit
 from pytest_vllm_conformance.load.__main__ import main as report_main
 from pytest_vllm_conformance.load.fit import Backoff, printable, refused_as_is, server_message
 from pytest_vllm_conformance.load.report import read
@@ -130,3 +132,49 @@ def test_server_text_is_one_safe_bounded_line() -> None:
     assert server_message(nested, "Bad Request").startswith("[[[")
     assert server_message('{"error": {"message": "no\\u001b[31m"}}', "") == "no\\x1b[31m"
     assert server_message("", "Not Implemented") == "Not Implemented"
+
+
+# issue 14: every server value validated before use (locust reads answers through fit)
+@pytest.mark.parametrize(("fault_name", "args", "name", "said"), [
+    ("models_data_not_list", (), "/v1/models",
+     "/v1/models lists no model (pass --vllm-model): Response body has the wrong shape at "
+     "$.data: expected a list, received an integer"),
+    ("usage_list", ("--vllm-model", "fault-model"), "/v1/completions",
+     "Response body has the wrong shape at $.usage: expected an object, received a list"),
+])
+def test_a_malformed_answer_is_a_failure_entry_not_a_traceback(
+        fault: FaultServer, tmp_path: Path, fault_name: str, args: tuple[str, ...], name: str,
+        said: str) -> None:
+    fault.faults = {fault_name}
+    out = locust(fault.url, "CompletionsUser", *args, seconds=3, users=2, cwd=tmp_path)
+    report = read(tmp_path / "run")
+    errors = {(f["Name"], f["Error"]) for f in report.failures}
+    assert len(errors) == 1, report.markdown()
+    ((where, error),) = errors
+    assert where == name and error == said, error
+    # the same failure repeated backs off: a closed loop sends hundreds in 3 s
+    assert sum(int(f["Occurrences"]) for f in report.failures) <= 40, report.markdown()
+    assert "Traceback" not in out.stderr + out.stdout, out.stderr[-3000:]
+    assert out.returncode == 1
+
+
+@pytest.mark.parametrize(("body", "read", "said"), [
+    (b"{not json", fit.completion_tokens, "Response body is not JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, fit.first_model_id, "Response body is not JSON"),
+    (b'{"usage": {"completion_tokens": 1e400}}', fit.completion_tokens, "wrong shape"),
+    (b'{"usage": {"completion_tokens": -2}}', fit.completion_tokens, "non-negative"),
+    (b'{"choices": []}', fit.completion_tokens, "no usage"),
+    (b'{"data": [{"id": 5}]}', fit.first_model_id, "$.data[0].id"),
+    (b'{"data": "x"}', fit.embeddings_data, "$.data"),
+])
+def test_answers_are_read_with_every_value_checked(body: bytes, read: Any, said: str) -> None:
+    with pytest.raises(CheckFailure) as caught:
+        read(body)
+    assert said in fit.malformed(caught.value)
+    assert "\n" not in fit.malformed(caught.value)
+
+
+def test_sound_answers_are_read() -> None:
+    assert fit.first_model_id(b'{"data": [{"id": "m"}]}') == "m"
+    assert fit.completion_tokens(b'{"usage": {"completion_tokens": 3}}') == 3
+    assert fit.embeddings_data(b'{"data": [{}]}') == [{}]

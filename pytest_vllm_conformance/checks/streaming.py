@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.client import MalformedStream, Response
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
@@ -39,17 +40,17 @@ def ends_with_done(r: Response) -> None:
                            received=f"last event {last!r}", curl=r.curl, severity=Severity.MEDIUM)
 
 
-def _choices(chunk: dict[str, Any], curl: str) -> list[dict[str, Any]]:
-    """A chunk's choices, checked for type first: a titled failure, never an AttributeError."""
-    choices = chunk.get("choices")
-    if choices is None:
-        return []
-    if not isinstance(choices, list) or not all(
-            isinstance(c, dict) and type(c.get("index", 0)) is int for c in choices):
-        raise CheckFailure("Streamed chunk has malformed choices", path="$.choices",
-                           expected="an array of choice objects with integer indices",
-                           received=repr(choices)[:120], curl=curl, severity=Severity.HIGH)
-    return choices
+def _choices(chunk: dict[str, Any], curl: str) -> list[tuple[int, dict[str, Any]]]:
+    """A chunk's (index, choice) pairs, every value read through the typed accessors: a
+    wrong type is the titled "Response body has the wrong shape", never an AttributeError.
+    Absent or null choices are none; an absent index is 0."""
+    listed = values.maybe_field(chunk, "choices", list, "$", curl) or []
+    pairs = []
+    for k in range(len(listed)):
+        choice = values.element(listed, k, dict, "$.choices", curl)
+        index = values.maybe_field(choice, "index", int, f"$.choices[{k}]", curl)
+        pairs.append((values.count(index or 0, f"$.choices[{k}].index", curl), choice))
+    return pairs
 
 
 def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
@@ -66,9 +67,10 @@ def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
 
 
 def first_chat_chunk_has_role(chunks: list[dict[str, Any]], curl: str = "") -> None:
-    first = next((c for c in chunks if c.get("choices")), {})
-    delta = (_choices(first, curl) or [{}])[0].get("delta") or {}
-    if not isinstance(delta, dict) or delta.get("role") != "assistant":
+    empty: list[tuple[int, dict[str, Any]]] = [(0, {})]
+    first = next((pairs for c in chunks if (pairs := _choices(c, curl))), empty)
+    delta = values.maybe_field(first[0][1], "delta", dict, "$.choices[0]", curl) or {}
+    if delta.get("role") != "assistant":
         raise CheckFailure("First chat chunk carries no role", path="$.choices[0].delta.role",
                            expected="'assistant' in the first chunk", received=repr(delta)[:80],
                            curl=curl)
@@ -79,10 +81,10 @@ def finish_reason_only_on_last(chunks: list[dict[str, Any]], curl: str = "") -> 
     positions: dict[int, list[int]] = {}
     finishing: dict[int, list[int]] = {}
     for pos, chunk in enumerate(chunks):
-        for choice in _choices(chunk, curl):
-            index = choice.get("index", 0)
+        for k, (index, choice) in enumerate(_choices(chunk, curl)):
             positions.setdefault(index, []).append(pos)
-            if choice.get("finish_reason") is not None:
+            if values.maybe_field(choice, "finish_reason", str, f"$.choices[{k}]",
+                                  curl) is not None:
                 finishing.setdefault(index, []).append(pos)
     for index, where in positions.items():
         got = finishing.get(index, [])

@@ -86,7 +86,11 @@ def element(items: list[Any], index: int, kind: type[T], path: str, curl: str = 
 def finite(value: Any, path: str, curl: str = "") -> float:
     """A finite number (NaN and infinities are findings, never values to compare)."""
     number = as_kind(value, float, path, curl)
-    if not math.isfinite(number):
+    try:  # an integer beyond a float's range (JSON allows 400 digits) is not finite either
+        usable = math.isfinite(number)
+    except OverflowError:
+        usable = False
+    if not usable:
         raise CheckFailure(NON_FINITE, path=path, expected="a finite number",
                            received=repr(number), curl=curl, severity=Severity.HIGH)
     return float(number)

@@ -1,4 +1,5 @@
-"""Fitting a load run to the server: which user classes can run, and how long to pause.
+"""Fitting a load run to the server: which user classes can run, how long to pause, and
+reading its answers with every value validated.
 
 Plain Python, no locust or gevent: the locustfile uses it, and tests use it without
 locust's monkey-patching.
@@ -7,6 +8,10 @@ locust's monkey-patching.
 from __future__ import annotations
 
 import json
+from typing import Any
+
+from pytest_vllm_conformance.checks import values
+from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 #: The pause after a failure repeats once; it doubles with each repeat, up to the cap.
 BACKOFF_FIRST_S = 0.25
@@ -15,6 +20,8 @@ BACKOFF_CAP_S = 10.0
 _TRANSIENT = frozenset({408, 425, 429})
 #: Bodies longer than this are not parsed for their message, only quoted in part.
 _MESSAGE_BODY_MAX = 1 << 20
+#: Answers longer than this are not parsed (the plugin client's body cap).
+_ANSWER_MAX = 64 << 20
 
 
 class Backoff:
@@ -72,3 +79,47 @@ def server_message(text: str, reason: str) -> str:
         if body.get("detail"):
             return printable(str(body["detail"]))
     return printable(json.dumps(body), 200)
+
+
+# -- reading answers: every value validated, a malformed one is one clear failure line --------
+def malformed(exc: CheckFailure) -> str:
+    """A titled finding about an answer as one safe line for locust's failure table. The
+    received value is named by its kind only (``a list``, not the list): answers that differ
+    only in their values then make one failure entry, and repeats back off."""
+    where = f" at {exc.path}" if exc.path else ""
+    received = exc.received.split(":", 1)[0]
+    return printable(f"{exc.title}{where}: expected {exc.expected}, received {received}")
+
+
+def answer(body: bytes) -> Any:
+    """An answer's JSON; a body that is not JSON (or nests too deep to read) is a finding."""
+    try:
+        if len(body) > _ANSWER_MAX:
+            raise ValueError("too long to parse")
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        excerpt = printable(body[:200].decode("utf-8", "replace").strip(), 80)
+        raise CheckFailure("Response body is not JSON", expected="a JSON object",
+                           received=f"{type(exc).__name__}: {excerpt}",
+                           severity=Severity.HIGH) from None
+
+
+def first_model_id(body: bytes) -> str:
+    """``$.data[0].id`` of a /v1/models answer."""
+    listed = values.field(answer(body), "data", list, "$")
+    return values.field(values.element(listed, 0, dict, "$.data"), "id", str, "$.data[0]")
+
+
+def completion_tokens(body: bytes) -> int:
+    """``$.usage.completion_tokens`` of a non-streamed answer: a required count."""
+    tokens = values.usage_count(answer(body), "completion_tokens")
+    if tokens is None:
+        raise CheckFailure(values.WRONG_SHAPE, path="$.usage.completion_tokens",
+                           expected="a non-negative integer (required)", received="no usage",
+                           severity=Severity.HIGH)
+    return tokens
+
+
+def embeddings_data(body: bytes) -> list[Any]:
+    """``$.data`` of an /v1/embeddings answer: a list (its length is checked by the caller)."""
+    return values.field(answer(body), "data", list, "$")

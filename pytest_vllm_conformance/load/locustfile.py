@@ -45,6 +45,8 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.client.sse import SSEDecoder
+from pytest_vllm_conformance.failures import CheckFailure
+from pytest_vllm_conformance.load import fit
 from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, server_message
 from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
 
@@ -213,11 +215,12 @@ class _OpenAIUser(HttpUser):
             if not self._ok(r):
                 return None
             try:
-                found = r.json()["data"][0]["id"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                self._fail(r, "/v1/models lists no model: pass --vllm-model")
+                found = fit.first_model_id(r.content)
+            except CheckFailure as exc:
+                self._fail(r, f"/v1/models lists no model (pass --vllm-model): "
+                              f"{fit.malformed(exc)}")
                 return None
-        self.target.discovered = str(found)
+        self.target.discovered = found
         return self.target.discovered
 
     def _send(self, method: str, path: str, name: str, **kwargs: Any) -> ResponseContextManager:
@@ -284,9 +287,9 @@ class CompletionsUser(_OpenAIUser):
             if not self._ok(r):
                 return
             try:
-                tokens = int(r.json()["usage"]["completion_tokens"])
-            except (ValueError, KeyError, TypeError):
-                self._fail(r, "the response has no usage.completion_tokens")
+                tokens = fit.completion_tokens(r.content)
+            except CheckFailure as exc:
+                self._fail(r, fit.malformed(exc))
                 return
         self._record("TOKENS", "/v1/completions", tokens)
 
@@ -365,10 +368,9 @@ class EmbeddingsUser(_OpenAIUser):
             if not self._ok(r):
                 return
             try:
-                data = r.json()["data"]
-            except (ValueError, KeyError, TypeError):
-                self._fail(r, "the response has no data list")
+                data = fit.embeddings_data(r.content)
+            except CheckFailure as exc:
+                self._fail(r, fit.malformed(exc))
                 return
-            if not isinstance(data, list) or len(data) != len(inputs):
-                self._fail(r, f"asked for {len(inputs)} embeddings, got "
-                              f"{len(data) if isinstance(data, list) else 'none'}")
+            if len(data) != len(inputs):
+                self._fail(r, f"asked for {len(inputs)} embeddings, got {len(data)}")
