@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterator
 
 import docker  # noqa: F401
 import pytest
@@ -82,3 +84,36 @@ def transformers_url() -> Iterator[tuple[str, str]]:
     """A real `transformers serve` on the tiny model: (url, model id)."""
     with transformers_serve() as served:
         yield served
+
+
+#: Runs on one accepted connection, after the request was read: writes the reply.
+Writer = Callable[[socket.socket], None]
+
+
+@pytest.fixture
+def raw_server() -> Iterator[tuple[str, list[Writer]]]:
+    """A socket server that answers each connection by running the next writer on it.
+
+    For replies no HTTP framework would send: invalid HTTP, short bodies, endless streams."""
+    writers: list[Writer] = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    if writers:
+                        writers.pop(0)(conn)
+                except OSError:
+                    pass  # the client hung up, as it should
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}", writers
+    srv.close()

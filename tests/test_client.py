@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +24,7 @@ from pytest_vllm_conformance.client import (
 from pytest_vllm_conformance.client.events import stream_text
 from pytest_vllm_conformance.client.sse import SSEDecoder
 from pytest_vllm_conformance.secrets import Secret
+from tests.conftest import Writer
 from tests.fault_server import MODEL, FaultServer
 
 KEY = "sk-DISTINCTIVE-client-key-42"
@@ -148,48 +148,25 @@ def test_connection_refused_is_a_connect_error() -> None:
         c.get("/health")
 
 
-@pytest.fixture
-def raw_server() -> Iterator[tuple[str, list[bytes]]]:
-    """A socket server that answers each connection with the next canned reply."""
-    replies: list[bytes] = []
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                if replies:
-                    conn.sendall(replies.pop(0))
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}", replies
-    srv.close()
-
-
 @pytest.mark.parametrize(("reply", "error", "text"), [
     (b"NOT HTTP AT ALL\r\n\r\n", MalformedResponse, "the server sent invalid HTTP"),
     (b"", MalformedResponse, "closed the connection before answering"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", MalformedResponse,
      "closed the connection while sending the body"),
 ])
-def test_broken_http_is_a_clear_failure(raw_server: tuple[str, list[bytes]], reply: bytes,
+def test_broken_http_is_a_clear_failure(raw_server: tuple[str, list[Writer]], reply: bytes,
                                         error: type[Exception], text: str) -> None:
-    url, replies = raw_server
-    replies.append(reply)
+    url, writers = raw_server
+    writers.append(lambda conn: conn.sendall(reply))
     with Client(AsyncClient(url, timeout=2)) as c, pytest.raises(error, match=text):
         c.get("/v1/models")
 
 
 def test_a_body_ended_by_closing_the_connection_is_complete(
-        raw_server: tuple[str, list[bytes]]) -> None:
-    url, replies = raw_server
-    replies.append(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\": true}")
+        raw_server: tuple[str, list[Writer]]) -> None:
+    url, writers = raw_server
+    writers.append(lambda conn: conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\": true}"))
     with Client(AsyncClient(url, timeout=2)) as c:
         assert c.get("/x").json() == {"ok": True}
 

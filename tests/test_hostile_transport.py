@@ -9,9 +9,7 @@ comments, ``event``/``id``/``retry``/unknown fields) passes.
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given
@@ -28,6 +26,7 @@ from pytest_vllm_conformance.client import (
 )
 from pytest_vllm_conformance.client.sse import MAX_PROBLEMS, SSEDecoder
 from pytest_vllm_conformance.failures import CheckFailure
+from tests.conftest import Writer
 from tests.fault_server import MODEL, FaultServer
 
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
@@ -95,35 +94,8 @@ def test_the_sdk_test_refuses_a_huge_body_in_bounded_memory(pytester: pytest.Pyt
     _clean(result)
 
 
-@pytest.fixture
-def raw_server() -> Iterator[tuple[str, list[Callable[[socket.socket], None]]]]:
-    """A socket server that answers each connection by running the next writer on it."""
-    writers: list[Callable[[socket.socket], None]] = []
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                try:
-                    if writers:
-                        writers.pop(0)(conn)
-                except OSError:
-                    pass  # the client hung up, as it should
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}", writers
-    srv.close()
-
-
 def test_an_unannounced_body_is_cut_off_as_it_grows(
-        raw_server: tuple[str, list[Callable[[socket.socket], None]]]) -> None:
+        raw_server: tuple[str, list[Writer]]) -> None:
     url, writers = raw_server
 
     def endless_chunks(conn: socket.socket) -> None:
@@ -148,7 +120,7 @@ def test_fifty_thousand_headers_are_refused_quickly(fault: FaultServer) -> None:
 
 
 def test_one_endless_header_is_refused(
-        raw_server: tuple[str, list[Callable[[socket.socket], None]]]) -> None:
+        raw_server: tuple[str, list[Writer]]) -> None:
     url, writers = raw_server
     writers.append(lambda conn: conn.sendall(
         b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 4 * 1024 * 1024 + b"\r\n\r\n"))
