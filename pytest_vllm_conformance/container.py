@@ -50,13 +50,17 @@ class ContainerSpec:
     shm_size: str | None = None
     volumes: list[tuple[str, str, str]] = field(default_factory=list)
     alias: str | None = None
+    cpuset: str | None = None  # host CPUs like "0-5" (--vllm-cpu-split), None: any
 
 
 def docker_kwargs(spec: ContainerSpec, run_id: str) -> dict[str, Any]:
-    """The extra ``docker run`` arguments: labels, shared memory and the GPU request."""
+    """The extra ``docker run`` arguments: labels, shared memory, CPUs and the GPU request
+    (all in one dict: testcontainers' ``with_kwargs`` replaces it, it does not merge)."""
     kwargs: dict[str, Any] = {"labels": {LABEL: run_id, f"{LABEL}.role": spec.role}}
     if spec.shm_size:
         kwargs["shm_size"] = spec.shm_size
+    if spec.cpuset:
+        kwargs["cpuset_cpus"] = spec.cpuset
     if spec.gpus != "none":
         from docker.types import DeviceRequest
 

@@ -30,6 +30,7 @@ from pytest_vllm_conformance.container import (
     resolve_gpus,
     start_reaper,
 )
+from pytest_vllm_conformance.cpu_split import format_cpus, server_environment
 from pytest_vllm_conformance.secrets import Secret
 
 if TYPE_CHECKING:
@@ -53,9 +54,13 @@ def default_router_config() -> Path:
 class ContainerDeployment:
     """Starts the containers a run asked for, hands out the URLs, removes them all at the end."""
 
-    def __init__(self, settings: Settings, say: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, say: Callable[[str], None],
+                 server_cpus: frozenset[int] | None = None) -> None:
         self.settings = settings
         self.say = say
+        # --vllm-cpu-split: every container of the run (engines and router) on these CPUs
+        self.server_cpus = server_cpus
+        self.cpuset = format_cpus(server_cpus) if server_cpus else None
         self.run_id = uuid.uuid4().hex[:12]
         self.backends: dict[str, ContainerServer] = {}
         self.router: ContainerServer | None = None
@@ -79,6 +84,8 @@ class ContainerDeployment:
                 env[name] = os.environ[name]
         if s.api_key is not None:
             env["VLLM_API_KEY"] = s.api_key.reveal()
+        if self.server_cpus:  # inside, the cpuset is the affinity; the list names it too
+            server_environment(env, self.server_cpus, s.serve_args)
         for name, value in s.container.env:
             got = os.environ.get(name) if value is None else value
             if got is not None:
@@ -102,14 +109,16 @@ class ContainerDeployment:
         return ContainerSpec(role=role, image=c.image, env=self.environment(role),
                              command=list(self.settings.serve_args), gpus=gpus,
                              shm_size=c.shm_size, volumes=volumes,
-                             alias=role if c.topology == "split" else None)
+                             alias=role if c.topology == "split" else None,
+                             cpuset=self.cpuset)
 
     def router_spec(self) -> ContainerSpec:
         c = self.settings.container
         config = c.router_config or default_router_config()
         return ContainerSpec(role="router", image=c.router_image,
                              command=["haproxy", "-W", "-db", "-f", ROUTER_CONFIG_IN_CONTAINER],
-                             volumes=[(str(config), ROUTER_CONFIG_IN_CONTAINER, "ro")])
+                             volumes=[(str(config), ROUTER_CONFIG_IN_CONTAINER, "ro")],
+                             cpuset=self.cpuset)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> tuple[str, str | None]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_vllm_conformance import container_options, perf_options
+from pytest_vllm_conformance import container_options, cpu_split, perf_options
 from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.validate import choice, count, readable_file, seconds
 
@@ -63,6 +63,14 @@ def add_options(parser: pytest.Parser) -> None:
         "--vllm-serve-timeout", default=None, metavar="SECONDS",
         help="how long a started server or container may take to become healthy. "
              f"Default: {DEFAULT_SERVE_TIMEOUT_S:g} (ini: vllm_serve_timeout).",
+    )
+    group.addoption(
+        "--vllm-cpu-split", default=None, metavar="SPLIT",
+        help="when the plugin starts the server (--vllm-serve, --vllm-image), keep the "
+             "harness off its CPUs: 'auto' gives the harness the last CPU of 2-7 (the last "
+             "two of 8 or more) and the server, with its OpenMP threads, the rest; 'off' "
+             "pins nothing; or SERVER_CPUS/HARNESS_CPUS like 0-5/6,7. "
+             "Default: auto (ini: vllm_cpu_split).",
     )
     group.addoption(
         "--vllm-api-key", default=None, metavar="KEY",
@@ -165,6 +173,8 @@ def add_options(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("vllm_serve_python", "interpreter that has vllm installed", default="")
     parser.addini("vllm_serve_timeout", "start-up limit in seconds", default="")
+    parser.addini("vllm_cpu_split", "CPUs of a started server and of the harness",
+                  default="")
     parser.addini("vllm_shared_server", "the server also serves other traffic", type="bool",
                   default=False)
     for name, text in (
@@ -193,6 +203,7 @@ class Settings:
     serve_args: tuple[str, ...] = ()
     serve_python: str = sys.executable
     serve_timeout: float = DEFAULT_SERVE_TIMEOUT_S
+    cpu_split: str = "auto"
     api_key: Secret | None = None
     model: str | None = None
     embedding_url: str | None = None
@@ -259,6 +270,7 @@ class Settings:
             serve_python=pick("vllm_serve_python", "vllm_serve_python") or sys.executable,
             serve_timeout=seconds(pick("vllm_serve_timeout", "vllm_serve_timeout"),
                                    "--vllm-serve-timeout", DEFAULT_SERVE_TIMEOUT_S),
+            cpu_split=cpu_split.validate(pick("vllm_cpu_split", "vllm_cpu_split")),
             api_key=Secret(key) if key else None,
             model=model,
             embedding_url=normalise_url(embedding_url, "--vllm-embedding-url")

@@ -14,7 +14,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
+from pytest_vllm_conformance import cpu_split
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.options import TINY, Settings
 
@@ -64,13 +66,24 @@ def wait_until_healthy(url: str, timeout_s: float, check: Callable[[], None]) ->
             time.sleep(0.5)
 
 
+def spawn(cmd: list[str], env: dict[str, str], log: IO[bytes],
+          cpus: frozenset[int] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session, output to ``log``, pinned to ``cpus`` when given
+    (the affinity is set in the child before it runs, so its every process inherits it)."""
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=cpu_split.child_affinity(cpus))
+
+
 class LocalVllmServer:
     """One ``python -m vllm.entrypoints.openai.api_server`` process and its log."""
 
     def __init__(self, settings: Settings,
                  edit_command: Callable[[list[str], dict[str, str]], None] | None = None,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print,
+                 cpus: frozenset[int] | None = None) -> None:
         self.settings = settings
+        self.cpus = cpus  # the server's CPUs under --vllm-cpu-split, or None: not pinned
         self.edit_command = edit_command
         self.say = say
         self.log_path = settings.output_dir / "vllm-server.log"
@@ -97,6 +110,8 @@ class LocalVllmServer:
         if self.settings.api_key is not None:
             # Through the environment, never argv: vLLM logs its non-default arguments.
             env["VLLM_API_KEY"] = self.settings.api_key.reveal()
+        if self.cpus is not None:
+            cpu_split.server_environment(env, self.cpus, self.settings.serve_args)
         return env
 
     def start(self) -> str:
@@ -112,8 +127,7 @@ class LocalVllmServer:
                  f"(log: {self.log_path})")
         with self.log_path.open("wb") as log:
             try:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+                self.proc = spawn(cmd, env, log, self.cpus)
             except OSError as exc:
                 raise ServerStartError(f"cannot run {cmd[0]}: {exc.strerror}; install vLLM "
                                        "or point --vllm-serve-python at it.") from None

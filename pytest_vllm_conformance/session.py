@@ -6,12 +6,13 @@ client or touches the network.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vllm_conformance import untrusted
+from pytest_vllm_conformance import cpu_split, untrusted
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.failures import CheckFailure, FailureGroup, render_client_error
 from pytest_vllm_conformance.options import REFUSED_GRACE_S, Settings, redact_url
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_vllm_conformance.launch import ContainerDeployment
 
 WORKER_URLS_KEY = "vllm_conformance_urls"
+WORKER_CPUS_KEY = "vllm_conformance_harness_cpus"
 
 
 class ConformanceSession:
@@ -35,6 +37,9 @@ class ConformanceSession:
         self.deployment: ContainerDeployment | None = None
         self.client: Client | None = None
         self.target: Target | None = None
+        # --vllm-cpu-split, resolved when this process starts the server (None otherwise)
+        self.cpu_plan: cpu_split.Plan | None = None
+        self._affinity_before: frozenset[int] | None = None
         if settings.api_key is not None:  # redacted from every output until unconfigure
             untrusted.register(settings.api_key)
 
@@ -48,14 +53,22 @@ class ConformanceSession:
         embedding_url: str | None = None
         if worker_input is not None and WORKER_URLS_KEY in worker_input:
             self.urls = tuple(worker_input[WORKER_URLS_KEY])
+            if worker_input.get(WORKER_CPUS_KEY):  # xdist workers keep to the harness CPUs
+                self._pin_harness(frozenset(worker_input[WORKER_CPUS_KEY]))
         elif self.settings.serve is not None:
-            self.server = LocalVllmServer(self.settings, self._edit_command, self._say)
+            self.cpu_plan = cpu_split.plan(self.settings.cpu_split, cpu_split.available_cpus())
+            self.server = LocalVllmServer(self.settings, self._edit_command, self._say,
+                                          cpus=self._server_cpus)
             try:
                 self.urls = (self.server.start(),)
             except ServerStartError as exc:
                 raise _usage_error(exc) from None
+            self._pin_harness(self._harness_cpus)
         elif self.settings.container.image is not None:
+            self.cpu_plan = cpu_split.container_plan(
+                self.settings.cpu_split, cpu_split.available_cpus(), os.environ.get("DOCKER_HOST"))
             embedding_url = self._start_containers()
+            self._pin_harness(self._harness_cpus)
         self.client = Client(AsyncClient(self.urls[0], self.settings.api_key,
                                          self.settings.timeout))
         try:
@@ -74,8 +87,12 @@ class ConformanceSession:
     def pytest_configure_node(self, node: Any) -> None:
         """Hand xdist workers the URLs, so they test the server this process started."""
         node.workerinput[WORKER_URLS_KEY] = list(self.urls)
+        node.workerinput[WORKER_CPUS_KEY] = sorted(self._harness_cpus or ())
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._affinity_before is not None:  # an in-process run (pytester) ends unpinned
+            cpu_split.pin_process(self._affinity_before)
+            self._affinity_before = None
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -99,7 +116,7 @@ class ConformanceSession:
         from pytest_vllm_conformance.container import ContainerStartError
         from pytest_vllm_conformance.launch import ContainerDeployment
 
-        self.deployment = ContainerDeployment(self.settings, self._say)
+        self.deployment = ContainerDeployment(self.settings, self._say, self._server_cpus)
         try:
             url, embedding_url = self.deployment.start()
         except ContainerStartError as exc:
@@ -109,6 +126,28 @@ class ConformanceSession:
             untrusted.register(secret)
         self.urls = (url,)
         return embedding_url
+
+    @property
+    def _server_cpus(self) -> frozenset[int] | None:
+        split = self.cpu_plan.split if self.cpu_plan is not None else None
+        return split.server if split is not None else None
+
+    @property
+    def _harness_cpus(self) -> frozenset[int] | None:
+        split = self.cpu_plan.split if self.cpu_plan is not None else None
+        return split.harness if split is not None else None
+
+    def _pin_harness(self, cpus: frozenset[int] | None) -> None:
+        """Keep this process (every thread, and what it starts later) on the harness CPUs."""
+        if not cpus:  # nothing to pin (and never off Linux: no split is planned there)
+            return
+        self._affinity_before = cpu_split.available_cpus()
+        try:
+            cpu_split.pin_process(cpus)
+        except OSError as exc:  # e.g. a CPU taken away meanwhile: measure unpinned, say so
+            self._affinity_before = None
+            self._say(f"vllm-conformance: could not pin the harness to CPU(s) "
+                      f"{cpu_split.format_cpus(cpus)} ({exc.strerror}); it runs unpinned")
 
     @property
     def server_pid(self) -> int | None:
@@ -128,6 +167,8 @@ class ConformanceSession:
         if len(t.replicas) > 1:
             lines.append("vllm-conformance: replicas " +
                          ", ".join(redact_url(u) for u in t.replicas))
+        if self.cpu_plan is not None:
+            lines.append(f"vllm-conformance: CPU split: {self.cpu_plan.describe()}")
         return [untrusted.line(line, untrusted.FIELD_LIMIT) for line in lines]
 
     @property
