@@ -163,6 +163,8 @@ def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
     if state.deployment is not None:  # which image, exactly: the tag may move
         props += [("vllm_image", state.settings.container.image or ""),
                   ("vllm_image_id", state.deployment.image_id)]
+    if state.cpu_plan is not None:  # which CPUs the server and the harness were kept to
+        props.append(("vllm_cpu_split", state.cpu_plan.describe()))
     return props
 
 
