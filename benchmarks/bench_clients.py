@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -60,22 +60,21 @@ def _plain(value: Any) -> Any:
 
 def health_figures(health: Any) -> dict[str, Any]:
     """The verdict of one level, as the benchmark's JSON holds it."""
-    figures = getattr(health, "figures", None)
-    if figures is None:
-        figures = health
+    figures = health.as_dict() if hasattr(health, "as_dict") else health
     return {"client_limited": bool(health.client_limited), "reason": str(health.reason or ""),
             "figures": _plain(figures)}
 
 
-async def monitored(run: Callable[[], Awaitable[T]],
+async def monitored(run: Callable[[], Awaitable[T]], samples: Callable[[T], Iterable[Any]],
                     module: ModuleType | None = None) -> tuple[T, dict[str, Any]]:
-    """Run one level under ``selfcheck.Monitor``; without the module, say so (no verdict)."""
+    """Run one level under ``selfcheck.Monitor`` and judge it with its ``samples``; without
+    the module, say so (no verdict)."""
     module = module or selfcheck_module()
     if module is None:
         return await run(), {"client_limited": None, "reason": NO_SELFCHECK, "figures": {}}
     with module.Monitor(asyncio.get_running_loop()) as monitor:
         out = await run()
-    return out, health_figures(monitor.result())
+    return out, health_figures(monitor.result(samples(out)))
 
 
 # -- the two clients ------------------------------------------------------------------------------
@@ -126,7 +125,7 @@ def prepare_ours() -> Runner:
             if job.get("warmup"):
                 await latency.closed_loop("warm", send, job["concurrency"], job["warmup"])
             return await monitored(lambda: latency.closed_loop(
-                "bench", send, job["concurrency"], job["requests"]))
+                "bench", send, job["concurrency"], job["requests"]), lambda lvl: lvl.samples)
 
         def measured() -> dict[str, Any]:
             lvl, health = asyncio.run(level())
@@ -154,7 +153,7 @@ def prepare_vllm(cpu: int | None) -> Runner:
             os.sched_setaffinity(int(tid), {cpu})
 
     def run(job: Job) -> dict[str, Any]:
-        parser = FlexibleArgumentParser()
+        parser = FlexibleArgumentParser()  # type: ignore[no-untyped-call]
         serve.add_cli_args(parser)
         args = parser.parse_args([
             "--backend", "vllm", "--base-url", job["url"], "--endpoint", "/v1/completions",
