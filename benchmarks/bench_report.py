@@ -172,6 +172,8 @@ def render(result: dict[str, Any]) -> str:
 
 
 def all_met(result: dict[str, Any]) -> bool:
+    if str(result.get("note", "")).startswith(("not run", "figures NOT valid")):
+        return False
     return all(c.met is True for c in CHECKS[result["scenario"]](result))
 
 

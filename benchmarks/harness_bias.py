@@ -90,6 +90,25 @@ def bias(reported: dict[str, Any], truth: list[dict[str, Any]]) -> dict[str, flo
     return out
 
 
+def other_realtime() -> list[str]:
+    """User-space processes at real-time priority (another benchmark's busy loop, say): while
+    one runs, no figure of this benchmark is valid. Kernel threads (no command line) are left
+    out; the benchmark's own are stopped before this is asked."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.sched_getscheduler(int(entry.name)) not in (os.SCHED_FIFO, os.SCHED_RR):
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue  # ended while being read, or not ours to see
+        if cmdline:
+            found.append(f"{entry.name} {cmdline.decode(errors='replace')[:120]}")
+    return found
+
+
 def _requests(level: int, quick: bool) -> int:
     return max(4, level) if quick else max(20, 2 * level)
 
@@ -99,6 +118,7 @@ def synthetic(starved: bool, clients: list[str], levels: list[int], tokens: int,
     """One synthetic scenario: bias per client and level (+ the chunk rate when calm)."""
     result: dict[str, Any] = {"scenario": "starved" if starved else "unstarved",
                               "levels": [], "chunk_rate": []}
+    intruders = other_realtime()
     truth = Truth(50, 10, tokens, fifo=starved)
     rate = None if starved else Truth(0, 0, tokens)
     try:
@@ -124,6 +144,9 @@ def synthetic(starved: bool, clients: list[str], levels: list[int], tokens: int,
         truth.stop()
         if rate is not None:
             rate.stop()
+    if intruders := sorted(set(intruders + other_realtime())):
+        result["note"] = ("figures NOT valid: other real-time processes ran during the scenario: "
+                          + "; ".join(intruders))
     return result
 
 

@@ -175,6 +175,10 @@ def test_a_scenario_that_could_not_run_is_not_met() -> None:
               "note": "not run: the real-time busy loop was refused"}
     assert "Note: not run" in bench_report.render(result)
     assert not bench_report.all_met(result)
+    starved = {"scenario": "starved", "levels": [_level("ours", 1, 148.7, True)]}
+    assert bench_report.all_met(starved)
+    intruded = starved | {"note": "figures NOT valid: other real-time processes ran"}
+    assert not bench_report.all_met(intruded)
 
 
 def test_the_median_bucket_floor() -> None:
