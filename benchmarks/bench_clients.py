@@ -187,6 +187,26 @@ def child(kind: str, jobs: list[Job], cpu: int | None) -> list[dict[str, Any]]:
 
 
 # -- the parent's side ----------------------------------------------------------------------------
+def other_realtime() -> list[str]:
+    """User-space processes at real-time priority (another benchmark's busy loop, say): while
+    one runs, no figure of this benchmark is valid. Kernel threads (no command line) are left
+    out; the benchmark's own are stopped before this is asked."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.sched_getscheduler(int(entry.name)) not in (os.SCHED_FIFO, os.SCHED_RR):
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue  # ended while being read, or not ours to see
+        if cmdline:
+            words = " ".join(cmdline.decode(errors="replace").split())
+            found.append(f"{entry.name} {words[:120]}")
+    return found
+
+
 class ClientRunError(RuntimeError):
     pass
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_report
-from bench_clients import run_client
+from bench_clients import other_realtime, run_client
 
 HERE = Path(__file__).resolve().parent
 SERVER_CPU, CLIENT_CPU = 0, 1
@@ -88,25 +88,6 @@ def bias(reported: dict[str, Any], truth: list[dict[str, Any]]) -> dict[str, flo
         for q in (50, 99):
             out[f"{name}_bias_p{q}_ms"] = _pct(reported[f"{name}_ms"], q) - _pct(true, q)
     return out
-
-
-def other_realtime() -> list[str]:
-    """User-space processes at real-time priority (another benchmark's busy loop, say): while
-    one runs, no figure of this benchmark is valid. Kernel threads (no command line) are left
-    out; the benchmark's own are stopped before this is asked."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.sched_getscheduler(int(entry.name)) not in (os.SCHED_FIFO, os.SCHED_RR):
-                continue
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
-        except OSError:
-            continue  # ended while being read, or not ours to see
-        if cmdline:
-            found.append(f"{entry.name} {cmdline.decode(errors='replace')[:120]}")
-    return found
 
 
 def _requests(level: int, quick: bool) -> int:

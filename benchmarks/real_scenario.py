@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_report
-from bench_clients import run_client
+from bench_clients import other_realtime, run_client
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
 HISTOGRAMS = {"ttft_ms": "vllm:time_to_first_token_seconds",
@@ -70,6 +70,7 @@ def level_figures(users: int, run: dict[str, Any], split: bool) -> dict[str, Any
 def real(users: list[int], tokens: int, quick: bool, client_cpu: int,
          server_cpu: int) -> dict[str, Any]:
     result: dict[str, Any] = {"scenario": "real", "runs": []}
+    intruders = other_realtime()
     for split in (True, False):
         server = start_vllm(split, server_cpu)
         try:
@@ -81,4 +82,7 @@ def real(users: list[int], tokens: int, quick: bool, client_cpu: int,
                                                                             strict=True)]
         finally:
             server.stop()
+    if intruders := sorted(set(intruders + other_realtime())):
+        result["note"] = ("figures NOT valid: other real-time processes ran during the scenario: "
+                          + "; ".join(intruders))
     return result

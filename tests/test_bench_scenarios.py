@@ -188,3 +188,16 @@ def test_the_median_bucket_floor() -> None:
     assert bench_report.median_bucket_floor({0.01: 4.0, math.inf: 4.0},
                                             {0.01: 5.0, math.inf: 5.0}) == 0.0
     assert math.isnan(bench_report.median_bucket_floor(after, after))
+
+
+def test_another_real_time_process_is_seen() -> None:
+    """A benchmark run beside someone else's busy loop must know its figures are void."""
+    try:
+        proc = busy_loop.start(min(os.sched_getaffinity(0)), on_ms=1, off_ms=49, duration_s=5)
+    except PermissionError as exc:
+        pytest.skip(f"SCHED_FIFO refused here: {exc}")
+    try:
+        assert any(line.startswith(f"{proc.pid} ") for line in bench_clients.other_realtime())
+    finally:
+        busy_loop.stop(proc)
+    assert not any(line.startswith(f"{proc.pid} ") for line in bench_clients.other_realtime())
