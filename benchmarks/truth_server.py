@@ -141,9 +141,14 @@ def main() -> None:
     parser.add_argument("--itl-ms", type=float, default=10.0)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument("--fifo", type=int, default=0,
+                        help="run at this SCHED_FIFO priority (the starved scenario: the truth "
+                             "must keep its own timing whatever the client suffers)")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
+    if args.fifo:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.fifo))
     asyncio.run(serve(args.port, Server(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens)))
 
 
