@@ -326,7 +326,12 @@ async def open_loop(name: str, send: Send, rate: float, burstiness: float, reque
     with _quiet_gc(pause=requests <= MAX_PENDING):
         started = time.perf_counter()
         arriving = asyncio.ensure_future(arrive())
-        await _settle([arriving])
+        try:
+            await _settle([arriving])
+        except BaseException:  # cancelled from outside, or a failure: no request outlives it
+            _halt(tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         await _settle(tasks)
         wall = time.perf_counter() - started
     finished = [t.result() for t in tasks if not t.cancelled()]
