@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_vllm_conformance.client import ClientError, Response
 from pytest_vllm_conformance.client.events import text_times
@@ -96,12 +96,35 @@ Send = Callable[[float], Awaitable[Finish]]  # takes the intended start time
 MAX_PENDING = 4096  # beyond this (long runs), finish the oldest at once to bound memory
 
 
+@dataclass(slots=True, eq=False)
+class Exchange:
+    """A finished exchange: measured once, when first called; until then its response's
+    status and stamps are there to glimpse cheaply (see :mod:`early_stop`)."""
+
+    response: Response | None  # None: the request failed before any answer (a ClientError)
+    intended: float
+    measure: Finish
+    measured: Sample | None = None
+
+    def __call__(self) -> Sample:
+        if self.measured is None:
+            self.measured = self.measure()
+        return self.measured
+
+
+class StopRule(Protocol):
+    """Told of each finished request as it finishes; answers why the level should stop
+    now ("" to go on). It must stay cheap: it runs on the clock, between chunks."""
+
+    def observe(self, finish: Finish) -> str: ...
+
+
 def streamed(r: Response, intended: float) -> Finish:
-    return functools.partial(stream_sample, r, intended)
+    return Exchange(r, intended, functools.partial(stream_sample, r, intended))
 
 
 def plain(r: Response, intended: float, items: int = 1) -> Finish:
-    return functools.partial(plain_sample, r, intended, items)
+    return Exchange(r, intended, functools.partial(plain_sample, r, intended, items))
 
 
 async def guarded(send: Send, intended: float) -> Finish:
@@ -109,7 +132,7 @@ async def guarded(send: Send, intended: float) -> Finish:
         return await send(intended)
     except ClientError as exc:
         failed = Sample(False, getattr(exc, "reason", "") or exc.message)
-        return lambda: failed
+        return Exchange(None, intended, lambda: failed)
 
 
 class _Collected:
@@ -140,6 +163,7 @@ class Level:
     wall_s: float
     server: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> p50/p95/p99
     server_note: str = ""  # why the server's own view is missing, when its /metrics broke
+    stopped_early: str = ""  # why the level ended before its planned requests (a sure miss)
 
     @property
     def ok(self) -> list[Sample]:
@@ -206,29 +230,62 @@ async def _warm(send: Send, n: int, concurrency: int) -> None:
     await asyncio.gather(*(one() for _ in range(n)))
 
 
+async def _settle(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait for every task, some of them cancelled on purpose (an early stop); the first
+    exception is raised once all are over, and cancelling the caller cancels them all."""
+    if not tasks:
+        return
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    errors = [exc for t in tasks if not t.cancelled() and (exc := t.exception())]
+    if errors:
+        raise errors[0]
+
+
+def _halt(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the level's other requests: their connections close, nothing is measured."""
+    me = asyncio.current_task()
+    for task in tasks:
+        if task is not me:
+            task.cancel()
+
+
 async def closed_loop(name: str, send: Send, concurrency: int, requests: int,
                       duration_s: float | None = None, warmup: int = 0,
-                      keep: int = MAX_PENDING) -> Level:
+                      keep: int = MAX_PENDING, stop: StopRule | None = None) -> Level:
     """``concurrency`` workers, each sending its next request when the last one ends.
 
     ``keep``: finished exchanges held unparsed until the level ends (0: parse each at once,
-    for loads whose timing does not matter and whose memory does)."""
+    for loads whose timing does not matter and whose memory does). ``stop``: ends the
+    level, requests in flight cancelled, as soon as it names a reason (an early verdict)."""
     await _warm(send, warmup, concurrency)
     collected = _Collected(keep)
     issued = 0
+    stopped = ""
+    workers: list[asyncio.Task[None]] = []
 
     async def worker() -> None:
-        nonlocal issued
-        while issued < requests and time.perf_counter() < deadline:
+        nonlocal issued, stopped
+        while issued < requests and time.perf_counter() < deadline and not stopped:
             issued += 1
-            collected.add(await guarded(send, time.perf_counter()))
+            finish = await guarded(send, time.perf_counter())
+            collected.add(finish)
+            if stop is not None and not stopped and (reason := stop.observe(finish)):
+                stopped = reason
+                _halt(workers)
 
     with _quiet_gc(pause=requests <= keep):
         started = time.perf_counter()
         deadline = started + duration_s if duration_s else math.inf
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        workers += [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+        await _settle(workers)
         wall = time.perf_counter() - started
-    return Level(name, collected.resolve(), wall)
+    return Level(name, collected.resolve(), wall, stopped_early=stopped)
 
 
 def arrivals(rate: float, burstiness: float, seed: int) -> Callable[[], float]:
@@ -238,13 +295,25 @@ def arrivals(rate: float, burstiness: float, seed: int) -> Callable[[], float]:
 
 
 async def open_loop(name: str, send: Send, rate: float, burstiness: float, requests: int,
-                    duration_s: float | None = None, warmup: int = 0, seed: int = 0) -> Level:
-    """Requests start at their arrival times whatever is in flight (no concurrency cap)."""
+                    duration_s: float | None = None, warmup: int = 0, seed: int = 0,
+                    stop: StopRule | None = None) -> Level:
+    """Requests start at their arrival times whatever is in flight (no concurrency cap).
+
+    ``stop``: as in :func:`closed_loop`; arrivals still to come are not sent."""
     await _warm(send, warmup, 1)
     gap = arrivals(rate, burstiness, seed)
     tasks: list[asyncio.Task[Finish]] = []
-    with _quiet_gc(pause=requests <= MAX_PENDING):
-        started = time.perf_counter()
+    stopped = ""
+
+    async def one(at: float) -> Finish:
+        nonlocal stopped
+        finish = await guarded(send, at)
+        if stop is not None and not stopped and (reason := stop.observe(finish)):
+            stopped = reason
+            _halt([*tasks, arriving])
+        return finish
+
+    async def arrive() -> None:
         at = started
         for _ in range(requests):
             at += gap()
@@ -252,10 +321,21 @@ async def open_loop(name: str, send: Send, rate: float, burstiness: float, reque
                 break
             if (delay := at - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(guarded(send, at)))
-        finished = await asyncio.gather(*tasks)
+            tasks.append(asyncio.ensure_future(one(at)))
+
+    with _quiet_gc(pause=requests <= MAX_PENDING):
+        started = time.perf_counter()
+        arriving = asyncio.ensure_future(arrive())
+        try:
+            await _settle([arriving])
+        except BaseException:  # cancelled from outside, or a failure: no request outlives it
+            _halt(tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        await _settle(tasks)
         wall = time.perf_counter() - started
-    return Level(name, [f() for f in finished], wall)
+    finished = [t.result() for t in tasks if not t.cancelled()]
+    return Level(name, [f() for f in finished], wall, stopped_early=stopped)
 
 
 def histogram_buckets(text: str, name: str) -> dict[float, float]:
@@ -326,4 +406,5 @@ def properties(level: Level) -> list[tuple[str, Any]]:
             ("token_count_mismatches", differ)]
     for metric, quantiles in level.server.items():
         out += [(f"server_{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in quantiles.items()]
+    out += [("stopped_early", level.stopped_early)] if level.stopped_early else []
     return out

@@ -16,6 +16,7 @@ import pytest
 
 from pytest_vllm_conformance import latency, prompts, slo
 from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.early_stop import EarlyStop
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.latency import Level
 from pytest_vllm_conformance.options import Settings
@@ -37,6 +38,8 @@ def level_table(level: Level) -> str:
     out += (f"\n{len(level.ok)}/{len(level.samples)} ok in {level.wall_s:.1f} s: "
             f"{rates['requests_per_s']:.2f} req/s, {rates['output_tokens_per_s']:.1f} output "
             f"tokens/s, {rates['items_per_s']:.2f} items/s")
+    if level.stopped_early:
+        out += f"\n{level.stopped_early}"
     if level.server_note:
         out += f"\nnote: {level.server_note}"
     if tokens:
@@ -46,11 +49,15 @@ def level_table(level: Level) -> str:
 
 
 class LoadRunner:
-    """Runs load levels against the target with the run's settings and the test's SLO."""
+    """Runs load levels against the target with the run's settings and the test's SLO.
+
+    ``early_stop``: end a level as soon as its SLO verdict is a sure miss
+    (:mod:`early_stop`); off, every planned request is sent whatever the first ones showed."""
 
     def __init__(self, client: Client, target: Target, settings: Settings,
-                 request: pytest.FixtureRequest) -> None:
+                 request: pytest.FixtureRequest, early_stop: bool = True) -> None:
         self.client, self.target, self.settings, self.request = client, target, settings, request
+        self.early_stop = early_stop
         self.perf = settings.perf
         self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"))
         self._prompts = itertools.cycle(prompts.load(settings.prompts))
@@ -80,6 +87,10 @@ class LoadRunner:
         return send
 
     # -- levels -------------------------------------------------------------------------------
+    def stop_rule(self, planned: int, embeddings: bool) -> EarlyStop | None:
+        """The early verdict for a level of ``planned`` requests, from the test's SLO."""
+        return EarlyStop.from_slo(self.slo, planned, embeddings) if self.early_stop else None
+
     def _scrape(self) -> str:
         try:
             r = self.client.get("/metrics")
@@ -121,10 +132,12 @@ class LoadRunner:
         if rate is not None:
             shape = burstiness or p.burstiness
             coro = latency.open_loop(f"rate {rate:g}/s, burstiness {shape:g}", send, rate,
-                                     shape, n, p.duration_s, p.warmup)
+                                     shape, n, p.duration_s, p.warmup,
+                                     stop=self.stop_rule(n, embeddings=False))
         else:
             c = concurrency or 1
-            coro = latency.closed_loop(f"concurrency {c}", send, c, n, p.duration_s, p.warmup)
+            coro = latency.closed_loop(f"concurrency {c}", send, c, n, p.duration_s, p.warmup,
+                                       stop=self.stop_rule(n, embeddings=False))
         return self._judge(self._run(coro, embeddings=False), embeddings=False)
 
     def embeddings(self, *, batch: int = 1, concurrency: int = 8,
@@ -135,7 +148,8 @@ class LoadRunner:
             pytest.skip("no --vllm-embedding-model given: embeddings latency not measured")
         p = self.perf
         send = self.embedding_sender(model, batch)
+        n = requests or p.requests
         coro = latency.closed_loop(f"embeddings batch {batch}, concurrency {concurrency}",
-                                   send, concurrency, requests or p.requests, p.duration_s,
-                                   p.warmup)
+                                   send, concurrency, n, p.duration_s, p.warmup,
+                                   stop=self.stop_rule(n, embeddings=True))
         return self._judge(self._run(coro, embeddings=True), embeddings=True)

@@ -247,6 +247,9 @@ class AsyncClient:
             exc.message = self._redact(f"{method} {url}: {exc.message}")
             exc.curl = self._redact(record.curl())
             raise
+        except asyncio.CancelledError:  # the caller gave up (an early verdict): free the socket
+            proto._close()
+            raise
         return Response(record, proto.status, proto.headers, bytes(proto.body), timings,
                         sse.events if sse else [], sse.problems if sse else [],
                         sse.done_seen if sse else False, proto.aborted)
