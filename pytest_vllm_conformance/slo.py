@@ -109,10 +109,15 @@ def table(rows: list[tuple[str, float, float, bool]]) -> str:
 
 def enforce(level: Level, slo: dict[str, float], embeddings: bool = False,
             detail: str = "") -> list[tuple[str, float, float, bool]]:
-    """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed."""
+    """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed.
+
+    A level whose harness was client-limited, or whose figures the server's histograms rule
+    out, raises :class:`selfcheck.HarnessLimited` instead, whether or not the SLO was met."""
     from pytest_vllm_conformance.failures import CheckFailure, Severity
+    from pytest_vllm_conformance.selfcheck import check
 
     rows = judge(level, slo, embeddings)
+    check(level, table(rows) + (f"\n\n{detail}" if detail else ""))  # never a verdict on these
     missed = [r for r in rows if not r[3]]
     if missed:
         errors = level.errors()
