@@ -98,7 +98,7 @@ class LoadRunner:
         before = "" if embeddings else self._scrape()
         with selfcheck.Monitor(self.client.loop) as monitor:
             level: Level = self.client.run(level_coro)
-        level.client = monitor.result(level.samples)
+        level.client = monitor.result(level.samples, self.perf.harness_tolerance_ms)
         if before:
             try:
                 after = self._scrape()

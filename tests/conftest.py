@@ -18,7 +18,7 @@ import pytest_vllm_conformance.failures
 import pytest_vllm_conformance.launch
 import pytest_vllm_conformance.selfcheck
 import pytest_vllm_conformance.session
-import pytest_vllm_conformance.target  # noqa: F401
+import pytest_vllm_conformance.target
 from tests.engines import llamacpp_smollm2, transformers_serve, vllm_tiny
 from tests.fault_server import FaultServer
 
