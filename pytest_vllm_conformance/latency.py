@@ -3,14 +3,21 @@
 Definitions (tools disagree, so they are written down; the README repeats them):
 
 - queue: the request's intended start (its arrival time, or when a worker became free) to
-  its bytes being written to the socket; connection set-up is part of it.
-- TTFT: written to the socket -> the first chunk carrying non-empty generated text.
+  its send stamp; connection set-up is part of it.
+- TTFT: send stamp -> the first chunk carrying non-empty generated text.
 - ITL: the gaps between consecutive chunks carrying text: chunks, not tokens; chunks that
   arrive in one read share its timestamp, so a 0 gap means "arrived together".
 - TPOT: (E2E - TTFT) / (output tokens - 1), output tokens from the server's ``usage``.
-- E2E: written to the socket -> the last byte of the answer.
+- E2E: send stamp -> the last byte of the answer.
 - Throughput: successful requests and output tokens per second of the level's wall time;
   goodput: requests per second that met every per-request limit of the SLO.
+
+Stamps: user-space ``time.perf_counter()``. The send stamp is taken just before the request
+is handed to the socket (``transport.write``; how long the write held the harness is kept
+as ``Timings.write_s``); a chunk's stamp is that of the read that completed its event. No
+kernel receive stamps (``SO_TIMESTAMPNS``): they are exact only while the reader keeps up,
+and a descheduled reader's merged segments all carry the newest segment's stamp. Whether the
+harness kept up is what :mod:`selfcheck` measures per level (``Level.client``).
 """
 
 from __future__ import annotations
