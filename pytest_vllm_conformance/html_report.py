@@ -41,6 +41,9 @@ def _latency_levels(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 lv = levels.setdefault(m["level"], _new_level(m["level"]))
                 lv["server_raw"][m["metric"]].append(
                     f"{value:.1f}" if isinstance(value, int | float) else "-")
+            elif key.endswith(": harness") and isinstance(value, str):  # the self-check's sentence
+                name = key.removesuffix(": harness")
+                levels.setdefault(name, _new_level(name))["harness"] = value
             elif ": " in key and key.split(": ", 1)[1] in _OTHER:
                 name, what = key.split(": ", 1)
                 levels.setdefault(name, _new_level(name))["other"][what] = value
@@ -52,7 +55,7 @@ def _latency_levels(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _new_level(name: str) -> dict[str, Any]:
     return {"name": name, "metrics": defaultdict(dict), "server_raw": defaultdict(list),
-            "other": {}}
+            "other": {}, "harness": ""}
 
 
 def _png(fig: Any) -> str:

@@ -3,14 +3,21 @@
 Definitions (tools disagree, so they are written down; the README repeats them):
 
 - queue: the request's intended start (its arrival time, or when a worker became free) to
-  its bytes being written to the socket; connection set-up is part of it.
-- TTFT: written to the socket -> the first chunk carrying non-empty generated text.
+  its send stamp; connection set-up is part of it.
+- TTFT: send stamp -> the first chunk carrying non-empty generated text.
 - ITL: the gaps between consecutive chunks carrying text: chunks, not tokens; chunks that
   arrive in one read share its timestamp, so a 0 gap means "arrived together".
 - TPOT: (E2E - TTFT) / (output tokens - 1), output tokens from the server's ``usage``.
-- E2E: written to the socket -> the last byte of the answer.
+- E2E: send stamp -> the last byte of the answer.
 - Throughput: successful requests and output tokens per second of the level's wall time;
   goodput: requests per second that met every per-request limit of the SLO.
+
+Stamps: user-space ``time.perf_counter()``. The send stamp is taken just before the request
+is handed to the socket (``transport.write``; how long the write held the harness is kept
+as ``Timings.write_s``); a chunk's stamp is that of the read that completed its event. No
+kernel receive stamps (``SO_TIMESTAMPNS``): they are exact only while the reader keeps up,
+and a descheduled reader's merged segments all carry the newest segment's stamp. Whether the
+harness kept up is what :mod:`selfcheck` measures per level (``Level.client``).
 """
 
 from __future__ import annotations
@@ -26,11 +33,14 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_vllm_conformance.client import ClientError, Response
 from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.stats import Summary
+
+if TYPE_CHECKING:
+    from pytest_vllm_conformance.selfcheck import ClientHealth
 
 NAN = math.nan
 METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")
@@ -53,6 +63,8 @@ class Sample:
     server_tokens: int | None = None
     client_chunks: int = 0
     items: int = 1  # inputs answered (embeddings in a batch)
+    merged_chunks: int = 0  # text chunks that shared their read (and stamp) with another
+    write_ms: float = 0.0  # send stamp -> the request handed whole to the socket
 
 
 def _failed(r: Response) -> str:
@@ -77,7 +89,20 @@ def stream_sample(r: Response, intended: float) -> Sample:
     count = tokens if tokens is not None else len(times)
     tpot = (e2e - ttft) / (count - 1) if count > 1 else NAN
     itl = tuple((b - a) * 1000 for a, b in itertools.pairwise(times))
-    return Sample(True, "", queue, ttft, tpot, e2e, itl, tokens, len(times))
+    return Sample(True, "", queue, ttft, tpot, e2e, itl, tokens, len(times),
+                  merged_chunks=merged(times), write_ms=write_ms(r))
+
+
+def write_ms(r: Response) -> float:
+    """How long the request's write held the harness; infinite when the socket took only part."""
+    return math.inf if r.timings.write_pending else r.timings.write_s * 1000
+
+
+def merged(times: list[float]) -> int:
+    """Text chunks stamped by a read that completed another one too (equal stamps)."""
+    n = len(times)
+    return sum(1 for i, t in enumerate(times)
+               if (i and times[i - 1] == t) or (i + 1 < n and times[i + 1] == t))
 
 
 def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
@@ -85,7 +110,8 @@ def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
     queue = (r.timings.sent - intended) * 1000
     if problem := _failed(r):
         return Sample(False, problem, queue)
-    return Sample(True, "", queue, e2e_ms=(r.timings.done - r.timings.sent) * 1000, items=items)
+    return Sample(True, "", queue, e2e_ms=(r.timings.done - r.timings.sent) * 1000, items=items,
+                  write_ms=write_ms(r))
 
 
 #: Turns a finished exchange into its Sample. Called after the level, not when the stream
@@ -164,6 +190,9 @@ class Level:
     server: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> p50/p95/p99
     server_note: str = ""  # why the server's own view is missing, when its /metrics broke
     stopped_early: str = ""  # why the level ended before its planned requests (a sure miss)
+    client: ClientHealth | None = None  # the harness's own scheduling over the level
+    server_floor: dict[str, float] = field(default_factory=dict)  # metric -> median bucket's low
+    server_inconsistent: str = ""  # why the client's figures are impossible against the server
 
     @property
     def ok(self) -> list[Sample]:
@@ -385,6 +414,36 @@ def server_view(before: str, after: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def bucket_floor(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """The lower bound (seconds) of the bucket holding the ``q`` quantile; NaN if none counted."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return NAN
+    lower = 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= q * counts[-1]:
+            return lower
+        lower = bound
+    return NAN
+
+
+def server_floors(before: str, after: str) -> dict[str, float]:
+    """Per metric (ms), the lower bound of the server histogram's bucket holding its median.
+
+    vLLM starts these clocks after the request arrived and stops them before the answer
+    left, so a client p50 below this floor is impossible (:func:`selfcheck.against_server`)."""
+    from pytest_vllm_conformance.checks.metrics import parse_text
+
+    first, last = parse_text(before), parse_text(after)
+    out: dict[str, float] = {}
+    for metric, name in SERVER_HISTOGRAMS.items():
+        b, a = first.buckets(name), last.buckets(name)
+        if a and math.isfinite(floor := bucket_floor(0.5, b, a)):
+            out[metric] = floor * 1000
+    return out
+
+
 #: A recorded client percentile: "<level name>: <metric>_<stat>_ms", as the latency suite
 #: names what :func:`properties` returns; the HTML report and the metrics export read it back.
 LEVEL_STAT_KEY = re.compile(r"(?P<level>.+?): (?P<metric>ttft|itl|tpot|e2e|queue)_"
@@ -407,4 +466,9 @@ def properties(level: Level) -> list[tuple[str, Any]]:
     for metric, quantiles in level.server.items():
         out += [(f"server_{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in quantiles.items()]
     out += [("stopped_early", level.stopped_early)] if level.stopped_early else []
+    if level.client is not None:
+        out += level.client.properties()
+    if level.server_floor:
+        out += [("server_inconsistent", bool(level.server_inconsistent)),
+                ("server_inconsistent_reason", level.server_inconsistent)]
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import latency, prompts, slo
+from pytest_vllm_conformance import latency, prompts, selfcheck, slo
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.early_stop import EarlyStop
 from pytest_vllm_conformance.failures import CheckFailure
@@ -42,6 +42,13 @@ def level_table(level: Level) -> str:
         out += f"\n{level.stopped_early}"
     if level.server_note:
         out += f"\nnote: {level.server_note}"
+    if sentence := selfcheck.limited_sentence(level):
+        out += f"\nHARNESS: {sentence}"
+    elif level.client is not None:
+        out += (f"\nharness: not client-limited (CPU wait {level.client.runqueue_per_wakeup_ms:.3g}"
+                f" ms per wake-up, loop lag p99 {level.client.loop_lag_p99_ms:.3g} ms, "
+                f"{level.client.cpu_percent:.0f}% of a core; tolerance "
+                f"{level.client.tolerance_ms:.3g} ms)")
     if tokens:
         out += (f"\noutput tokens: server (usage) {tokens}, client (text chunks) {chunks}, "
                 f"differing in {differ} requests")
@@ -100,10 +107,15 @@ class LoadRunner:
 
     def _run(self, level_coro: Any, embeddings: bool) -> Level:
         before = "" if embeddings else self._scrape()
-        level: Level = self.client.run(level_coro)
+        with selfcheck.Monitor(self.client.loop) as monitor:
+            level: Level = self.client.run(level_coro)
+        level.client = monitor.result(level.samples, self.perf.harness_tolerance_ms)
         if before:
             try:
-                level.server = latency.server_view(before, self._scrape())
+                after = self._scrape()
+                level.server = latency.server_view(before, after)
+                level.server_floor = latency.server_floors(before, after)
+                level.server_inconsistent = selfcheck.against_server(level)
             except CheckFailure as exc:  # the cross-check is lost; the level still stands
                 level.server = {}
                 level.server_note = (f"the server's own view is unavailable: {exc.title} "
@@ -118,6 +130,8 @@ class LoadRunner:
         props.extend((f"{level.name}: slo {k}", f"{m:.4g} vs {a:g}") for k, m, a, _ in rows)
         if level.server_note:
             props.append((f"{level.name}: server view", level.server_note))
+        if sentence := selfcheck.limited_sentence(level):
+            props.append((f"{level.name}: harness", sentence))
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
         slo.enforce(level, self.slo, embeddings, detail=text)
         return level

@@ -44,6 +44,10 @@ _OPTIONS = (
      "reported, whatever the rate (allocators grow in steps)", f"{DEFAULT_MEMORY_MIN_GROWTH:g}"),
     ("memory-concurrency", "C", "requests in flight during the memory test",
      DEFAULT_MEMORY_CONCURRENCY),
+    # issue 15: the harness checks itself
+    ("latency-harness-tolerance", "MS", "the least tolerance of the harness's timing "
+     "self-check: a level is client-limited when its CPU wait per wake-up, event-loop lag "
+     "p99 or blocked writes pass max(this, 5%% of the level's smallest TTFT/E2E p50)", 2),
 )
 
 
@@ -76,6 +80,7 @@ class PerfSettings:
     memory_max_growth: float = DEFAULT_MEMORY_GROWTH
     memory_min_growth: float = DEFAULT_MEMORY_MIN_GROWTH
     memory_concurrency: int = DEFAULT_MEMORY_CONCURRENCY
+    harness_tolerance_ms: float | None = None  # None: selfcheck.MIN_TOLERANCE_MS
 
     @classmethod
     def read(cls, pick: Callable[[str, str], Any]) -> PerfSettings:
@@ -87,6 +92,7 @@ class PerfSettings:
         duration = get("latency-duration")
         slo_text = get("slo")
         memory = get("memory-duration")
+        tolerance = get("latency-harness-tolerance")
         return cls(
             concurrency=_levels(levels) if levels else DEFAULT_CONCURRENCY,
             requests=_number(get("latency-requests"), "--vllm-latency-requests",
@@ -106,6 +112,8 @@ class PerfSettings:
                                       DEFAULT_MEMORY_MIN_GROWTH, zero=True),
             memory_concurrency=_number(get("memory-concurrency"), "--vllm-memory-concurrency",
                                        DEFAULT_MEMORY_CONCURRENCY, whole=True),
+            harness_tolerance_ms=_number(tolerance, "--vllm-latency-harness-tolerance", None)
+            if tolerance else None,
         )
 
 

@@ -236,6 +236,10 @@ class ResultsRecorder:
         for g in doc["failures_by_title"]:  # titles are single-line and safe (document())
             tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
                           f"{'s' if g['count'] != 1 else ''}")
+        for test in doc["tests"]:  # the latency self-check's sentences (issue 15)
+            for key, value in test["properties"].items():
+                if key.endswith(": harness") and isinstance(value, str):
+                    tr.write_line(f"harness: {untrusted.line(value, untrusted.FIELD_LIMIT)}")
         where = f"; results in {', '.join(self.written)}" if self.written else ""
         tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
         if self.pushed:

@@ -430,8 +430,9 @@ class FaultServer:
             self.m_gen.labels(MODEL).inc(c["n_tokens"])
             self.m_success.labels(MODEL, c["finish"]).inc()
             if not self.on("metrics_histogram_stuck"):
-                self.m_ttft.labels(MODEL).observe((first - started) * scale)
-                self.m_e2e.labels(MODEL).observe(now - started)
+                slow = 10.0 if self.on("server_histogram_slow") else 1.0  # issue 15: self-check
+                self.m_ttft.labels(MODEL).observe((first - started) * scale * slow)
+                self.m_e2e.labels(MODEL).observe((now - started) * slow)
 
     def _first_delay(self) -> float:
         return 1.5 if self.on("slow_first_token") else 0.0

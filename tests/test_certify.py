@@ -21,7 +21,8 @@ from tests.test_results import _load
 XSD = Path(__file__).parent / "data" / "junit-xunit2.xsd"
 QUICK = ["--vllm-latency-concurrency=1,4", "--vllm-latency-requests=8",
          "--vllm-memory-duration=5s", "--vllm-memory-max-growth=1000",
-         "--vllm-determinism-requests=10"]
+         "--vllm-determinism-requests=10",
+         "--vllm-latency-harness-tolerance=50"]  # issue 15: the fault server shares our CPUs
 
 
 def certify(url: str, out: Path, *extra: str, key: str | None = None

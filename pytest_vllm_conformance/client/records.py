@@ -66,10 +66,12 @@ class Timings:
 
     scheduled: float = 0.0  # the caller asked for the request
     connected: float = 0.0  # TCP (and TLS) connection up
-    sent: float = 0.0  # request bytes handed to the socket
+    sent: float = 0.0  # just before the request bytes were handed to the socket
     first_byte: float = 0.0  # first response bytes read
     headers: float = 0.0  # status line and headers parsed
     done: float = 0.0  # body complete
+    write_s: float = 0.0  # ``sent`` -> the write call returned (a write that blocked shows here)
+    write_pending: int = 0  # bytes the transport could not hand to the socket at once
 
     @property
     def queue_s(self) -> float:

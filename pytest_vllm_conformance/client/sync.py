@@ -27,6 +27,11 @@ class Client:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop every request runs on (the harness's self-check times it)."""
+        return self._loop
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
