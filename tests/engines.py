@@ -23,13 +23,32 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance import tiny_model
+from pytest_vllm_conformance import cpu_split, tiny_model
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.options import TINY, Settings
 from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError, free_port, log_tail
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "reports" / "test-engines"
 EMBED_ARGS = ("--runner", "pooling", "--convert", "embed")
+#: The engines' CPUs and the measuring tests' CPUs, split as the plugin splits them for a server
+#: it starts (--vllm-cpu-split=auto): a harness sharing its cores with an engine is descheduled
+#: mid-stream, and its own self-check then rightly calls its latency figures client-limited.
+SPLIT = cpu_split.plan("auto", cpu_split.available_cpus()).split
+ENGINE_CPUS = SPLIT.server if SPLIT is not None else None
+
+
+@contextmanager
+def harness_cpus() -> Iterator[None]:
+    """Keep this test process, and what it starts, off the engines' CPUs while it measures."""
+    before = cpu_split.available_cpus()
+    if SPLIT is None or before is None:
+        yield
+        return
+    cpu_split.pin_process(SPLIT.harness)
+    try:
+        yield
+    finally:
+        cpu_split.pin_process(before)
 
 
 def _need_vllm() -> None:
@@ -47,7 +66,8 @@ def vllm_tiny(env_var: str = "VLLM_TEST_URL", embed: bool = False) -> Iterator[s
     settings = Settings(serve=TINY, output_dir=LOG_DIR / ("vllm-embed" if embed else "vllm"),
                         model="tiny-embed" if embed else None,
                         serve_args=EMBED_ARGS if embed else ())
-    server = LocalVllmServer(settings, say=lambda line: print(line, file=sys.stderr))
+    server = LocalVllmServer(settings, say=lambda line: print(line, file=sys.stderr),
+                             cpus=ENGINE_CPUS)
     try:
         yield server.start()
     except ServerStartError as exc:
@@ -65,7 +85,8 @@ def process(name: str, cmd: list[str], ready: Callable[[Path], bool], env: dict[
     log = LOG_DIR / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **env})
+                                stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                preexec_fn=cpu_split.child_affinity(ENGINE_CPUS))
     try:
         deadline = time.monotonic() + within_s
         while not ready(log):

@@ -7,10 +7,13 @@ failures, never as errors of the harness.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from pytest_vllm_conformance.client import AsyncClient, Client
 from pytest_vllm_conformance.target import discover
+from tests.engines import harness_cpus
 
 # Latency and memory sized for a 2-core CPU box, with SLOs a tiny CPU model meets (the
 # defaults are for real deployments: 100 requests per level, 60 s of memory load).
@@ -19,6 +22,13 @@ CPU_PERF = ["--vllm-latency-concurrency=1,8", "--vllm-latency-requests=16",
             "--vllm-memory-duration=15s", "--vllm-memory-max-growth=500",
             "--vllm-slo=ttft_p95_ms=1000,tpot_p95_ms=100,e2e_p95_ms=5000,"
             "embeddings_p95_ms=2000,embeddings_per_s=20,error_rate=0"]
+
+
+@pytest.fixture(autouse=True)
+def _off_the_engines_cpus() -> Iterator[None]:
+    """Measure from the CPUs the engines do not use, as the plugin does for its own server."""
+    with harness_cpus():
+        yield
 
 
 def _identify(url: str, model: str | None = None) -> tuple[str, str | None, str]:
