@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
@@ -54,12 +55,12 @@ def refused_as_is(status: int) -> bool:
     return (400 <= status < 500 and status not in _TRANSIENT) or status == 501
 
 
-def printable(text: str, limit: int = 300) -> str:
-    """Server text made safe for one log or report line: control characters and escape
-    sequences shown escaped, at most ``limit`` characters."""
-    safe = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text[:limit])
-    return safe + ("..." if len(text) > limit else "")
+def said(text: str, limit: int = untrusted.LINE_LIMIT) -> str:
+    """Server-derived text made safe for one line of locust's console, CSV or report: the
+    run's key (registered by the locustfile) redacted, control characters and escape
+    sequences shown escaped, at most ``limit`` characters. Every failure message and NOT RUN
+    reason passes through here, and nothing else escapes server text."""
+    return untrusted.line(text, limit)
 
 
 def server_message(text: str, reason: str) -> str:
@@ -69,16 +70,16 @@ def server_message(text: str, reason: str) -> str:
             raise ValueError("too long to parse")
         body = json.loads(text)
     except (ValueError, RecursionError):
-        return printable(text.strip(), 200) or printable(reason) or "no body"
+        return said(text.strip(), 200) or said(reason) or "no body"
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
-            return printable(str(err["message"]))
+            return said(str(err["message"]))
         if isinstance(err, str):
-            return printable(err)
+            return said(err)
         if body.get("detail"):
-            return printable(str(body["detail"]))
-    return printable(json.dumps(body), 200)
+            return said(str(body["detail"]))
+    return said(json.dumps(body), 200)
 
 
 # -- reading answers: every value validated, a malformed one is one clear failure line --------
@@ -88,7 +89,7 @@ def malformed(exc: CheckFailure) -> str:
     only in their values then make one failure entry, and repeats back off."""
     where = f" at {exc.path}" if exc.path else ""
     received = exc.received.split(":", 1)[0]
-    return printable(f"{exc.title}{where}: expected {exc.expected}, received {received}")
+    return said(f"{exc.title}{where}: expected {exc.expected}, received {received}")
 
 
 def answer(body: bytes) -> Any:
@@ -98,7 +99,7 @@ def answer(body: bytes) -> Any:
             raise ValueError("too long to parse")
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
-        excerpt = printable(body[:200].decode("utf-8", "replace").strip(), 80)
+        excerpt = said(body[:200].decode("utf-8", "replace").strip(), 80)
         raise CheckFailure("Response body is not JSON", expected="a JSON object",
                            received=f"{type(exc).__name__}: {excerpt}",
                            severity=Severity.HIGH) from None
