@@ -7,11 +7,12 @@ locust's monkey-patching.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.checks import values
+from pytest_vllm_conformance.client import records
+from pytest_vllm_conformance.client.http import DEFAULT_MAX_BODY
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 #: The pause after a failure repeats once; it doubles with each repeat, up to the cap.
@@ -21,8 +22,6 @@ BACKOFF_CAP_S = 10.0
 _TRANSIENT = frozenset({408, 425, 429})
 #: Bodies longer than this are not parsed for their message, only quoted in part.
 _MESSAGE_BODY_MAX = 1 << 20
-#: Answers longer than this are not parsed (the plugin client's body cap).
-_ANSWER_MAX = 64 << 20
 
 
 class Backoff:
@@ -65,21 +64,8 @@ def said(text: str, limit: int = untrusted.LINE_LIMIT) -> str:
 
 def server_message(text: str, reason: str) -> str:
     """The error's own words: OpenAI's error.message, or a short piece of the body."""
-    try:
-        if len(text) > _MESSAGE_BODY_MAX:
-            raise ValueError("too long to parse")
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        return said(text.strip(), 200) or said(reason) or "no body"
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return said(str(err["message"]))
-        if isinstance(err, str):
-            return said(err)
-        if body.get("detail"):
-            return said(str(body["detail"]))
-    return said(json.dumps(body), 200)
+    body = text[:_MESSAGE_BODY_MAX].encode("utf-8", "surrogateescape")  # longer: an excerpt
+    return said(records.error_message(body).strip()) or said(reason) or "no body"
 
 
 # -- reading answers: every value validated, a malformed one is one clear failure line --------
@@ -95,10 +81,10 @@ def malformed(exc: CheckFailure) -> str:
 def answer(body: bytes) -> Any:
     """An answer's JSON; a body that is not JSON (or nests too deep to read) is a finding."""
     try:
-        if len(body) > _ANSWER_MAX:
+        if len(body) > DEFAULT_MAX_BODY:
             raise ValueError("too long to parse")
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        return records.loads(body)
+    except ValueError as exc:  # records.TooDeep too
         excerpt = said(body[:200].decode("utf-8", "replace").strip(), 80)
         raise CheckFailure("Response body is not JSON", expected="a JSON object",
                            received=f"{type(exc).__name__}: {excerpt}",

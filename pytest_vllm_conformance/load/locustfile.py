@@ -49,13 +49,13 @@ from pytest_vllm_conformance.client.sse import SSEDecoder
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.load import fit
 from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, server_message
+from pytest_vllm_conformance.load.report import NOT_RUN
 from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
 from pytest_vllm_conformance.secrets import Secret
 
 _EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
 _IDLE_S = 3600.0  # what a user of a class that cannot run waits, again and again
 _PROBE_BODY_MAX = 64 * 1024  # of a refusal, read for its message
-NOT_RUN = "NOT RUN"  # the statistics entry type naming a class that could not run
 _log = logging.getLogger(__name__)
 
 
