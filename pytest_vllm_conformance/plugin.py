@@ -262,4 +262,5 @@ def vllm_load(request: pytest.FixtureRequest, vllm_client: Client, vllm_target: 
     """
     from pytest_vllm_conformance.loadtest import LoadRunner
 
-    return LoadRunner(vllm_client, vllm_target, vllm_settings, request)
+    return LoadRunner(vllm_client, vllm_target, vllm_settings, request,
+                      early_stop=vllm_settings.perf.early_stop)
