@@ -129,9 +129,3 @@ def render(doc: dict[str, Any]) -> str:
         latency=latency, latency_plot=_latency_plot(latency) if latency else "",
         columns=COLUMNS, determinism=determinism, memory=memory,
         options_json=json.dumps(doc["options"], indent=2))
-
-
-def write(doc: dict[str, Any], path: Path) -> None:
-    """Write the report; text no encoding can hold is written as its escape."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(doc), encoding="utf-8", errors="backslashreplace")

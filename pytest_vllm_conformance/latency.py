@@ -64,7 +64,8 @@ class Sample:
     client_chunks: int = 0
     items: int = 1  # inputs answered (embeddings in a batch)
     merged_chunks: int = 0  # text chunks that shared their read (and stamp) with another
-    write_ms: float = 0.0  # send stamp -> the request handed whole to the socket
+    write_ms: float = 0.0  # send stamp -> the write call returned (what the harness waited)
+    write_pending: int = 0  # bytes left to the transport's buffer: flow control, recorded only
 
 
 def _failed(r: Response) -> str:
@@ -90,12 +91,15 @@ def stream_sample(r: Response, intended: float) -> Sample:
     tpot = (e2e - ttft) / (count - 1) if count > 1 else NAN
     itl = tuple((b - a) * 1000 for a, b in itertools.pairwise(times))
     return Sample(True, "", queue, ttft, tpot, e2e, itl, tokens, len(times),
-                  merged_chunks=merged(times), write_ms=write_ms(r))
+                  merged_chunks=merged(times), write_ms=write_ms(r),
+                  write_pending=r.timings.write_pending)
 
 
 def write_ms(r: Response) -> float:
-    """How long the request's write held the harness; infinite when the socket took only part."""
-    return math.inf if r.timings.write_pending else r.timings.write_s * 1000
+    """How long the request's write held the harness: the measured write time only. Bytes the
+    socket did not take at once (``write_pending``: a body larger than the send buffer) are
+    flow control, sent by the event loop as the server reads, not a blocked write."""
+    return r.timings.write_s * 1000
 
 
 def merged(times: list[float]) -> int:
@@ -111,7 +115,7 @@ def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
     if problem := _failed(r):
         return Sample(False, problem, queue)
     return Sample(True, "", queue, e2e_ms=(r.timings.done - r.timings.sent) * 1000, items=items,
-                  write_ms=write_ms(r))
+                  write_ms=write_ms(r), write_pending=r.timings.write_pending)
 
 
 #: Turns a finished exchange into its Sample. Called after the level, not when the stream

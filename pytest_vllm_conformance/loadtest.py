@@ -58,8 +58,9 @@ def level_table(level: Level) -> str:
 class LoadRunner:
     """Runs load levels against the target with the run's settings and the test's SLO.
 
-    ``early_stop``: end a level as soon as its SLO verdict is a sure miss
-    (:mod:`early_stop`); off, every planned request is sent whatever the first ones showed."""
+    ``early_stop`` (``--vllm-latency-early-stop``): end a level as soon as its SLO verdict is
+    a sure miss (:mod:`early_stop`); off, every planned request is sent whatever the first
+    ones showed."""
 
     def __init__(self, client: Client, target: Target, settings: Settings,
                  request: pytest.FixtureRequest, early_stop: bool = True) -> None:

@@ -107,6 +107,25 @@ class MemoryRun:
         return True
 
 
+#: A window needs this many samples, and this many after its warm-up, to fit a slope at all.
+MIN_SAMPLES = 10
+MIN_KEPT_SAMPLES = 3
+
+
+def sampling_problem(run: MemoryRun, fit: Fit) -> str:
+    """Why the window cannot judge growth ("" when it can): too few samples in all or after
+    the warm-up (a load that ended at once), or no finite slope and interval. A NaN bound
+    compares False with any limit, so without this such a window would pass."""
+    kept = len(run._series(1)[0])
+    if len(run.samples) < MIN_SAMPLES:
+        return f"{len(run.samples)} samples"
+    if kept < MIN_KEPT_SAMPLES:
+        return f"{kept} samples after the {run.warmup_s:g} s warm-up"
+    if not all(math.isfinite(v) for v in (fit.slope, fit.low, fit.high)):
+        return f"{kept} samples after the warm-up, and no finite slope through them"
+    return ""
+
+
 def process_tree_rss(pid: int) -> Callable[[], float | None]:
     """Resident bytes of ``pid`` and all its descendants (None once it is gone)."""
     import psutil

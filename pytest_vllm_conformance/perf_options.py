@@ -11,6 +11,7 @@ import pytest
 
 from pytest_vllm_conformance import slo
 from pytest_vllm_conformance.memory import parse_duration
+from pytest_vllm_conformance.validate import choice
 
 DEFAULT_CONCURRENCY = (1, 8, 50)
 DEFAULT_REQUESTS = 100
@@ -48,6 +49,9 @@ _OPTIONS = (
     ("latency-harness-tolerance", "MS", "the least tolerance of the harness's timing "
      "self-check: a level is client-limited when its CPU wait per wake-up, event-loop lag "
      "p99 or blocked writes pass max(this, 5%% of the level's smallest TTFT/E2E p50)", 2),
+    # issue 14 review: early verdicts can be turned off
+    ("latency-early-stop", "on|off", "end a load level as soon as its SLO verdict is a sure "
+     "miss (off: every planned request is sent)", "on"),
 )
 
 
@@ -81,6 +85,7 @@ class PerfSettings:
     memory_min_growth: float = DEFAULT_MEMORY_MIN_GROWTH
     memory_concurrency: int = DEFAULT_MEMORY_CONCURRENCY
     harness_tolerance_ms: float | None = None  # None: selfcheck.MIN_TOLERANCE_MS
+    early_stop: bool = True  # end a level at a sure SLO miss (early_stop.EarlyStop)
 
     @classmethod
     def read(cls, pick: Callable[[str, str], Any]) -> PerfSettings:
@@ -114,6 +119,8 @@ class PerfSettings:
                                        DEFAULT_MEMORY_CONCURRENCY, whole=True),
             harness_tolerance_ms=_number(tolerance, "--vllm-latency-harness-tolerance", None)
             if tolerance else None,
+            early_stop=choice(get("latency-early-stop"), "--vllm-latency-early-stop",
+                              ("on", "off")) == "on",
         )
 
 

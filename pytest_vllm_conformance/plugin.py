@@ -169,30 +169,34 @@ def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
 
 
 #: Tests under these markers measure the server, or need it idle (cancellation reads the
-#: running gauge at 0); they never overlap (xdist included).
+#: running gauge at 0): they hold the per-server lock alone, so nothing of the run overlaps
+#: them (xdist included); every other test with a target holds it shared.
 EXCLUSIVE_MARKERS = ("determinism", "latency", "memory", "cancellation")
 
 
 @pytest.fixture(autouse=True)
 def _vllm_exclusive(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Hold a per-target file lock during determinism, latency, memory and cancellation tests.
+    """Hold a per-target file lock for every test with a target: exclusively during
+    determinism, latency, memory and cancellation tests, shared during the rest. Other
+    tests (compliance, streaming on another xdist worker) then never run during a
+    measurement, and keep no request running while cancellation waits for an idle server.
 
     A file lock rather than xdist groups: it also holds across separate pytest runs
     against the same server, and needs no --dist mode.
     """
     state = request.config.stash.get(SESSION_KEY, None)
-    if state is None or state.target is None or not any(
-            request.node.get_closest_marker(m) for m in EXCLUSIVE_MARKERS):
+    if state is None or state.target is None:
         yield
         return
     import fcntl
     import hashlib
     import tempfile
 
+    exclusive = any(request.node.get_closest_marker(m) for m in EXCLUSIVE_MARKERS)
     digest = hashlib.sha256(state.target.base_url.encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"vllm-conformance-{digest}.lock"
     with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
@@ -258,4 +262,5 @@ def vllm_load(request: pytest.FixtureRequest, vllm_client: Client, vllm_target: 
     """
     from pytest_vllm_conformance.loadtest import LoadRunner
 
-    return LoadRunner(vllm_client, vllm_target, vllm_settings, request)
+    return LoadRunner(vllm_client, vllm_target, vllm_settings, request,
+                      early_stop=vllm_settings.perf.early_stop)

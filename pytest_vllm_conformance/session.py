@@ -16,6 +16,7 @@ from pytest_vllm_conformance import cpu_split, untrusted
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.failures import CheckFailure, FailureGroup, render_client_error
 from pytest_vllm_conformance.options import REFUSED_GRACE_S, Settings, redact_url
+from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError
 from pytest_vllm_conformance.target import NotReady, Target, discover
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 WORKER_URLS_KEY = "vllm_conformance_urls"
 WORKER_CPUS_KEY = "vllm_conformance_harness_cpus"
+#: Secrets only the controller knows (a container's HF_TOKEN), for workers to redact too.
+WORKER_SECRETS_KEY = "vllm_conformance_secrets"
 
 
 class ConformanceSession:
@@ -40,6 +43,7 @@ class ConformanceSession:
         # --vllm-cpu-split, resolved when this process starts the server (None otherwise)
         self.cpu_plan: cpu_split.Plan | None = None
         self._affinity_before: frozenset[int] | None = None
+        self._worker_secrets: list[Secret] = []  # what the controller handed this worker
         if settings.api_key is not None:  # redacted from every output until unconfigure
             untrusted.register(settings.api_key)
 
@@ -55,6 +59,9 @@ class ConformanceSession:
             self.urls = tuple(worker_input[WORKER_URLS_KEY])
             if worker_input.get(WORKER_CPUS_KEY):  # xdist workers keep to the harness CPUs
                 self._pin_harness(frozenset(worker_input[WORKER_CPUS_KEY]))
+            for value in worker_input.get(WORKER_SECRETS_KEY, ()):
+                self._worker_secrets.append(Secret(value))
+                untrusted.register(self._worker_secrets[-1])
         elif self.settings.serve is not None:
             self.cpu_plan = cpu_split.plan(self.settings.cpu_split, cpu_split.available_cpus())
             self.server = LocalVllmServer(self.settings, self._edit_command, self._say,
@@ -88,6 +95,9 @@ class ConformanceSession:
         """Hand xdist workers the URLs, so they test the server this process started."""
         node.workerinput[WORKER_URLS_KEY] = list(self.urls)
         node.workerinput[WORKER_CPUS_KEY] = sorted(self._harness_cpus or ())
+        if self.deployment is not None:
+            node.workerinput[WORKER_SECRETS_KEY] = [
+                secret.reveal() for secret in self.deployment.secrets]
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._affinity_before is not None:  # an in-process run (pytester) ends unpinned
@@ -108,6 +118,9 @@ class ConformanceSession:
             for secret in self.deployment.secrets:
                 untrusted.unregister(secret)
             self.deployment = None
+        for secret in self._worker_secrets:
+            untrusted.unregister(secret)
+        self._worker_secrets = []
         if self.settings.api_key is not None:
             untrusted.unregister(self.settings.api_key)
 
@@ -206,6 +219,17 @@ class ConformanceSession:
         return report
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On the controller, reports from xdist workers are made safe again, before the
+        terminal and JUnit see them: workers may not know every secret (idempotent)."""
+        safe_report(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A collection error quoting a server is shown safe too."""
+        safe_report(report)
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_warning_recorded(self, warning_message: Any) -> None:
         """A warning quoting a server is shown safe, like every other text from it."""
         message = warning_message.message
@@ -275,7 +299,7 @@ def safe_properties(props: Sequence[tuple[str, object]]) -> list[tuple[str, obje
     return out
 
 
-def safe_report(report: pytest.TestReport) -> None:
+def safe_report(report: pytest.TestReport | pytest.CollectReport) -> None:
     """Every text of a report made safe: its failure, skip reason, sections and properties.
 
     A longrepr that needs no change keeps its structure (pytest's own formatting of it).
@@ -291,6 +315,8 @@ def safe_report(report: pytest.TestReport) -> None:
             report.longrepr = cleaned
     report.sections = [(untrusted.line(title), untrusted.safe(content, untrusted.TEXT_LIMIT))
                        for title, content in report.sections]
+    if not isinstance(report, pytest.TestReport):
+        return
     report.user_properties = safe_properties(list(report.user_properties))
     if isinstance(getattr(report, "wasxfail", None), str):
         report.wasxfail = untrusted.line(report.wasxfail, untrusted.FIELD_LIMIT)

@@ -111,10 +111,12 @@ def test_server_memory_is_stable_under_sustained_load(
                f"harness {own.slope:+.1f} MB/h; samples in {out / stem}.csv"
                + (f", plot {out / stem}.png" if plotted else ""))
     request.node.add_report_section("call", "memory", summary)
-    if len(run.samples) < 10:
-        raise CheckFailure("Server memory could not be sampled", expected=">= 10 samples",
-                           received=f"{len(run.samples)} samples", detail=summary,
-                           severity=Severity.MEDIUM)
+    if problem := memory.sampling_problem(run, fit):
+        raise CheckFailure("Server memory could not be sampled",
+                           expected=f">= {memory.MIN_SAMPLES} samples, "
+                                    f"{memory.MIN_KEPT_SAMPLES} after the warm-up, "
+                                    "and a finite slope through them",
+                           received=problem, detail=summary, severity=Severity.MEDIUM)
     if not level.ok:
         raise CheckFailure("Requests failed under load", path="memory load",
                            expected="requests succeed", received=str(level.errors())[:300],

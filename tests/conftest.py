@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker  # noqa: F401
 import pytest
@@ -38,6 +39,16 @@ def _fault_server() -> Iterator[FaultServer]:
 #: The harness self-check's tolerance floor for runs against the in-process fault server: its
 #: 1 ms chunks share the GIL with the client, whose loop then runs a few ms late by design.
 FAULT_SERVER_TOLERANCE_MS = 50.0
+
+
+@pytest.fixture
+def fake_python(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An executable standing in for vLLM's Python: the requesting module's ``FAKE_VLLM``
+    script (tests/test_serve.py, tests/test_cpu_split.py), for ``--vllm-serve-python``."""
+    path = tmp_path / "fake-python"
+    path.write_text(request.module.FAKE_VLLM)
+    path.chmod(0o755)
+    return str(path)
 
 
 @pytest.fixture

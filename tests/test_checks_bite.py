@@ -208,6 +208,7 @@ def test_the_clean_fault_server_passes_every_suite(pytester: pytest.Pytester,
                                 "--vllm-determinism-requests=20", *QUICK)
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
+    assert "Harness could not read the answer" not in result.stdout.str()  # no harness bug
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
     allowed = ("the vllm profile allows this", "one --vllm-url given",
                "needs the two-instance service started by the plugin")

@@ -194,14 +194,6 @@ print(seen[0], sorted(os.sched_getaffinity(0)))
     assert done.stdout.split() == [f"[{last}]", f"[{last}]"]
 
 
-@pytest.fixture
-def fake_python(tmp_path: Path) -> str:
-    path = tmp_path / "fake-python"
-    path.write_text(FAKE_VLLM)
-    path.chmod(0o755)
-    return str(path)
-
-
 def _serve(pytester: pytest.Pytester, fake_python: str, *args: str) -> pytest.RunResult:
     pytester.makepyfile(test_harness=HARNESS_TEST)
     return pytester.runpytest_subprocess(

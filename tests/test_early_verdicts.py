@@ -185,3 +185,25 @@ def test_requests_in_flight_are_cancelled_cleanly(fault: FaultServer) -> None:
         f"stopped after {len(measured.samples)} of 50 requests: 1 exceeded E2E 500 ms")
     assert all(s.ok and s.e2e_ms > 500 for s in measured.samples)
     assert math.isfinite(measured.wall_s)
+
+
+# issue 14 review: early verdicts can be turned off from the command line
+@pytest.mark.parametrize("how", [["--vllm-latency-early-stop=off"],
+                                 ["-o", "vllm_latency_early_stop=off"]])
+def test_early_stop_off_sends_every_planned_request(pytester: pytest.Pytester,
+                                                    fault: FaultServer, how: list[str]) -> None:
+    fault.faults.add("slow_first_token")  # every answer starts 1.5 s late: a sure miss
+    result, props, sent = _run(pytester, fault, C8, "--vllm-slo=e2e_p95_ms=500",
+                               "--vllm-latency-concurrency=8", *SIZED, *how)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Latency SLO missed*"])
+    assert sent[COMPLETIONS] - PROBE == 40  # all of them, not 3
+    assert props["concurrency 8: requests"] == 40
+    assert "concurrency 8: stopped_early" not in props
+
+
+def test_early_stop_takes_only_on_or_off(pytester: pytest.Pytester, fault: FaultServer) -> None:
+    result = pytester.runpytest(f"--vllm-url={fault.url}", "--vllm-latency-early-stop=maybe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--vllm-latency-early-stop must be one of on, off, "
+                                 "got 'maybe'.*"])

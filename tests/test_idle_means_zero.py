@@ -59,3 +59,43 @@ def test_a_clean_server_reads_zero(pytester: pytest.Pytester, fault: FaultServer
     result = pytester.runpytest(f"--vllm-url={fault.url}", NODE)
     result.assert_outcomes(passed=1)
     assert _properties(pytester)["cancellation_idle_running"] == 0
+
+
+# issue 14 review: under -n N the other tests hold the per-server lock shared, so none of them
+# keeps a request running while cancellation waits for an idle server
+def test_idle_means_zero_holds_under_xdist(pytester: pytest.Pytester,
+                                           fault: FaultServer) -> None:
+    result = pytester.runpytest_subprocess(
+        f"--vllm-url={fault.url}", "-n", "2", "-p", "xdist", "-p", "no:randomly",
+        "-p", "no:cacheprovider", "-m", "cancellation or streaming or compliance")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 20 and "failed" not in outcomes, result.stdout.str()[-4000:]
+    assert "errors" not in outcomes and "error" not in outcomes, result.stdout.str()[-4000:]
+
+
+def test_a_compliance_test_waits_while_a_measurement_holds_the_lock(
+        pytester: pytest.Pytester, fault: FaultServer) -> None:
+    """The shared lock, shown directly: while another run measures (holds the lock alone), a
+    compliance test does not start; it runs once the measurement is over."""
+    import fcntl
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    digest = hashlib.sha256(fault.url.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"vllm-conformance-{digest}.lock"
+    with path.open("w") as measuring:
+        fcntl.flock(measuring, fcntl.LOCK_EX)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pytest", f"--vllm-url={fault.url}", "-p", "no:randomly",
+             "-p", "no:cacheprovider", "-k", "test_models_match_the_schema", "-q"],
+            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                run.wait(timeout=8)  # a few seconds more than the run needs unlocked
+        finally:
+            fcntl.flock(measuring, fcntl.LOCK_UN)
+        out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0 and "1 passed" in out, out[-3000:]

@@ -132,3 +132,17 @@ def test_metrics_rss_sums_the_series() -> None:
             "process_resident_memory_bytes 1048576.0\n")
     assert memory.metrics_rss(text) == 1048576.0
     assert memory.metrics_rss("# TYPE x counter\nx_total 1.0\n") is None
+
+
+# issue 14 review: a window whose samples cannot give a finite slope is no pass
+def test_a_window_without_a_finite_fit_could_not_be_sampled() -> None:
+    run = memory.MemoryRun("rss", warmup_s=10.0)
+    run.samples = [(t * 0.5, 100.0 * memory.MB, 50.0 * memory.MB) for t in range(21)]  # to 10 s
+    assert memory.sampling_problem(run, run.server_fit()) == "1 samples after the 10 s warm-up"
+    assert math.isnan(run.server_fit().low)  # what the old check compared with the limit
+    run.samples += [(10.0, 101.0 * memory.MB, 0.0)] * 5  # kept, but all at one instant
+    assert "no finite slope" in memory.sampling_problem(run, run.server_fit())
+    run.samples += [(10.0 + t, (101.0 + t) * memory.MB, 0.0) for t in range(1, 4)]
+    assert memory.sampling_problem(run, run.server_fit()) == ""
+    assert memory.sampling_problem(memory.MemoryRun("rss", 0.0, run.samples[:9]),
+                                   run.server_fit()) == "9 samples"

@@ -15,7 +15,7 @@ import pytest
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.load import LOCUSTFILE, fit
 from pytest_vllm_conformance.load.__main__ import main as report_main
-from pytest_vllm_conformance.load.fit import Backoff, printable, refused_as_is, server_message
+from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, said, server_message
 from pytest_vllm_conformance.load.report import read
 from pytest_vllm_conformance.server import free_port
 from tests.fault_server import FaultServer
@@ -126,8 +126,8 @@ def test_which_answers_mean_the_class_cannot_run(status: int, refused: bool) -> 
 
 
 def test_server_text_is_one_safe_bounded_line() -> None:
-    assert printable("a\x1b]0;pwned\x07\nb") == "a\\x1b]0;pwned\\x07\\nb"
-    assert printable("x" * 1000, 10) == "x" * 10 + "..."
+    assert said("a\x1b]0;pwned\x07\nb") == "a\\x1b]0;pwned\\x07\\nb"
+    assert said("x" * 1000, 10) == "x" * 10 + "... (990 more characters)"
     nested = "[" * 100_000 + "]" * 100_000
     assert server_message(nested, "Bad Request").startswith("[[[")
     assert server_message('{"error": {"message": "no\\u001b[31m"}}', "") == "no\\x1b[31m"
@@ -178,3 +178,23 @@ def test_sound_answers_are_read() -> None:
     assert fit.first_model_id(b'{"data": [{"id": "m"}]}') == "m"
     assert fit.completion_tokens(b'{"usage": {"completion_tokens": 3}}') == 3
     assert fit.embeddings_data(b'{"data": [{}]}') == [{}]
+
+
+# issue 14 review: one escaper for the locust path, which also redacts the key
+def test_the_key_reaches_no_locust_output(fault: FaultServer, tmp_path: Path) -> None:
+    """The server echoes the key in every error: a NOT RUN reason (an embedding model it does
+    not serve) and failures (max_tokens past the context) quote those errors, yet the key is
+    in no console line, CSV or report."""
+    key = "sk-conformance-secret-0123456789"
+    fault.api_key, fault.faults = key, {"echo_key_everywhere"}
+    out = locust(fault.url, "--vllm-embedding-model", "nope", "--vllm-max-tokens", "100000",
+                 seconds=3, users=3, cwd=tmp_path, env={"VLLM_API_KEY": key})
+    report = read(tmp_path / "run")
+    assert "EmbeddingsUser" in report.not_run and report.failures, report.markdown()
+    assert "***" in report.not_run["EmbeddingsUser"], report.not_run
+    assert report_main([str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]) in (0, 1)
+    written = [f.read_text(errors="replace") for f in tmp_path.iterdir() if f.is_file()]
+    assert len(written) >= 3, list(tmp_path.iterdir())
+    for text in (out.stdout, out.stderr, report.markdown(), *written):
+        assert key not in text and key[:12] not in text and key[-12:] not in text
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]

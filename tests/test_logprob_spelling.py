@@ -87,3 +87,15 @@ def test_a_flood_of_byte_fragments_is_bounded() -> None:
     body = completion("x" * 60_000, ["\ufffd"] * 4_000)
     assert tokens_spell_text(body) == Spelling(4_000, 4_000)
     assert time.monotonic() - started < 20
+
+
+# issue 14 review: two unspellable tail tokens end an answer only within their reach
+def test_two_unspellable_tail_tokens_do_not_cover_the_rest_of_the_text() -> None:
+    text = " a b" + " c" * 40  # the tokens spell " a b"; 80 characters are left
+    body = completion(text, [" a", " b", "bytes:\\xe2", "bytes:\\x99"], finish="stop")
+    with pytest.raises(CheckFailure) as info:
+        tokens_spell_text(body)
+    assert info.value.title == "Logprob tokens do not spell the text"
+    near = completion(" a b\u2019", [" a", " b", "bytes:\\xe2\\x80", "bytes:\\x99"],
+                      finish="stop")  # the text ends within their reach: still passes
+    assert tokens_spell_text(near) == Spelling(4, 2)

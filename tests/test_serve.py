@@ -32,14 +32,6 @@ while True:
 """
 
 
-@pytest.fixture
-def fake_python(tmp_path: Path) -> str:
-    path = tmp_path / "fake-python"
-    path.write_text(FAKE_VLLM)
-    path.chmod(0o755)
-    return str(path)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

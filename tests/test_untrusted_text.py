@@ -247,3 +247,32 @@ def test_a_server_log_is_redacted(tmp_path: Path) -> None:
     finally:
         untrusted.unregister(secret)
     assert log.read_bytes() == b"args: api_key=***\n\xff raw byte kept\n"
+
+
+# issue 14 review: the controller cleans every report again (workers may not know a secret)
+def test_the_controller_cleans_a_worker_report_before_any_writer() -> None:
+    from pytest_vllm_conformance import untrusted
+    from pytest_vllm_conformance.secrets import Secret
+    from pytest_vllm_conformance.session import ConformanceSession
+
+    session = object.__new__(ConformanceSession)  # the hooks use no state of the session
+    report = pytest.TestReport("t.py::t", ("t.py", 1, "t"), {}, "failed",
+                               f"token {KEY} said \x1b[31mred", "call",
+                               sections=[("Captured stdout", f"echo {KEY}\x07")],
+                               user_properties=[("said", f"Bearer {KEY}")])
+    collected = pytest.CollectReport("t.py", "failed", f"cannot collect: {KEY}", [])
+    secret = Secret(KEY)  # known to the controller only: the worker sent it unredacted
+    untrusted.register(secret)
+    try:
+        session.pytest_runtest_logreport(report)
+        session.pytest_runtest_logreport(report)  # idempotent
+        session.pytest_collectreport(collected)
+    finally:
+        untrusted.unregister(secret)
+    assert str(report.longrepr) == "token *** said \\x1b[31mred"
+    assert report.sections == [("Captured stdout", "echo ***\\x07")]
+    assert report.user_properties == [("said", "Bearer ***")]
+    assert str(collected.longrepr) == "cannot collect: ***"
+    for hook in (ConformanceSession.pytest_runtest_logreport,
+                 ConformanceSession.pytest_collectreport):  # before terminal and junitxml
+        assert getattr(hook, "pytest_impl", {}).get("tryfirst"), hook

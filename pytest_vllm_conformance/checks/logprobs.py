@@ -85,12 +85,13 @@ def spelled(tokens: list[str], text: str, tail_ok: bool) -> tuple[bool, int, int
 
     Positions in the text reachable after each token; an unspellable token reaches any of
     the next ``len(token) + 2`` characters. With ``tail_ok`` the text may end inside one of
-    the last :data:`STOP_TAIL_TOKENS` tokens.
+    the last :data:`STOP_TAIL_TOKENS` tokens (an unspellable one only within that reach).
     """
     reach, best, stuck = {0}, 0, 0
     for i, token in enumerate(tokens):
         in_tail = tail_ok and i >= len(tokens) - STOP_TAIL_TOKENS
-        if in_tail and any(token.startswith(text[p:]) or unspellable(token) for p in reach):
+        if in_tail and any(token.startswith(text[p:]) or (
+                unspellable(token) and len(text) - p <= len(token) + 2) for p in reach):
             return True, len(text), i
         nxt: set[int] = set()
         for p in reach:

@@ -141,10 +141,21 @@ class Response:
 
     def error_message(self) -> str:
         """The ``error.message`` of an OpenAI-style error body, else a body excerpt."""
-        try:
-            body = loads(self.body)
-            message = body["error"]["message"] if isinstance(body.get("error"), dict) \
-                else body.get("message") or body.get("detail") or body
-            return str(message)[:300]
-        except (ValueError, AttributeError, KeyError, TypeError, UnicodeDecodeError):
-            return self.body[:300].decode("utf-8", "replace")
+        return error_message(self.body)
+
+
+def error_message(body: bytes) -> str:
+    """The ``error.message`` of an OpenAI-style error body (or its ``error`` string,
+    ``message`` or ``detail``), else a body excerpt; at most 300 characters, not yet made safe
+    for output. Shared by the plugin's client and the locustfile."""
+    try:
+        parsed = loads(body)
+        error = parsed.get("error")
+        if isinstance(error, dict):
+            message = error["message"]
+        else:
+            said = error if isinstance(error, str) else None
+            message = said or parsed.get("message") or parsed.get("detail") or parsed
+        return str(message)[:300]
+    except (ValueError, AttributeError, KeyError, TypeError, UnicodeDecodeError):
+        return body[:300].decode("utf-8", "replace")

@@ -7,10 +7,12 @@ locust's monkey-patching.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.checks import values
+from pytest_vllm_conformance.client import records
+from pytest_vllm_conformance.client.http import DEFAULT_MAX_BODY
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 #: The pause after a failure repeats once; it doubles with each repeat, up to the cap.
@@ -20,8 +22,6 @@ BACKOFF_CAP_S = 10.0
 _TRANSIENT = frozenset({408, 425, 429})
 #: Bodies longer than this are not parsed for their message, only quoted in part.
 _MESSAGE_BODY_MAX = 1 << 20
-#: Answers longer than this are not parsed (the plugin client's body cap).
-_ANSWER_MAX = 64 << 20
 
 
 class Backoff:
@@ -54,31 +54,18 @@ def refused_as_is(status: int) -> bool:
     return (400 <= status < 500 and status not in _TRANSIENT) or status == 501
 
 
-def printable(text: str, limit: int = 300) -> str:
-    """Server text made safe for one log or report line: control characters and escape
-    sequences shown escaped, at most ``limit`` characters."""
-    safe = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text[:limit])
-    return safe + ("..." if len(text) > limit else "")
+def said(text: str, limit: int = untrusted.LINE_LIMIT) -> str:
+    """Server-derived text made safe for one line of locust's console, CSV or report: the
+    run's key (registered by the locustfile) redacted, control characters and escape
+    sequences shown escaped, at most ``limit`` characters. Every failure message and NOT RUN
+    reason passes through here, and nothing else escapes server text."""
+    return untrusted.line(text, limit)
 
 
 def server_message(text: str, reason: str) -> str:
     """The error's own words: OpenAI's error.message, or a short piece of the body."""
-    try:
-        if len(text) > _MESSAGE_BODY_MAX:
-            raise ValueError("too long to parse")
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        return printable(text.strip(), 200) or printable(reason) or "no body"
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return printable(str(err["message"]))
-        if isinstance(err, str):
-            return printable(err)
-        if body.get("detail"):
-            return printable(str(body["detail"]))
-    return printable(json.dumps(body), 200)
+    body = text[:_MESSAGE_BODY_MAX].encode("utf-8", "surrogateescape")  # longer: an excerpt
+    return said(records.error_message(body).strip()) or said(reason) or "no body"
 
 
 # -- reading answers: every value validated, a malformed one is one clear failure line --------
@@ -88,17 +75,17 @@ def malformed(exc: CheckFailure) -> str:
     only in their values then make one failure entry, and repeats back off."""
     where = f" at {exc.path}" if exc.path else ""
     received = exc.received.split(":", 1)[0]
-    return printable(f"{exc.title}{where}: expected {exc.expected}, received {received}")
+    return said(f"{exc.title}{where}: expected {exc.expected}, received {received}")
 
 
 def answer(body: bytes) -> Any:
     """An answer's JSON; a body that is not JSON (or nests too deep to read) is a finding."""
     try:
-        if len(body) > _ANSWER_MAX:
+        if len(body) > DEFAULT_MAX_BODY:
             raise ValueError("too long to parse")
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        excerpt = printable(body[:200].decode("utf-8", "replace").strip(), 80)
+        return records.loads(body)
+    except ValueError as exc:  # records.TooDeep too
+        excerpt = said(body[:200].decode("utf-8", "replace").strip(), 80)
         raise CheckFailure("Response body is not JSON", expected="a JSON object",
                            received=f"{type(exc).__name__}: {excerpt}",
                            severity=Severity.HIGH) from None

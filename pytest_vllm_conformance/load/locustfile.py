@@ -43,17 +43,19 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.client.sse import SSEDecoder
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.load import fit
 from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, server_message
+from pytest_vllm_conformance.load.report import NOT_RUN
 from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
+from pytest_vllm_conformance.secrets import Secret
 
 _EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
 _IDLE_S = 3600.0  # what a user of a class that cannot run waits, again and again
 _PROBE_BODY_MAX = 64 * 1024  # of a refusal, read for its message
-NOT_RUN = "NOT RUN"  # the statistics entry type naming a class that could not run
 _log = logging.getLogger(__name__)
 
 
@@ -86,6 +88,8 @@ class _Target:
         get = (lambda name, default: getattr(opts, name, default)) if opts else (
             lambda name, default: default)
         self.key: str = get("vllm_api_key", "")
+        if self.key:  # redacted from every failure message and NOT RUN reason (fit.said)
+            untrusted.register(Secret(self.key))
         self.model: str = get("vllm_model", "")
         self.embedding_model: str = get("vllm_embedding_model", "")
         prompts_path: str = get("vllm_prompts", "")
@@ -179,7 +183,7 @@ class _OpenAIUser(HttpUser):
         verdict = self.target.verdicts.setdefault(name, _Verdict())
         with verdict.lock:
             if not verdict.decided:
-                verdict.reason = self._probe(model)
+                verdict.reason = fit.said(self._probe(model))
                 verdict.decided = True
                 if verdict.reason:
                     _log.warning("%s does not run: %s", name, verdict.reason)
@@ -254,7 +258,9 @@ class _OpenAIUser(HttpUser):
         return True
 
     def _fail(self, r: ResponseContextManager, message: str) -> None:
-        """Report the exchange as failed; the same message again makes the user pause."""
+        """Report the exchange as failed; the same message again makes the user pause. The
+        message may carry server text (a streamed error's words): it is made safe here."""
+        message = fit.said(message)
         r.failure(message)
         self._failure = message
 
