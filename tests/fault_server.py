@@ -419,7 +419,8 @@ class FaultServer:
             offsets.append(pos)
             pos += len(t.text)
         return {"tokens": self._spelled(c),
-                "token_logprobs": [t.logprob for t in c["tokens"]],
+                "token_logprobs": [0.5 if self.on("logprob_positive") else t.logprob
+                                   for t in c["tokens"]],
                 "top_logprobs": [dict(self._top(c, t)) for t in c["tokens"]],
                 "text_offset": offsets}
 

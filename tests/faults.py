@@ -32,6 +32,7 @@ FAULTS: dict[str, str] = {
     "bad_indices": "every choice has index 0",
     "echo_ignored": "echo is ignored",
     "logprobs_count_wrong": "two top logprobs more than asked for",
+    "logprob_positive": "completion token log-probabilities are +0.5",
     "stream_text_differs": "the streamed text differs from the non-streamed text",
     # issue 14: every server value validated before use
     "choices_string": "answers and streamed chunks have choices as a string",

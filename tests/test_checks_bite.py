@@ -47,6 +47,8 @@ BITES: dict[str, tuple[str, str, list[str]]] = {
                      "echo does not return the prompt", []),
     "logprobs_count_wrong": ("test_compliance.py::test_logprobs_come_in_the_requested_number"
                              "[/v1/chat/completions]", "Wrong number of top logprobs", []),
+    "logprob_positive": ("test_compliance.py::test_logprobs_come_in_the_requested_number"
+                         "[/v1/completions]", "Log-probability above 0", []),
     "stream_text_differs": ("test_compliance.py::test_streamed_text_equals_non_streamed_text"
                             "[/v1/completions]",
                             "Streamed text differs from the non-streamed text", []),
