@@ -78,8 +78,13 @@ def test_determinism_raises_no_false_alarm_on_vllm(pytester: pytest.Pytester,
 
 def test_the_suites_give_the_same_results_under_xdist(pytester: pytest.Pytester,
                                                       vllm_url: str) -> None:
+    # Three processes (controller, two workers) share the harness's one core here, so the
+    # self-check may rightly call a 0.4 s latency level client-limited (one CI run: loop lag
+    # p99 2.5 ms against 2 ms). This test is about equal outcomes; test_selfcheck holds the
+    # self-check, so its tolerance is widened here as in test_certify.
     result = pytester.runpytest_subprocess(f"--vllm-url={vllm_url}", "-n", "2", "-p", "xdist",
-                                           "-m", "not embeddings", *CPU_PERF)
+                                           "-m", "not embeddings", *CPU_PERF,
+                                           "--vllm-latency-harness-tolerance=50")
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.OK and outcomes.get("failed", 0) == 0, result.stdout.str()
 
