@@ -7,7 +7,7 @@ line on stdin before it measures anything: the parent starts the busy loop of a 
 scenario only then, so imports are never what gets starved. Each job is one level (a URL, a
 concurrency, a request count); for the truth server the child clears its log before the level
 and returns it after; for a real server it scrapes ``/metrics`` before and after. Our client's
-levels run under the harness's self-check (``pytest_vllm_conformance.selfcheck``) when the
+levels run under the harness's self-check (``pytest_vllm_conformance.perf.selfcheck``) when the
 package has it.
 """
 
@@ -34,13 +34,13 @@ import busy_loop
 T = TypeVar("T")
 Job = dict[str, Any]
 Runner = Callable[[Job], dict[str, Any]]
-NO_SELFCHECK = "pytest_vllm_conformance.selfcheck is not available in this checkout"
+NO_SELFCHECK = "pytest_vllm_conformance.perf.selfcheck is not available in this checkout"
 
 
 # -- the self-check adapter: the only code that knows selfcheck's API ----------------------------
 def selfcheck_module() -> ModuleType | None:
     try:
-        return importlib.import_module("pytest_vllm_conformance.selfcheck")
+        return importlib.import_module("pytest_vllm_conformance.perf.selfcheck")
     except ImportError:
         return None
 
@@ -111,8 +111,8 @@ def _around(job: Job, level: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def prepare_ours() -> Runner:
-    from pytest_vllm_conformance import latency
     from pytest_vllm_conformance.client import AsyncClient
+    from pytest_vllm_conformance.perf import latency
 
     def run(job: Job) -> dict[str, Any]:
         client = AsyncClient(job["url"], timeout=600)
@@ -143,7 +143,7 @@ def prepare_vllm(cpu: int | None) -> Runner:
     from vllm.benchmarks import serve
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    from pytest_vllm_conformance import tiny_model
+    from pytest_vllm_conformance.target import tiny_model
 
     tokenizer = tiny_model.default_dir()
     if not tiny_model.is_built(tokenizer):

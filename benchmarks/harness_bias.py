@@ -47,13 +47,13 @@ FIFO_PRIORITY = 60  # the truth server's: above the busy loop's 50, so the truth
 
 
 def _pct(values: list[float], q: float) -> float:
-    from pytest_vllm_conformance.stats import percentile
+    from pytest_vllm_conformance.perf.stats import percentile
 
     return percentile(sorted(values), q) if values else float("nan")
 
 
 def _free_port() -> int:
-    from pytest_vllm_conformance.server import free_port
+    from pytest_vllm_conformance.target.local import free_port
 
     return free_port()
 

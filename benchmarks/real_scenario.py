@@ -27,7 +27,7 @@ def _requests(users: int, quick: bool) -> int:
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
-    from pytest_vllm_conformance.stats import percentile
+    from pytest_vllm_conformance.perf.stats import percentile
 
     ok = sorted(v for v in values if not math.isnan(v))
     return {f"p{q}": percentile(ok, q) for q in (50, 95)} if ok else {}
@@ -35,8 +35,8 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 def start_vllm(split: bool, server_cpu: int) -> Any:
     """The project's own launcher for the tiny model, pinned to ``server_cpu`` when split."""
-    from pytest_vllm_conformance.options import TINY, Settings
-    from pytest_vllm_conformance.server import LocalVllmServer
+    from pytest_vllm_conformance.config.options import TINY, Settings
+    from pytest_vllm_conformance.target.local import LocalVllmServer
 
     def pin(cmd: list[str], env: dict[str, str]) -> None:
         if split:
@@ -52,7 +52,7 @@ def start_vllm(split: bool, server_cpu: int) -> Any:
 
 def level_figures(users: int, run: dict[str, Any], split: bool) -> dict[str, Any]:
     """One level's row: client quantiles, server quantiles and the median buckets' floors."""
-    from pytest_vllm_conformance import latency
+    from pytest_vllm_conformance.perf import latency
 
     before, after = run["metrics_before"], run["metrics_after"]
     floors = {}

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import latency
 from pytest_vllm_conformance.client.records import RequestRecord, Response, Timings
 from pytest_vllm_conformance.client.sse import SSEDecoder
-from pytest_vllm_conformance.stats import Summary
+from pytest_vllm_conformance.perf import latency
+from pytest_vllm_conformance.perf.stats import Summary
 
 CHUNKS = 64
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_vllm_conformance.options import Settings
-    from pytest_vllm_conformance.target import Target
+    from pytest_vllm_conformance.config.options import Settings
+    from pytest_vllm_conformance.target.discovery import Target
 
 
 @pytest.hookspec(firstresult=False)

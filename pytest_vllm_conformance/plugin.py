@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_vllm_conformance import hookspecs
-from pytest_vllm_conformance.options import Settings, add_options
+from pytest_vllm_conformance.config.options import Settings, add_options
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.client import Client
-    from pytest_vllm_conformance.launch import ContainerDeployment
-    from pytest_vllm_conformance.loadtest import LoadRunner
+    from pytest_vllm_conformance.perf.loadtest import LoadRunner
     from pytest_vllm_conformance.session import ConformanceSession
-    from pytest_vllm_conformance.target import Target
+    from pytest_vllm_conformance.target.discovery import Target
+    from pytest_vllm_conformance.target.launch import ContainerDeployment
 
 MARKERS = {
     "compliance": "OpenAI schema and parameter conformance of completions, chat and models",
@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {meaning}")
     settings = Settings.from_config(config)
     if settings.prompts is not None:
-        from pytest_vllm_conformance import prompts
+        from pytest_vllm_conformance.workload import prompts
 
         prompts.load(settings.prompts)  # a bad file is a usage error now, not at collection
     config.stash[SETTINGS_KEY] = settings
@@ -71,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = state
         config.pluginmanager.register(state, "vllm-conformance-session")
         if not hasattr(config, "workerinput"):  # the controller sees every worker's reports
-            from pytest_vllm_conformance.results import ResultsRecorder
+            from pytest_vllm_conformance.report.results import ResultsRecorder
 
             suites = tuple(m for m in MARKERS if m not in ("compliance", "errors"))
             recorder = ResultsRecorder(config, state, settings.json_path,
@@ -260,7 +260,7 @@ def vllm_load(request: pytest.FixtureRequest, vllm_client: Client, vllm_target: 
 
     Limits: the defaults, then --vllm-slo, then ``@pytest.mark.latency(key=value, ...)``.
     """
-    from pytest_vllm_conformance.loadtest import LoadRunner
+    from pytest_vllm_conformance.perf.loadtest import LoadRunner
 
     return LoadRunner(vllm_client, vllm_target, vllm_settings, request,
                       early_stop=vllm_settings.perf.early_stop)

@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vllm_conformance import cpu_split, untrusted
+from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
+from pytest_vllm_conformance.config.options import REFUSED_GRACE_S, Settings, redact_url
 from pytest_vllm_conformance.failures import CheckFailure, FailureGroup, render_client_error
-from pytest_vllm_conformance.options import REFUSED_GRACE_S, Settings, redact_url
 from pytest_vllm_conformance.secrets import Secret
-from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError
-from pytest_vllm_conformance.target import NotReady, Target, discover
+from pytest_vllm_conformance.target import cpu_split
+from pytest_vllm_conformance.target.discovery import NotReady, Target, discover
+from pytest_vllm_conformance.target.local import LocalVllmServer, ServerStartError
 
 if TYPE_CHECKING:
-    from pytest_vllm_conformance.launch import ContainerDeployment
+    from pytest_vllm_conformance.target.launch import ContainerDeployment
 
 WORKER_URLS_KEY = "vllm_conformance_urls"
 WORKER_CPUS_KEY = "vllm_conformance_harness_cpus"
@@ -126,8 +127,8 @@ class ConformanceSession:
 
     def _start_containers(self) -> str | None:
         """Start --vllm-image's containers; return the embeddings URL of a split topology."""
-        from pytest_vllm_conformance.container import ContainerStartError
-        from pytest_vllm_conformance.launch import ContainerDeployment
+        from pytest_vllm_conformance.target.container import ContainerStartError
+        from pytest_vllm_conformance.target.launch import ContainerDeployment
 
         self.deployment = ContainerDeployment(self.settings, self._say, self._server_cpus)
         try:
@@ -205,7 +206,7 @@ class ConformanceSession:
         report = yield
         exc = call.excinfo.value if call.excinfo is not None else None
         if isinstance(exc, CheckFailure | ClientError):
-            from pytest_vllm_conformance.results import failure_properties
+            from pytest_vllm_conformance.report.results import failure_properties
 
             make_safe(exc)
             props = safe_properties(failure_properties(exc))

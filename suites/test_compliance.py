@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import checks, shapes
+from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import schema as schema_checks
 from pytest_vllm_conformance.checks import semantics, streaming, values
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import stream_text
 from pytest_vllm_conformance.failures import CheckFailure, Findings
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.workload import shapes
 
 pytestmark = pytest.mark.compliance
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"

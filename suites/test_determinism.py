@@ -21,13 +21,14 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import checks, prompts
-from pytest_vllm_conformance import determinism as det
+from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import EventKind, timeline
+from pytest_vllm_conformance.config.options import Settings
 from pytest_vllm_conformance.failures import CheckFailure, Severity
-from pytest_vllm_conformance.options import Settings
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.workload import determinism as det
+from pytest_vllm_conformance.workload import prompts
 
 pytestmark = pytest.mark.determinism
 

@@ -11,7 +11,7 @@ from pytest_vllm_conformance.checks import embeddings, errors
 from pytest_vllm_conformance.checks import schema as schema_checks
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.failures import Findings
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.target.discovery import Target
 
 pytestmark = pytest.mark.embeddings
 TEXTS = ["The cat sat on the mat.", "Stock markets fell sharply today.", "A recipe for soup."]

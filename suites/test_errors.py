@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import shapes
 from pytest_vllm_conformance.checks import errors
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.options import Settings
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.workload import shapes
 
 pytestmark = pytest.mark.errors
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"

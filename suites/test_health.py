@@ -8,7 +8,7 @@ from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import streaming, values
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.target.discovery import Target
 
 pytestmark = pytest.mark.health
 

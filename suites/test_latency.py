@@ -5,14 +5,15 @@ its next request when the last one ends) and at an open-loop arrival rate (reque
 at gamma-distributed times whatever is in flight, so a slow server builds a queue instead of
 slowing the load down); embeddings single and batched. Each level reports TTFT, ITL, TPOT,
 E2E and client queue percentiles next to the server's own histograms; definitions are in
-``pytest_vllm_conformance.latency`` and the README. Limits: ``pytest_vllm_conformance.slo``.
+``pytest_vllm_conformance.perf.latency`` and the README. Limits:
+``pytest_vllm_conformance.perf.slo``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pytest_vllm_conformance.loadtest import LoadRunner
+from pytest_vllm_conformance.perf.loadtest import LoadRunner
 
 pytestmark = pytest.mark.latency
 

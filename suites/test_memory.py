@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from pytest_vllm_conformance import latency, memory
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
-from pytest_vllm_conformance.loadtest import LoadRunner
+from pytest_vllm_conformance.perf import latency, memory
+from pytest_vllm_conformance.perf.loadtest import LoadRunner
 
 pytestmark = pytest.mark.memory
 

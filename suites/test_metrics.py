@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from pytest_vllm_conformance import checks, shapes
+from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import metrics
 from pytest_vllm_conformance.client import Client, EventKind, Response, timeline
 from pytest_vllm_conformance.failures import CheckFailure, Severity
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.workload import shapes
 
 pytestmark = pytest.mark.metrics
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import checks, shapes
+from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import streaming
 from pytest_vllm_conformance.client import Client, ClientError, Response
 from pytest_vllm_conformance.failures import CheckFailure
+from pytest_vllm_conformance.workload import shapes
 
 pytestmark = pytest.mark.streaming
 

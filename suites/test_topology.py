@@ -15,8 +15,8 @@ import pytest
 from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.client import Client, ClientError
 from pytest_vllm_conformance.failures import CheckFailure, Severity
-from pytest_vllm_conformance.launch import ContainerDeployment
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.target.launch import ContainerDeployment
 
 pytestmark = pytest.mark.topology
 

@@ -16,12 +16,12 @@ import testcontainers.core.network  # noqa: F401
 # imported inside a run, while the package keeps its old attributes, and two copies of
 # a class (CheckFailure, requests' CookieJar under docker) would then meet in one run.
 import pytest_vllm_conformance.checks
-import pytest_vllm_conformance.container
 import pytest_vllm_conformance.failures
-import pytest_vllm_conformance.launch
-import pytest_vllm_conformance.selfcheck
+import pytest_vllm_conformance.perf.selfcheck
 import pytest_vllm_conformance.session
-import pytest_vllm_conformance.target
+import pytest_vllm_conformance.target.container
+import pytest_vllm_conformance.target.discovery
+import pytest_vllm_conformance.target.launch
 from tests.engines import llamacpp_smollm2, transformers_serve, vllm_tiny
 from tests.fault_server import FaultServer
 
@@ -54,7 +54,7 @@ def fake_python(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def fault(_fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultServer]:
     """The fault server, well-behaved at the start of every test."""
-    monkeypatch.setattr(pytest_vllm_conformance.selfcheck, "MIN_TOLERANCE_MS",
+    monkeypatch.setattr(pytest_vllm_conformance.perf.selfcheck, "MIN_TOLERANCE_MS",
                         FAULT_SERVER_TOLERANCE_MS)
     _fault_server.reset()
     yield _fault_server

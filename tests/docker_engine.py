@@ -70,7 +70,7 @@ def docker_host() -> Iterator[str]:
 
 def labelled(host: str) -> tuple[list[str], list[str]]:
     """The plugin's containers and networks that exist on the engine at ``host``."""
-    from pytest_vllm_conformance.container import LABEL
+    from pytest_vllm_conformance.target.container import LABEL
 
     env = {**os.environ, "DOCKER_HOST": host}
 

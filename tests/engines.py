@@ -23,10 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance import cpu_split, tiny_model
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
-from pytest_vllm_conformance.options import TINY, Settings
-from pytest_vllm_conformance.server import LocalVllmServer, ServerStartError, free_port, log_tail
+from pytest_vllm_conformance.config.options import TINY, Settings
+from pytest_vllm_conformance.target import cpu_split, tiny_model
+from pytest_vllm_conformance.target.local import (
+    LocalVllmServer,
+    ServerStartError,
+    free_port,
+    log_tail,
+)
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "reports" / "test-engines"
 EMBED_ARGS = ("--runner", "pooling", "--convert", "embed")

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_vllm_conformance.container import (
+from pytest_vllm_conformance.target.container import (
     ContainerSpec,
     docker_kwargs,
     explain_docker_error,
     resolve_gpus,
 )
-from pytest_vllm_conformance.launch import default_router_config
+from pytest_vllm_conformance.target.launch import default_router_config
 
 REPO = Path(__file__).resolve().parent.parent
 START = REPO / "containers" / "vllm" / "start.py"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance.launch import default_router_config
+from pytest_vllm_conformance.target.launch import default_router_config
 from tests.docker_engine import BASE_IMAGE, ENGINE_IMAGE, docker_host, ensure_images, labelled
 from tests.test_real_engines import CPU_PERF
 

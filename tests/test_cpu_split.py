@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance import cpu_split
-from pytest_vllm_conformance.container import ContainerSpec, docker_kwargs
-from pytest_vllm_conformance.container_options import ContainerSettings
-from pytest_vllm_conformance.cpu_split import CpuSplit, plan, validate
-from pytest_vllm_conformance.launch import ContainerDeployment
-from pytest_vllm_conformance.options import Settings
-from pytest_vllm_conformance.server import LocalVllmServer, spawn
+from pytest_vllm_conformance.config.container_options import ContainerSettings
+from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.target import cpu_split
+from pytest_vllm_conformance.target.container import ContainerSpec, docker_kwargs
+from pytest_vllm_conformance.target.cpu_split import CpuSplit, plan, validate
+from pytest_vllm_conformance.target.launch import ContainerDeployment
+from pytest_vllm_conformance.target.local import LocalVllmServer, spawn
 from tests.fault_server import FaultServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,7 +178,7 @@ def test_pinning_the_harness_moves_threads_started_before_it() -> None:
     last = CPUS[-1]
     code = f"""
 import os, threading
-from pytest_vllm_conformance import cpu_split
+from pytest_vllm_conformance.target import cpu_split
 seen = []
 go = threading.Event()
 def worker():

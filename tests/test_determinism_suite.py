@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import determinism as det
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.client.records import RequestRecord, Response, Timings
 from pytest_vllm_conformance.failures import CheckFailure
+from pytest_vllm_conformance.workload import determinism as det
 from tests.fault_server import FaultServer
 
 BURST = "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output"

@@ -14,11 +14,11 @@ import warnings
 import numpy as np
 import pytest
 
-from pytest_vllm_conformance import latency
 from pytest_vllm_conformance.client import AsyncClient
-from pytest_vllm_conformance.early_stop import EarlyStop, tolerated_exceeding
-from pytest_vllm_conformance.latency import Level, Sample
-from pytest_vllm_conformance.stats import Summary, percentile
+from pytest_vllm_conformance.perf import latency
+from pytest_vllm_conformance.perf.early_stop import EarlyStop, tolerated_exceeding
+from pytest_vllm_conformance.perf.latency import Level, Sample
+from pytest_vllm_conformance.perf.stats import Summary, percentile
 from tests.fault_server import MODEL, FaultServer
 
 C1 = "test_latency.py::test_streamed_completions_at_each_concurrency_level[c1]"

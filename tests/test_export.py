@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from pytest_vllm_conformance.server import free_port
+from pytest_vllm_conformance.target.local import free_port
 from tests.fault_server import FaultServer
 
 LABELS = {"engine", "engine_version", "model_id", "pool_id", "replica_id"}

@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import determinism, latency
 from pytest_vllm_conformance.checks import embeddings, metrics, semantics, values
 from pytest_vllm_conformance.client import MalformedResponse, MalformedStream, timeline
 from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.client.records import RequestRecord, Response, Timings
 from pytest_vllm_conformance.client.sse import SSEEvent
 from pytest_vllm_conformance.failures import CheckFailure
-from pytest_vllm_conformance.target import NotReady, _model_ids
+from pytest_vllm_conformance.perf import latency
+from pytest_vllm_conformance.target.discovery import NotReady, _model_ids
+from pytest_vllm_conformance.workload import determinism
 from tests.fault_server import MODEL, FaultServer
 from tests.test_checks_bite import QUICK
 

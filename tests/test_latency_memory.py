@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from pytest_vllm_conformance import latency, memory, slo
-from pytest_vllm_conformance.latency import Level, Sample
-from pytest_vllm_conformance.stats import Summary, percentile
+from pytest_vllm_conformance.perf import latency, memory, slo
+from pytest_vllm_conformance.perf.latency import Level, Sample
+from pytest_vllm_conformance.perf.stats import Summary, percentile
 
 
 def test_percentiles_are_numpys_linear_definition() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance.load import LOCUSTFILE
-from pytest_vllm_conformance.load.__main__ import main as report_main
-from pytest_vllm_conformance.load.report import LoadReport, read
-from pytest_vllm_conformance.server import free_port
+from pytest_vllm_conformance.perf.locust import LOCUSTFILE
+from pytest_vllm_conformance.perf.locust.__main__ import main as report_main
+from pytest_vllm_conformance.perf.locust.report import LoadReport, read
+from pytest_vllm_conformance.target.local import free_port
 from tests.fault_server import FaultServer
 
 # Never import locust here: its __init__ monkey-patches the whole process with gevent,

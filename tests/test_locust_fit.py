@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from pytest_vllm_conformance.failures import CheckFailure
-from pytest_vllm_conformance.load import LOCUSTFILE, fit
-from pytest_vllm_conformance.load.__main__ import main as report_main
-from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, said, server_message
-from pytest_vllm_conformance.load.report import read
-from pytest_vllm_conformance.server import free_port
+from pytest_vllm_conformance.perf.locust import LOCUSTFILE, fit
+from pytest_vllm_conformance.perf.locust.__main__ import main as report_main
+from pytest_vllm_conformance.perf.locust.fit import Backoff, refused_as_is, said, server_message
+from pytest_vllm_conformance.perf.locust.report import read
+from pytest_vllm_conformance.target.local import free_port
 from tests.fault_server import FaultServer
 from tests.test_locust import CHAT, locust
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance import matrix
+from pytest_vllm_conformance.report import matrix
 from tests.fault_server import FaultServer
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_vllm_conformance.options import Settings, normalise_url, redact_url
+from pytest_vllm_conformance.config.options import Settings, normalise_url, redact_url
 
 
 def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:

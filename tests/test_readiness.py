@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pytest_vllm_conformance.server import free_port
+from pytest_vllm_conformance.target.local import free_port
 from tests.fault_server import FaultServer
 
 KEY = "sk-DISTINCTIVE-7f3a9c-do-not-leak"

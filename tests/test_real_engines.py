@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_vllm_conformance.client import AsyncClient, Client
-from pytest_vllm_conformance.target import discover
+from pytest_vllm_conformance.target.discovery import discover
 from tests.engines import harness_cpus
 
 # Latency and memory sized for a 2-core CPU box, with SLOs a tiny CPU model meets (the

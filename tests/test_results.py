@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pytest_vllm_conformance.results import SCHEMA_FILE
+from pytest_vllm_conformance.report.results import SCHEMA_FILE
 from tests.fault_server import FaultServer
 
 KEY = "sk-results-distinctive-5e1f0c"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import schema
 from pytest_vllm_conformance.schemas import _vendor
+from pytest_vllm_conformance.schemas import validate as schema
 
 CHAT = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,

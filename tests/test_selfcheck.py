@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import latency, selfcheck, slo
 from pytest_vllm_conformance.client import http
 from pytest_vllm_conformance.client.records import Timings
-from pytest_vllm_conformance.latency import Level, Sample
+from pytest_vllm_conformance.perf import latency, selfcheck, slo
+from pytest_vllm_conformance.perf.latency import Level, Sample
 from tests.fault_server import FaultServer
 
 LATENCY_C1 = "test_latency.py::test_streamed_completions_at_each_concurrency_level[c1]"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_vllm_conformance import schema
 from pytest_vllm_conformance.failures import CheckFailure, Findings, Severity
+from pytest_vllm_conformance.schemas import validate as schema
 
 
 def matches(instance: Any, root: str, profile: str, *, curl: str = "",

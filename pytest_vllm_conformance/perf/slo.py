@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # read at option-parsing time: keep the client out of the plugin's import
-    from pytest_vllm_conformance.latency import Level
+    from pytest_vllm_conformance.perf.latency import Level
 
 #: The classic service targets: 100-token completions p95 under 5 s, embeddings p95 under
 #: 500 ms and at least 100 embeddings/s, no errors at any level (50 concurrent users included).
@@ -115,7 +115,7 @@ def enforce(level: Level, slo: dict[str, float], embeddings: bool = False,
     out, raises :class:`selfcheck.HarnessLimited` instead, whether or not the SLO was met;
     only a missed error rate stands (a failed request is no timing figure)."""
     from pytest_vllm_conformance.failures import CheckFailure, Severity
-    from pytest_vllm_conformance.selfcheck import check
+    from pytest_vllm_conformance.perf.selfcheck import check
 
     rows = judge(level, slo, embeddings)
     missed = [r for r in rows if not r[3]]

@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import latency, prompts, selfcheck, slo
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.early_stop import EarlyStop
+from pytest_vllm_conformance.config.options import Settings
 from pytest_vllm_conformance.failures import CheckFailure
-from pytest_vllm_conformance.latency import Level
-from pytest_vllm_conformance.options import Settings
-from pytest_vllm_conformance.stats import table
-from pytest_vllm_conformance.target import Target
+from pytest_vllm_conformance.perf import latency, selfcheck, slo
+from pytest_vllm_conformance.perf.early_stop import EarlyStop
+from pytest_vllm_conformance.perf.latency import Level
+from pytest_vllm_conformance.perf.stats import table
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.workload import prompts
 
 _EMBED_TEXT = "The quick brown fox jumps over the lazy dog"
 

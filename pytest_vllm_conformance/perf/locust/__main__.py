@@ -1,7 +1,7 @@
-"""``python -m pytest_vllm_conformance.load``: where the locustfile is, and reports of runs.
+"""``python -m pytest_vllm_conformance.perf.locust``: where the locustfile is, and reports of runs.
 
-    locust -f "$(python -m pytest_vllm_conformance.load --path)" --host URL ...
-    python -m pytest_vllm_conformance.load PREFIX [--json FILE] [--plot FILE]
+    locust -f "$(python -m pytest_vllm_conformance.perf.locust --path)" --host URL ...
+    python -m pytest_vllm_conformance.perf.locust PREFIX [--json FILE] [--plot FILE]
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_vllm_conformance.load import LOCUSTFILE
-from pytest_vllm_conformance.load.report import ReportError, plot, read
+from pytest_vllm_conformance.perf.locust import LOCUSTFILE
+from pytest_vllm_conformance.perf.locust.report import ReportError, plot, read
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_vllm_conformance.load",
+    parser = argparse.ArgumentParser(prog="python -m pytest_vllm_conformance.perf.locust",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("prefix", nargs="?", help="the prefix given to locust --csv")
     parser.add_argument("--path", action="store_true", help="print the locustfile's path")

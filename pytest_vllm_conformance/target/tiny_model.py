@@ -6,7 +6,7 @@ printable-ASCII tokens can ever win (special tokens and partial UTF-8 bytes get 
 large negative logit through one constant residual channel), which makes every
 greedy generation end by ``max_tokens`` or a stop string and never by EOS.
 
-Run as ``python -m pytest_vllm_conformance.tiny_model DIR``; torch, transformers
+Run as ``python -m pytest_vllm_conformance.target.tiny_model DIR``; torch, transformers
 and tokenizers are imported only inside :func:`build`, never by the plugin.
 """
 

@@ -1,6 +1,6 @@
 """Locust users for OpenAI-compatible servers: completions, streaming chat and embeddings.
 
-Run it with ``locust -f "$(python -m pytest_vllm_conformance.load --path)" --host URL``.
+Run it with ``locust -f "$(python -m pytest_vllm_conformance.perf.locust --path)" --host URL``.
 Every request is one entry in locust's statistics; a stream adds its own entries,
 named after the endpoint, whose "response time" columns hold:
 
@@ -47,11 +47,11 @@ from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.client.events import text_times
 from pytest_vllm_conformance.client.sse import SSEDecoder
 from pytest_vllm_conformance.failures import CheckFailure
-from pytest_vllm_conformance.load import fit
-from pytest_vllm_conformance.load.fit import Backoff, refused_as_is, server_message
-from pytest_vllm_conformance.load.report import NOT_RUN
-from pytest_vllm_conformance.prompts import BUILT_IN, Prompt, load
+from pytest_vllm_conformance.perf.locust import fit
+from pytest_vllm_conformance.perf.locust.fit import Backoff, refused_as_is, server_message
+from pytest_vllm_conformance.perf.locust.report import NOT_RUN
 from pytest_vllm_conformance.secrets import Secret
+from pytest_vllm_conformance.workload.prompts import BUILT_IN, Prompt, load
 
 _EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
 _IDLE_S = 3600.0  # what a user of a class that cannot run waits, again and again

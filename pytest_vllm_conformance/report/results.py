@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pytest_vllm_conformance.session import ConformanceSession
 
 SCHEMA_ID = "pytest-vllm-conformance/results/1"
-SCHEMA_FILE = Path(__file__).parent / "schemas" / "results-1.schema.json"
+SCHEMA_FILE = Path(__file__).parent.parent / "schemas" / "results-1.schema.json"
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 FAILURE_FIELDS = ("title", "severity", "expected", "received", "curl", "detail")
 
@@ -171,7 +171,7 @@ class ResultsRecorder:
             self._write(self.path, lambda: json.dumps(doc, indent=2, allow_nan=False) + "\n")
         settings = self.state.settings
         if settings.html_path is not None:
-            from pytest_vllm_conformance import html_report
+            from pytest_vllm_conformance.report import html as html_report
 
             self._write(settings.html_path, lambda: html_report.render(doc))
         if settings.openmetrics_path is not None or settings.pushgateway:
@@ -198,7 +198,7 @@ class ResultsRecorder:
     def _export(self, doc: dict[str, Any]) -> None:
         from urllib.parse import urlsplit
 
-        from pytest_vllm_conformance import export
+        from pytest_vllm_conformance.report import openmetrics as export
 
         settings = self.state.settings
         url = self.state.target.base_url if self.state.target else ""
@@ -261,7 +261,7 @@ def _plain(value: Any) -> Any:
 
 def _options(state: ConformanceSession) -> dict[str, Any]:
     """The run's settings, minus the key; URLs already carry no credentials."""
-    from pytest_vllm_conformance.options import redact_url
+    from pytest_vllm_conformance.config.options import redact_url
 
     settings = state.settings
     out: dict[str, Any] = {}

@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_vllm_conformance import container_options, cpu_split, perf_options
+from pytest_vllm_conformance.config import container_options, perf_options
+from pytest_vllm_conformance.config.validate import choice, count, readable_file, seconds
 from pytest_vllm_conformance.secrets import Secret
-from pytest_vllm_conformance.validate import choice, count, readable_file, seconds
+from pytest_vllm_conformance.target import cpu_split
 
 PROFILES = ("auto", "openai", "vllm", "batch-invariant")
 SUITE_MODES = ("auto", "on", "off")

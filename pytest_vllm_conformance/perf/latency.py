@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_vllm_conformance.client import ClientError, Response
 from pytest_vllm_conformance.client.events import text_times
-from pytest_vllm_conformance.stats import Summary
+from pytest_vllm_conformance.perf.stats import Summary
 
 if TYPE_CHECKING:
-    from pytest_vllm_conformance.selfcheck import ClientHealth
+    from pytest_vllm_conformance.perf.selfcheck import ClientHealth
 
 NAN = math.nan
 METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_vllm_conformance.stats import Summary, table
+from pytest_vllm_conformance.perf.stats import Summary, table
 
 # locust's percentile columns, as the x axis of the percentile curve
 CURVE = ("50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%")

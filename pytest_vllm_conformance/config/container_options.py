@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import perf_options
-from pytest_vllm_conformance.validate import choice, readable_file
+from pytest_vllm_conformance.config import perf_options
+from pytest_vllm_conformance.config.validate import choice, readable_file
 
 TOPOLOGIES = ("single", "split")
 DEFAULT_ROUTER_IMAGE = "haproxy:2.8"

@@ -1,6 +1,6 @@
 """A conformance matrix (check x engine) from runs of the bundled suites.
 
-    python -m pytest_vllm_conformance.matrix \\
+    python -m pytest_vllm_conformance.report.matrix \\
         --engine "vllm=http://127.0.0.1:8000 --vllm-embedding-model=e5" \\
         --engine "llama.cpp=http://127.0.0.1:8080" [--out matrix.md]
 
@@ -75,7 +75,7 @@ def table(results: dict[str, dict[str, tuple[str, str]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_vllm_conformance.matrix",
+    parser = argparse.ArgumentParser(prog="python -m pytest_vllm_conformance.report.matrix",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", action="append", required=True, metavar="'NAME=URL [OPTS]'")
     parser.add_argument("--out", type=Path, help="also write the table to this file")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vllm_conformance.secrets import Secret
-from pytest_vllm_conformance.server import indented_tail, wait_until_healthy
+from pytest_vllm_conformance.target.local import indented_tail, wait_until_healthy
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from pytest_vllm_conformance import cpu_split
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
-from pytest_vllm_conformance.options import TINY, Settings
+from pytest_vllm_conformance.config.options import TINY, Settings
+from pytest_vllm_conformance.target import cpu_split
 
 _LOG_TAIL_LINES = 15
 _STOP_GRACE_S = 20.0
@@ -140,13 +140,13 @@ class LocalVllmServer:
         serve = str(self.settings.serve)
         if serve != TINY:
             return serve, self.settings.model
-        from pytest_vllm_conformance import tiny_model  # stdlib-only at import time
+        from pytest_vllm_conformance.target import tiny_model  # stdlib-only at import time
 
         path = tiny_model.default_dir()
         if not tiny_model.is_built(path):
             self.say(f"vllm-conformance: building the tiny model in {path}")
             done = subprocess.run(
-                [self.settings.serve_python, "-m", "pytest_vllm_conformance.tiny_model",
+                [self.settings.serve_python, "-m", "pytest_vllm_conformance.target.tiny_model",
                  str(path)], capture_output=True, text=True, check=False,
             )
             if done.returncode != 0:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import slo
-from pytest_vllm_conformance.memory import parse_duration
-from pytest_vllm_conformance.validate import choice
+from pytest_vllm_conformance.config.validate import choice
+from pytest_vllm_conformance.perf import slo
+from pytest_vllm_conformance.perf.memory import parse_duration
 
 DEFAULT_CONCURRENCY = (1, 8, 50)
 DEFAULT_REQUESTS = 100

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 if TYPE_CHECKING:
-    from pytest_vllm_conformance.latency import Level, Sample
+    from pytest_vllm_conformance.perf.latency import Level, Sample
 
 TICK_S = 0.005
 MIN_TOLERANCE_MS = 2.0
@@ -207,7 +207,7 @@ class Monitor:
         """The figures over the monitored span and the verdict, judged with ``samples``.
 
         ``min_tolerance_ms``: the tolerance's floor (default :data:`MIN_TOLERANCE_MS`)."""
-        from pytest_vllm_conformance.stats import Summary
+        from pytest_vllm_conformance.perf.stats import Summary
 
         floor = MIN_TOLERANCE_MS if min_tolerance_ms is None else min_tolerance_ms
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pytest_vllm_conformance.client.sse import DONE
-from pytest_vllm_conformance.latency import Exchange, Finish, Sample
+from pytest_vllm_conformance.perf.latency import Exchange, Finish, Sample
 
 _UPPER = re.compile(r"(ttft|e2e|queue|embeddings)_(p50|p90|p95|p99|max)_ms")
 _QUANTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllm_conformance import untrusted
-from pytest_vllm_conformance.latency import LEVEL_STAT_KEY
+from pytest_vllm_conformance.perf.latency import LEVEL_STAT_KEY
 
 COLUMNS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 _SERVER_KEY = re.compile(r"(?P<level>.+?): server_(?P<metric>ttft|itl|e2e)_(?P<stat>p\d+)_ms")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pytest_vllm_conformance import untrusted
-from pytest_vllm_conformance.latency import LEVEL_STAT_KEY
+from pytest_vllm_conformance.perf.latency import LEVEL_STAT_KEY
 
 _LEVEL_RATE = re.compile(r"(?P<level>.+?): (?P<what>requests_per_s|output_tokens_per_s|"
                          r"items_per_s|error_rate)")

@@ -1,0 +1,1 @@
+"""Options, their ini twins and parsers, and the validated settings."""

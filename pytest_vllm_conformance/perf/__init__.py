@@ -1,0 +1,1 @@
+"""Performance: load levels, latency and memory measurement, SLOs, locust runs."""

@@ -1,0 +1,1 @@
+"""Outputs: results document, HTML, OpenMetrics, certification bundle, matrix."""

@@ -1,0 +1,1 @@
+"""What the harness sends: compliance request shapes, prompt sets, determinism modes."""
