@@ -35,7 +35,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 def start_vllm(split: bool, server_cpu: int) -> Any:
     """The project's own launcher for the tiny model, pinned to ``server_cpu`` when split."""
-    from pytest_vllm_conformance.config.options import TINY, Settings
+    from pytest_vllm_conformance.config import TINY, Settings
     from pytest_vllm_conformance.target.local import LocalVllmServer
 
     def pin(cmd: list[str], env: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_vllm_conformance.config.options import Settings
+    from pytest_vllm_conformance.config import Settings
     from pytest_vllm_conformance.target.discovery import Target
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_vllm_conformance import hookspecs
-from pytest_vllm_conformance.config.options import Settings, add_options
+from pytest_vllm_conformance.config import SETTINGS_KEY, Settings, add_options
+from pytest_vllm_conformance.config import settings as run_settings
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.client import Client
@@ -42,7 +43,6 @@ MARKERS = {
 SUITE_ORDER = ("test_health", "test_compliance", "test_streaming", "test_embeddings",
                "test_metrics", "test_determinism", "test_latency", "test_memory",
                "test_cancellation", "test_generated", "test_errors", "test_topology")
-SETTINGS_KEY = pytest.StashKey["Settings"]()
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
 
@@ -57,12 +57,11 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
-    settings = Settings.from_config(config)
+    settings = run_settings(config)
     if settings.prompts is not None:
         from pytest_vllm_conformance.workload import prompts
 
         prompts.load(settings.prompts)  # a bad file is a usage error now, not at collection
-    config.stash[SETTINGS_KEY] = settings
     _select_suites(config, settings)
     if settings.has_target:
         from pytest_vllm_conformance.session import ConformanceSession
@@ -228,7 +227,7 @@ def vllm_model(vllm_target: Target) -> str:
 @pytest.fixture(scope="session")
 def vllm_settings(pytestconfig: pytest.Config) -> Settings:
     """The run's validated options."""
-    return pytestconfig.stash[SETTINGS_KEY]
+    return run_settings(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ import pytest
 
 from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
-from pytest_vllm_conformance.config.options import REFUSED_GRACE_S, Settings, redact_url
+from pytest_vllm_conformance.config import REFUSED_GRACE_S, Settings, redact_url
+from pytest_vllm_conformance.config.parsers import format_cpus
 from pytest_vllm_conformance.failures import CheckFailure, FailureGroup, render_client_error
 from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.target import cpu_split
@@ -161,7 +162,7 @@ class ConformanceSession:
         except OSError as exc:  # e.g. a CPU taken away meanwhile: measure unpinned, say so
             self._affinity_before = None
             self._say(f"vllm-conformance: could not pin the harness to CPU(s) "
-                      f"{cpu_split.format_cpus(cpus)} ({exc.strerror}); it runs unpinned")
+                      f"{format_cpus(cpus)} ({exc.strerror}); it runs unpinned")
 
     @property
     def server_pid(self) -> int | None:

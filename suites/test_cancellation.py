@@ -19,7 +19,7 @@ import pytest
 from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import metrics
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import shapes

@@ -24,7 +24,7 @@ import pytest
 from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import EventKind, timeline
-from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import determinism as det

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_vllm_conformance.checks import errors
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import shapes
 

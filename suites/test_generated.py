@@ -17,7 +17,7 @@ from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import errors, semantics, streaming
 from pytest_vllm_conformance.checks import schema as schema_checks
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure, Findings, Severity
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"

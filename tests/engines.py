@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
-from pytest_vllm_conformance.config.options import TINY, Settings
+from pytest_vllm_conformance.config import TINY, Settings
 from pytest_vllm_conformance.target import cpu_split, tiny_model
 from pytest_vllm_conformance.target.local import (
     LocalVllmServer,

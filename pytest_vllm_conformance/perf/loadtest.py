@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf import latency, selfcheck, slo
 from pytest_vllm_conformance.perf.early_stop import EarlyStop

@@ -163,13 +163,3 @@ def metrics_rss(text: str, curl: str = "") -> float | None:
     from pytest_vllm_conformance.checks.metrics import parse_text
 
     return parse_text(text, curl).total("process_resident_memory_bytes")
-
-
-def parse_duration(raw: str) -> float:
-    """``90``, ``90s``, ``10m``, ``24h`` -> seconds; ValueError otherwise."""
-    text = raw.strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
-    value = float(text[:-1] if scale else text)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(raw)
-    return value * (scale or 1)

@@ -11,51 +11,27 @@ Keys (all optional):
 
 Limits come from, later winning: the default profile (:data:`DEFAULTS`, the classic service
 targets), ``--vllm-slo`` / ini ``vllm_slo`` (``none`` drops the defaults), and the
-``latency`` marker's keyword arguments on a test.
+``latency`` marker's keyword arguments on a test. The keys' grammar is the configuration's
+(:mod:`pytest_vllm_conformance.config.parsers`).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # read at option-parsing time: keep the client out of the plugin's import
+from pytest_vllm_conformance.config.parsers import SLO_LATENCY_KEY as _KEY
+from pytest_vllm_conformance.config.parsers import SLO_RATES as _RATES
+from pytest_vllm_conformance.config.parsers import valid_slo_key as valid_key
+
+if TYPE_CHECKING:  # keep the client out of this module's import
     from pytest_vllm_conformance.perf.latency import Level
 
 #: The classic service targets: 100-token completions p95 under 5 s, embeddings p95 under
 #: 500 ms and at least 100 embeddings/s, no errors at any level (50 concurrent users included).
 DEFAULTS: dict[str, float] = {"e2e_p95_ms": 5000.0, "embeddings_p95_ms": 500.0,
                               "embeddings_per_s": 100.0, "error_rate": 0.0}
-_STATS = ("p50", "p90", "p95", "p99", "mean", "max")
-_KEY = re.compile(rf"(ttft|itl|tpot|e2e|queue|embeddings)_({'|'.join(_STATS)})_ms")
-_RATES = {"min_rps": "requests_per_s", "min_tokens_per_s": "output_tokens_per_s",
-          "embeddings_per_s": "items_per_s"}
-
-
-def valid_key(key: str) -> bool:
-    return bool(_KEY.fullmatch(key)) or key in _RATES or key == "error_rate"
-
-
-def parse(text: str, where: str = "--vllm-slo") -> dict[str, float] | None:
-    """``key=value,key=value`` -> limits; ``none`` -> None (no defaults)."""
-    if text.strip().lower() == "none":
-        return None
-    out: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, raw = item.partition("=")
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not sep or not valid_key(key.strip()) or not math.isfinite(value) or value < 0:
-            raise pytest.UsageError(
-                f"{where}: {item!r} is not KEY=NUMBER with a known key (e.g. ttft_p95_ms=500, "
-                "e2e_p99_ms=8000, error_rate=0.01, min_rps=2, embeddings_per_s=100).")
-        out[key.strip()] = value
-    return out
 
 
 def limits(configured: dict[str, float] | None, marker: pytest.Mark | None) -> dict[str, float]:

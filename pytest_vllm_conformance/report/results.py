@@ -261,7 +261,7 @@ def _plain(value: Any) -> Any:
 
 def _options(state: ConformanceSession) -> dict[str, Any]:
     """The run's settings, minus the key; URLs already carry no credentials."""
-    from pytest_vllm_conformance.config.options import redact_url
+    from pytest_vllm_conformance.config import redact_url
 
     settings = state.settings
     out: dict[str, Any] = {}

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllm_conformance.config.parsers import format_cpus, parse_cpus
+
 OPTION = "--vllm-cpu-split"
-MODES = ("auto", "off")
 #: vLLM's CPU backend binds its OpenMP threads to these CPUs ("0-5", ranks split by "|")
 OMP_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 #: serve arguments that make vLLM run several ranks, each needing its own CPU list
 _MULTI_RANK_ARGS = re.compile(r"^(--(tensor|pipeline|data)-parallel-size|-tp|-pp|-dp)"
                               r"(=(\d+))?$")
-_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_USAGE = (f"{OPTION} must be auto, off or SERVER_CPUS/HARNESS_CPUS with CPU lists like "
-          "0-5/6,7")
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,6 @@ class CpuSplit:
         """e.g. 'server 0-5, harness 6,7': the header line and the JUnit property."""
         return f"server {format_cpus(self.server)}, harness {format_cpus(self.harness)}"
 
-    def as_text(self) -> str:
-        """The option's own spelling, handed to xdist workers."""
-        return f"{format_cpus(self.server)}/{format_cpus(self.harness)}"
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -53,59 +47,6 @@ class Plan:
 
     def describe(self) -> str:
         return self.split.describe() if self.split is not None else self.note
-
-
-def parse_cpus(text: str) -> frozenset[int]:
-    """'0-2,5' -> {0, 1, 2, 5}; raises ValueError on anything else."""
-    text = text.strip()
-    if not _CPU_LIST.match(text):
-        raise ValueError(text)
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        low, high = int(first), int(last or first)
-        if high < low or high > 65535:
-            raise ValueError(text)
-        cpus.update(range(low, high + 1))
-    return frozenset(cpus)
-
-
-def format_cpus(cpus: Iterable[int]) -> str:
-    """{0, 1, 2, 5, 7, 8} -> '0-2,5,7,8': runs of three or more consecutive CPUs as ranges
-    (the form vLLM's ``VLLM_CPU_OMP_THREADS_BIND`` and Docker's ``--cpuset-cpus`` read)."""
-    ordered = sorted(cpus)
-    parts: list[str] = []
-    start = prev = -2
-    for cpu in [*ordered, -2]:
-        if cpu == prev + 1:
-            prev = cpu
-            continue
-        if start >= 0:
-            parts.append(str(start) if start == prev else
-                         f"{start},{prev}" if prev == start + 1 else f"{start}-{prev}")
-        start = prev = cpu
-    return ",".join(parts)
-
-
-def validate(raw: object) -> str:
-    """The option's value, checked for shape (the CPUs themselves are checked at start,
-    against the CPUs the process may use); one UsageError sentence when malformed."""
-    if raw is None:
-        return "auto"
-    text = str(raw).strip().lower()
-    if text in MODES:
-        return text
-    server_text, sep, harness_text = text.partition("/")
-    try:
-        if not sep:
-            raise ValueError(text)
-        server, harness = parse_cpus(server_text), parse_cpus(harness_text)
-    except ValueError:
-        raise pytest.UsageError(f"{_USAGE}, got {raw!r}.") from None
-    if server & harness:
-        raise pytest.UsageError(f"{OPTION} gives CPU(s) {format_cpus(server & harness)} to "
-                                f"both the server and the harness, got {raw!r}.")
-    return CpuSplit(server, harness).as_text()
 
 
 def available_cpus() -> frozenset[int] | None:
@@ -120,7 +61,8 @@ def harness_count(total: int) -> int:
 
 
 def plan(setting: str, available: frozenset[int] | None) -> Plan:
-    """Resolve the validated option against the CPUs this process may use."""
+    """Resolve the option (as :func:`config.parsers.cpu_split` spells it) against the CPUs
+    this process may use."""
     if setting == "off":
         return Plan(None, "off, nothing pinned")
     if available is None:

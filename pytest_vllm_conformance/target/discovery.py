@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_vllm_conformance.client import AsyncClient, ClientError, ConnectError, Response
-from pytest_vllm_conformance.config.options import redact_url
+from pytest_vllm_conformance.config import redact_url
 from pytest_vllm_conformance.secrets import Secret
 
 _POLL_S = 0.25

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_vllm_conformance.config.parsers import format_cpus
 from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.target.container import (
     CONTAINER_PORT,
@@ -31,12 +32,12 @@ from pytest_vllm_conformance.target.container import (
     resolve_gpus,
     start_reaper,
 )
-from pytest_vllm_conformance.target.cpu_split import format_cpus, server_environment
+from pytest_vllm_conformance.target.cpu_split import server_environment
 
 if TYPE_CHECKING:
     from testcontainers.core.network import Network
 
-    from pytest_vllm_conformance.config.options import Settings
+    from pytest_vllm_conformance.config import Settings
 
 #: the memory share each engine of the split topology claims, embedding first
 SPLIT_GPU_SHARE = (0.20, 0.70)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
-from pytest_vllm_conformance.config.options import TINY, Settings
+from pytest_vllm_conformance.config import TINY, Settings
 from pytest_vllm_conformance.target import cpu_split
 
 _LOG_TAIL_LINES = 15

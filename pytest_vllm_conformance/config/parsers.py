@@ -1,0 +1,291 @@
+"""Parsers of option values: text in, a checked value out, or one ``pytest.UsageError`` sentence.
+
+Each parser takes the raw value (from the command line or the ini file) and the flag it
+came from, and names that flag in its error. The grammars of the domain's settings live
+here too (durations, SLO keys, CPU lists), so that the configuration depends on no domain
+module: the domain imports what it needs from here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from pytest_vllm_conformance.secrets import Secret
+
+# -- numbers and words -----------------------------------------------------------------------
+
+
+def text(raw: object, flag: str) -> str:
+    """Any text, stripped."""
+    return str(raw).strip()
+
+
+def seconds(raw: object, flag: str) -> float:
+    """A positive, finite number of seconds."""
+    value = _float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise pytest.UsageError(f"{flag} must be a positive number of seconds, got {raw!r}.")
+    return value
+
+
+def integer(raw: object, flag: str, least: int = 1) -> int:
+    """A whole number of at least ``least`` (one wording for every count option)."""
+    digits = str(raw).strip()
+    value = int(digits) if re.fullmatch(r"\d+", digits) else least - 1
+    if value < least:
+        raise pytest.UsageError(
+            f"{flag} must be a whole number of at least {least}, got {raw!r}.")
+    return value
+
+
+def number(raw: object, flag: str, zero: bool = False) -> float:
+    """A finite number above 0 (or of at least 0 with ``zero``)."""
+    value = _float(raw)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        least = "of at least 0" if zero else "above 0"
+        raise pytest.UsageError(f"{flag} must be a number {least}, got {raw!r}.")
+    return value
+
+
+def choice(raw: object, flag: str, choices: Sequence[str]) -> str:
+    """One of ``choices``, spelt exactly."""
+    value = str(raw).strip()
+    if value not in choices:
+        raise pytest.UsageError(f"{flag} must be one of {', '.join(choices)}, got {raw!r}.")
+    return value
+
+
+def switch(raw: object, flag: str) -> bool:
+    """``on`` or ``off``."""
+    return choice(raw, flag, ("on", "off")) == "on"
+
+
+def levels(raw: object, flag: str) -> tuple[int, ...]:
+    """Comma-separated whole numbers of at least 1, like ``1,8,50``."""
+    try:
+        values = tuple(int(x) for x in str(raw).split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise pytest.UsageError(
+            f"{flag} must be whole numbers of at least 1 like 1,8,50, got {raw!r}.")
+    return values
+
+
+def _float(raw: object) -> float:
+    try:
+        return float(str(raw))
+    except ValueError:
+        return math.nan
+
+
+# -- durations -------------------------------------------------------------------------------
+def duration_s(raw: str) -> float:
+    """``90``, ``90s``, ``10m``, ``24h`` -> seconds; ValueError otherwise."""
+    value_text = raw.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value_text[-1:])
+    value = float(value_text[:-1] if scale else value_text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(raw)
+    return value * (scale or 1)
+
+
+def memory_duration(raw: object, flag: str) -> float:
+    """A duration from 5 s to a week, e.g. ``90s``, ``10m`` or ``24h``, in seconds."""
+    try:
+        value = duration_s(str(raw))
+    except ValueError:
+        value = math.nan
+    if not 5 <= value <= 7 * 24 * 3600:
+        raise pytest.UsageError(f"{flag} must be a duration from 5s to 168h such as 90s, 10m "
+                                f"or 24h, got {raw!r}.")
+    return value
+
+
+# -- service-level objectives ----------------------------------------------------------------
+SLO_STATS = ("p50", "p90", "p95", "p99", "mean", "max")
+#: ``<metric>_<stat>_ms``: an upper limit on a latency statistic
+SLO_LATENCY_KEY = re.compile(rf"(ttft|itl|tpot|e2e|queue|embeddings)_({'|'.join(SLO_STATS)})_ms")
+#: lower limits on throughput, and the level rate each one reads
+SLO_RATES = {"min_rps": "requests_per_s", "min_tokens_per_s": "output_tokens_per_s",
+             "embeddings_per_s": "items_per_s"}
+
+
+def valid_slo_key(key: str) -> bool:
+    """Whether ``key`` names a limit the latency suite can judge."""
+    return bool(SLO_LATENCY_KEY.fullmatch(key)) or key in SLO_RATES or key == "error_rate"
+
+
+def slo(raw: object, flag: str = "--vllm-slo") -> dict[str, float] | None:
+    """``key=value,key=value`` -> limits; ``none`` -> None (no defaults)."""
+    value_text = str(raw)
+    if value_text.strip().lower() == "none":
+        return None
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in value_text.split(","))):
+        key, sep, limit = item.partition("=")
+        value = _float(limit)
+        if not sep or not valid_slo_key(key.strip()) or not math.isfinite(value) or value < 0:
+            raise pytest.UsageError(
+                f"{flag}: {item!r} is not KEY=NUMBER with a known key (e.g. ttft_p95_ms=500, "
+                "e2e_p99_ms=8000, error_rate=0.01, min_rps=2, embeddings_per_s=100).")
+        out[key.strip()] = value
+    return out
+
+
+# -- CPU lists -------------------------------------------------------------------------------
+CPU_SPLIT_MODES = ("auto", "off")
+_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def parse_cpus(value_text: str) -> frozenset[int]:
+    """'0-2,5' -> {0, 1, 2, 5}; raises ValueError on anything else."""
+    value_text = value_text.strip()
+    if not _CPU_LIST.match(value_text):
+        raise ValueError(value_text)
+    cpus: set[int] = set()
+    for part in value_text.split(","):
+        first, _, last = part.partition("-")
+        low, high = int(first), int(last or first)
+        if high < low or high > 65535:
+            raise ValueError(value_text)
+        cpus.update(range(low, high + 1))
+    return frozenset(cpus)
+
+
+def format_cpus(cpus: Iterable[int]) -> str:
+    """{0, 1, 2, 5, 7, 8} -> '0-2,5,7,8': runs of three or more consecutive CPUs as ranges
+    (the form vLLM's ``VLLM_CPU_OMP_THREADS_BIND`` and Docker's ``--cpuset-cpus`` read)."""
+    ordered = sorted(cpus)
+    parts: list[str] = []
+    start = prev = -2
+    for cpu in [*ordered, -2]:
+        if cpu == prev + 1:
+            prev = cpu
+            continue
+        if start >= 0:
+            parts.append(str(start) if start == prev else
+                         f"{start},{prev}" if prev == start + 1 else f"{start}-{prev}")
+        start = prev = cpu
+    return ",".join(parts)
+
+
+def cpu_split(raw: object, flag: str = "--vllm-cpu-split") -> str:
+    """``auto``, ``off`` or ``SERVER_CPUS/HARNESS_CPUS`` in its canonical spelling (the CPUs
+    themselves are checked at start, against the CPUs the process may use)."""
+    value_text = str(raw).strip().lower()
+    if value_text in CPU_SPLIT_MODES:
+        return value_text
+    server_text, sep, harness_text = value_text.partition("/")
+    try:
+        if not sep:
+            raise ValueError(value_text)
+        server, harness = parse_cpus(server_text), parse_cpus(harness_text)
+    except ValueError:
+        raise pytest.UsageError(f"{flag} must be auto, off or SERVER_CPUS/HARNESS_CPUS with CPU "
+                                f"lists like 0-5/6,7, got {raw!r}.") from None
+    if server & harness:
+        raise pytest.UsageError(f"{flag} gives CPU(s) {format_cpus(server & harness)} to "
+                                f"both the server and the harness, got {raw!r}.")
+    return f"{format_cpus(server)}/{format_cpus(harness)}"
+
+
+# -- containers ------------------------------------------------------------------------------
+_GPUS = re.compile(r"^(auto|all|none|\d+(,\d+)*)$")
+_SHM = re.compile(r"^\d+[bkmg]?$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def gpus(raw: object, flag: str) -> str:
+    """``auto``, ``all``, ``none`` or device ids like ``0,1``."""
+    value = str(raw).strip()
+    if not _GPUS.match(value):
+        raise pytest.UsageError(f"{flag} must be auto, all, none or device ids like 0,1, "
+                                f"got {value!r}.")
+    return value
+
+
+def shm_size(raw: object, flag: str) -> str:
+    """A size like ``512m`` or ``16g``."""
+    value = str(raw).strip()
+    if not _SHM.match(value):
+        raise pytest.UsageError(f"{flag} must be a size like 512m or 16g, got {value!r}.")
+    return value
+
+
+def gpu_shares(raw: object, flag: str, want: int) -> tuple[float, ...]:
+    """``want`` GPU memory fractions in (0, 1], summing to at most 1."""
+    try:
+        values = tuple(float(v) for v in str(raw).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != want or not all(0 < v <= 1 for v in values) or sum(values) > 1:
+        shape = "two fractions like 0.2,0.7 (embedding, generation; sum at most 1)" if (
+            want == 2) else "one fraction in (0, 1]"
+        raise pytest.UsageError(f"{flag} must be {shape}, got {raw!r}.")
+    return values
+
+
+def env_item(raw: object, flag: str) -> tuple[str, str | None]:
+    """``NAME`` (taken from this environment) or ``NAME=VALUE``; the value is never echoed."""
+    name, sep, value = str(raw).partition("=")
+    if not _ENV_NAME.match(name):
+        raise pytest.UsageError(f"{flag} must be NAME or NAME=VALUE with NAME a variable "
+                                f"name, got a value starting {name[:12]!r}.")
+    return name, value if sep else None
+
+
+# -- files, keys and URLs --------------------------------------------------------------------
+def readable_file(raw: object, flag: str, root: Path) -> Path:
+    """A file that exists, relative to where pytest was started."""
+    path = root / str(raw).strip()
+    if not path.is_file():
+        raise pytest.UsageError(f"{flag} must name a readable file, got {raw!r}.")
+    return path
+
+
+def output_path(raw: object, root: Path) -> Path | None:
+    """Where to write a report; ``none`` writes nothing."""
+    value = str(raw).strip()
+    return None if value.lower() == "none" else root / value
+
+
+def secret(raw: object, flag: str) -> Secret:
+    """A key, held so that it never prints."""
+    return Secret(str(raw))
+
+
+def normalise_url(raw: object, flag: str) -> str:
+    """Return ``scheme://host[:port][/prefix]`` without a trailing ``/`` or ``/v1``."""
+    value = str(raw).strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise pytest.UsageError(f"{flag} must be http(s)://host[:port], got {redact_url(value)!r}.")
+    if parts.query or parts.fragment:
+        raise pytest.UsageError(f"{flag} must not carry a query or fragment.")
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def redact_url(url: str) -> str:
+    """Drop any user:password@ part so a URL can be printed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]).geturl()
