@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance.config.container_options import ContainerSettings
-from pytest_vllm_conformance.config.options import Settings
+from pytest_vllm_conformance.config import ContainerSettings, Settings, read_settings
+from pytest_vllm_conformance.config.parsers import cpu_split as validate
+from pytest_vllm_conformance.config.parsers import format_cpus
 from pytest_vllm_conformance.target import cpu_split
 from pytest_vllm_conformance.target.container import ContainerSpec, docker_kwargs
-from pytest_vllm_conformance.target.cpu_split import CpuSplit, plan, validate
+from pytest_vllm_conformance.target.cpu_split import CpuSplit, plan
 from pytest_vllm_conformance.target.launch import ContainerDeployment
 from pytest_vllm_conformance.target.local import LocalVllmServer, spawn
 from tests.fault_server import FaultServer
@@ -50,10 +51,10 @@ def test_where_the_harness_runs(record_property):
 
 # -- the option -------------------------------------------------------------------------
 @pytest.mark.parametrize(("raw", "expected"), [
-    (None, "auto"), ("auto", "auto"), ("OFF", "off"), (" off ", "off"),
+    ("auto", "auto"), ("OFF", "off"), (" off ", "off"),
     ("0-5/6,7", "0-5/6,7"), ("0/1", "0/1"), ("3,0-1/2", "0,1,3/2"), ("0-2/7-9", "0-2/7-9"),
 ])
-def test_good_values(raw: str | None, expected: str) -> None:
+def test_good_values(raw: str, expected: str) -> None:
     assert validate(raw) == expected
 
 
@@ -76,8 +77,8 @@ def test_a_bad_value_on_the_command_line_is_one_usage_error(pytester: pytest.Pyt
 
 def test_the_ini_twin_is_read(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nvllm_cpu_split = off\n")
-    assert Settings.from_config(pytester.parseconfigure()).cpu_split == "off"
-    assert Settings.from_config(pytester.parseconfigure("--vllm-cpu-split=0/1")).cpu_split \
+    assert read_settings(pytester.parseconfigure()).cpu_split == "off"
+    assert read_settings(pytester.parseconfigure("--vllm-cpu-split=0/1")).cpu_split \
         == "0/1"
 
 
@@ -114,8 +115,8 @@ def test_an_explicit_split_is_kept_and_checked_against_the_usable_cpus() -> None
 
 
 def test_cpu_lists_are_written_as_ranges() -> None:
-    assert cpu_split.format_cpus({0, 1, 2, 5, 7, 8}) == "0-2,5,7,8"
-    assert cpu_split.format_cpus({4}) == "4"
+    assert format_cpus({0, 1, 2, 5, 7, 8}) == "0-2,5,7,8"
+    assert format_cpus({4}) == "4"
 
 
 # -- the server's environment ---------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from pytest_vllm_conformance.config import parsers
 from pytest_vllm_conformance.perf import latency, memory, slo
 from pytest_vllm_conformance.perf.latency import Level, Sample
 from pytest_vllm_conformance.perf.stats import Summary, percentile
@@ -47,12 +48,12 @@ def _level(e2e: list[float], errors: int = 0, wall: float = 1.0) -> Level:
 
 
 def test_slo_sources_and_judgement() -> None:
-    assert slo.parse("ttft_p95_ms=500, error_rate=0.01") == {"ttft_p95_ms": 500.0,
+    assert parsers.slo("ttft_p95_ms=500, error_rate=0.01") == {"ttft_p95_ms": 500.0,
                                                               "error_rate": 0.01}
-    assert slo.parse("none") is None
+    assert parsers.slo("none") is None
     for bad in ("ttft_p95=5", "latency=3", "ttft_p95_ms=-1", "e2e_p99_ms=fast"):
         with pytest.raises(pytest.UsageError, match="KEY=NUMBER"):
-            slo.parse(bad)
+            parsers.slo(bad)
     assert slo.limits({}, None) == slo.DEFAULTS
     assert slo.limits(None, None) == {}
     marker = pytest.mark.latency(ttft_p95_ms=300).mark
@@ -103,11 +104,11 @@ def test_theil_sen_interval_covers_the_true_slope_about_95_percent() -> None:
 
 
 def test_durations_parse() -> None:
-    assert [memory.parse_duration(x) for x in ("90", "90s", "10m", "24h")] == [90, 90, 600,
+    assert [parsers.duration_s(x) for x in ("90", "90s", "10m", "24h")] == [90, 90, 600,
                                                                                  86400]
     for bad in ("", "h", "-5s", "soon"):
         with pytest.raises(ValueError):
-            memory.parse_duration(bad)
+            parsers.duration_s(bad)
 
 
 def test_process_tree_rss_counts_the_children() -> None:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from pytest_vllm_conformance.config.options import Settings, normalise_url, redact_url
+from pytest_vllm_conformance.config import (
+    OPTIONS,
+    ContainerSettings,
+    PerfSettings,
+    Settings,
+    normalise_url,
+    read_settings,
+    redact_url,
+    render_options_markdown,
+)
 
 
 def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
@@ -43,7 +58,7 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
     (["--vllm-suites=maybe"], "ERROR: --vllm-suites must be one of auto, on, off*"),
     (["--vllm-latency-concurrency=1,x"], "ERROR: --vllm-latency-concurrency must be whole*"),
     (["--vllm-latency-requests=0"], "ERROR: --vllm-latency-requests must be a whole number "
-                                    "above 0, got '0'."),
+                                    "of at least 1, got '0'."),
     (["--vllm-latency-rate=-2"], "ERROR: --vllm-latency-rate must be a number above 0*"),
     (["--vllm-slo=ttft=5"], "ERROR: --vllm-slo: 'ttft=5' is not KEY=NUMBER with a known key*"),
     (["--vllm-memory-duration=2s"], "ERROR: --vllm-memory-duration must be a duration from 5s*"),
@@ -68,7 +83,7 @@ def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
 def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nvllm_url = http://ini-host:1\nvllm_timeout = 7\n")
     config = pytester.parseconfigure("--vllm-url=http://cli-host:2")
-    settings = Settings.from_config(config)
+    settings = read_settings(config)
     assert settings.urls == ("http://cli-host:2",)
     assert settings.timeout == 7.0
 
@@ -77,10 +92,10 @@ def test_api_key_comes_from_the_environment(pytester: pytest.Pytester,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-openai-env")
-    settings = Settings.from_config(pytester.parseconfigure())
+    settings = read_settings(pytester.parseconfigure())
     assert settings.api_key is not None and settings.api_key.reveal() == "sk-from-openai-env"
     monkeypatch.setenv("VLLM_API_KEY", "sk-from-vllm-env")
-    settings = Settings.from_config(pytester.parseconfigure())
+    settings = read_settings(pytester.parseconfigure())
     assert settings.api_key is not None and settings.api_key.reveal() == "sk-from-vllm-env"
     assert "sk-from" not in repr(settings)
 
@@ -136,3 +151,84 @@ def test_named_paths_keep_the_bundled_suites_out_unless_asked(pytester: pytest.P
     on = pytester.runpytest("--collect-only", "-q", "--vllm-url=http://h:1", "--vllm-suites=on",
                             "test_own.py")
     on.stdout.fnmatch_lines(["test_own.py::test_own", "test_health.py::*"])
+
+
+# -- the option table ------------------------------------------------------------------------
+def test_every_setting_is_set_by_exactly_one_option() -> None:
+    """The table is complete: no Settings field is read by hand, none by two options."""
+    set_by = [o.field for o in OPTIONS] + [o.given_field for o in OPTIONS if o.given_field]
+    fields = [f.name for f in dataclasses.fields(Settings) if f.name not in ("perf", "container")]
+    fields += [f"perf.{f.name}" for f in dataclasses.fields(PerfSettings)]
+    fields += [f"container.{f.name}" for f in dataclasses.fields(ContainerSettings)]
+    assert sorted(set_by) == sorted(fields)
+
+
+def test_without_options_the_settings_are_the_dataclass_defaults(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VLLM_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    read = read_settings(pytester.parseconfigure())
+    out = pytester.path / "reports"
+    assert read == Settings(
+        output_dir=out, json_path=out / "results.json", html_path=out / "report.html",
+        openmetrics_path=out / "metrics.txt",
+        container=ContainerSettings(hf_cache=Path("~/.cache/huggingface").expanduser()))
+
+
+def test_every_option_has_its_ini_twin_and_says_its_default(pytester: pytest.Pytester) -> None:
+    config = pytester.parseconfig()
+    for option in OPTIONS:
+        if option.ini_name is not None:
+            config.getini(option.ini_name)  # raises ValueError when not registered
+        assert option.full_help.endswith(f"Default: {option.default_text}"
+                                         + (f" (ini: {option.ini_name})." if option.ini_name
+                                            else "."))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--vllm-examples=0"], "ERROR: --vllm-examples must be a whole number of at least 1, "
+                            "got '0'."),
+    (["--vllm-latency-warmup=-1"], "ERROR: --vllm-latency-warmup must be a whole number of at "
+                                   "least 0, got '-1'."),
+    (["--vllm-memory-concurrency=1.5"], "ERROR: --vllm-memory-concurrency must be a whole number "
+                                        "of at least 1, got '1.5'."),
+])
+def test_every_count_option_words_its_error_alike(pytester: pytest.Pytester, args: list[str],
+                                                  message: str) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line.startswith("ERROR:")] == [message]
+
+
+def test_ini_values_are_parsed_like_the_command_line(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nvllm_latency_concurrency = 2,4\nvllm_slo = none\n"
+                     "vllm_memory_duration = 10m\nvllm_latency_early_stop = off\n"
+                     "vllm_container_env =\n    A=1\n    B\n")
+    read = read_settings(pytester.parseconfigure())
+    assert read.perf.concurrency == (2, 4) and read.perf.slo is None
+    assert read.perf.memory_duration_s == 600 and read.perf.early_stop is False
+    assert read.container.env == (("A", "1"), ("B", None))
+
+
+def test_the_options_reference_is_generated_from_the_table() -> None:
+    """docs/options.md is render_options_markdown()'s; regenerate it with
+    python -c "from pytest_vllm_conformance.config import render_options_markdown as r;
+    print(r(), end='')" > docs/options.md"""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "options.md").read_text()
+    assert text == render_options_markdown()
+    assert all(f"`{o.flag}" in text for o in OPTIONS)
+
+
+def test_the_configuration_imports_no_domain_module() -> None:
+    """config/ depends on pytest and the standard library only (plus secrets): domain
+    modules import their parsed values from it, never the other way round."""
+    code = ("import sys, pytest_vllm_conformance.config as c; "
+            "import json; print(json.dumps(sorted(m for m in sys.modules "
+            "if m.startswith('pytest_vllm_conformance'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out) == ["pytest_vllm_conformance", "pytest_vllm_conformance.config",
+                         "pytest_vllm_conformance.config.parsers",
+                         "pytest_vllm_conformance.config.run_settings",
+                         "pytest_vllm_conformance.config.table",
+                         "pytest_vllm_conformance.secrets"]
