@@ -1,8 +1,9 @@
-"""``vllm-conformance options``: the plugin's command-line options and ini twins, as pytest
-shows them, without pytest's own.
+"""``vllm-conformance options``: the plugin's command-line options and ini twins.
 
-It asks ``pytest --help`` (from an empty folder, so no project conftest adds to it), keeps
-the plugin's option group and the ``vllm_*`` ini lines: one source, the option table itself.
+Where the configuration renders its option table (``config.render_options_markdown``, what
+docs/options.md holds) that table is printed; otherwise ``pytest --help`` is asked (from an
+empty folder, so no project conftest adds to it) and the plugin's option group and the
+``vllm_*`` ini lines are kept. Either way the source is the option declarations themselves.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def plugin_help(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pytest_vllm_conformance import config
+
+    render = getattr(config, "render_options_markdown", None)
+    if callable(render):
+        print(render(), end="")
+        return 0
     with tempfile.TemporaryDirectory() as empty:
         done = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
                               cwd=empty, capture_output=True, text=True, check=False)
