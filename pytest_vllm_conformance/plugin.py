@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pytest_vllm_conformance.client import Client
     from pytest_vllm_conformance.perf.loadtest import LoadRunner
     from pytest_vllm_conformance.session import ConformanceSession
+    from pytest_vllm_conformance.target import StartedServer
     from pytest_vllm_conformance.target.discovery import Target
     from pytest_vllm_conformance.target.launch import ContainerDeployment
 
@@ -122,6 +123,11 @@ def _bundled_node(arg: str, config: pytest.Config) -> str:
 
 
 # -- fixtures ------------------------------------------------------------------------------
+# The run's validated options, for code that runs before any fixture: a suite's
+# ``pytest_generate_tests`` (fixtures use :func:`vllm_settings`). Read once, kept in the stash.
+settings = run_settings
+
+
 def _session(config: pytest.Config) -> ConformanceSession:
     state = config.stash.get(SESSION_KEY, None)
     if state is None or state.target is None:
@@ -227,7 +233,18 @@ def vllm_model(vllm_target: Target) -> str:
 @pytest.fixture(scope="session")
 def vllm_settings(pytestconfig: pytest.Config) -> Settings:
     """The run's validated options."""
-    return run_settings(pytestconfig)
+    return settings(pytestconfig)
+
+
+@pytest.fixture
+def vllm_started_server(pytestconfig: pytest.Config) -> StartedServer | None:
+    """The server this run started (``--vllm-serve``, ``--vllm-image``): its main process id
+    and whether it runs in a container; None for a server found at ``--vllm-url``."""
+    from pytest_vllm_conformance.target import StartedServer
+
+    state = _session(pytestconfig)
+    pid = state.server_pid
+    return None if pid is None else StartedServer(pid, in_container=state.deployment is not None)
 
 
 @pytest.fixture(scope="session")

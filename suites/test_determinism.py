@@ -39,9 +39,9 @@ class LogprobDrift(UserWarning):
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "prompt" in metafunc.fixturenames:
-        from pytest_vllm_conformance.plugin import SETTINGS_KEY
+        from pytest_vllm_conformance.plugin import settings
 
-        chosen = prompts.load(metafunc.config.stash[SETTINGS_KEY].prompts)
+        chosen = prompts.load(settings(metafunc.config).prompts)
         metafunc.parametrize("prompt", chosen, ids=[p.name for p in chosen])
 
 

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.latency
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "concurrency" in metafunc.fixturenames:
-        from pytest_vllm_conformance.plugin import SETTINGS_KEY
+        from pytest_vllm_conformance.plugin import settings
 
-        levels = metafunc.config.stash[SETTINGS_KEY].perf.concurrency
+        levels = settings(metafunc.config).perf.concurrency
         metafunc.parametrize("concurrency", levels, ids=[f"c{c}" for c in levels])
 
 

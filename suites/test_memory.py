@@ -24,6 +24,7 @@ from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.perf import latency, memory
 from pytest_vllm_conformance.perf.loadtest import LoadRunner
+from pytest_vllm_conformance.target import StartedServer
 
 pytestmark = pytest.mark.memory
 
@@ -34,17 +35,14 @@ SAMPLES = 150
 def _source(client: Client, request: pytest.FixtureRequest
             ) -> tuple[str, Callable[[], Awaitable[float | None]]]:
     """How this server's memory can be read, best first; skip (with why) when it cannot."""
-    from pytest_vllm_conformance.plugin import SESSION_KEY
-
-    state = request.config.stash[SESSION_KEY]
-    pid = state.server_pid
-    if pid is not None:
-        read_tree = memory.process_tree_rss(pid)
+    started: StartedServer | None = request.getfixturevalue("vllm_started_server")
+    if started is not None:
+        read_tree = memory.process_tree_rss(started.pid)
 
         async def tree() -> float | None:
             return read_tree()
 
-        what = "container's" if state.deployment is not None else "started server's"
+        what = "container's" if started.in_container else "started server's"
         return f"RSS of the {what} process tree", tree
     r = client.get("/metrics")
     if r.status == 200 and memory.metrics_rss(r.body.decode("utf-8", "replace"),

@@ -8,35 +8,19 @@ here repeats it.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pytest_vllm_conformance import checks
-from pytest_vllm_conformance.client import Client, ClientError
+from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.target.health import health_until
 from pytest_vllm_conformance.target.launch import ContainerDeployment
 
 pytestmark = pytest.mark.topology
 
 #: how soon the endpoint must notice a stopped backend (the bundled router checks each second)
 NOTICE_WITHIN_S = 10.0
-
-
-def _health_until(client: Client, want: int, within_s: float) -> tuple[int, float]:
-    """Poll /health until it answers ``want``; return the last status and the time taken."""
-    started = time.monotonic()
-    status = 0
-    while True:
-        try:
-            status = client.get("/health").status
-        except ClientError:
-            status = 0
-        waited = time.monotonic() - started
-        if status == want or waited > within_s:
-            return status, waited
-        time.sleep(0.25)
 
 
 @pytest.mark.parametrize("endpoint", ["/v1/embeddings", "/v1/completions",
@@ -72,7 +56,7 @@ def test_health_follows_each_backend_down_and_up(vllm_topology: ContainerDeploym
     name = "embedding" if backend == "embed" else "generation"
     server.pause()
     try:
-        status, waited = _health_until(vllm_client, 503, NOTICE_WITHIN_S)
+        status, waited = health_until(vllm_client, 503, NOTICE_WITHIN_S)
         if status != 503:
             raise CheckFailure(
                 f"/health stays up with the {name} server stopped", path="/health",
@@ -83,7 +67,7 @@ def test_health_follows_each_backend_down_and_up(vllm_topology: ContainerDeploym
                        "requests fail")
     finally:
         server.resume(vllm_topology.settings.serve_timeout)
-    status, waited = _health_until(vllm_client, 200, NOTICE_WITHIN_S)
+    status, waited = health_until(vllm_client, 200, NOTICE_WITHIN_S)
     if status != 200:
         raise CheckFailure(
             f"/health does not recover when the {name} server is back", path="/health",

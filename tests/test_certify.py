@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from pytest_vllm_conformance.report.certify import PROFILE, main, verify
+from pytest_vllm_conformance.cli import main
+from pytest_vllm_conformance.report.certify import PROFILE, verify
 from tests.engines import harness_cpus
 from tests.fault_server import FaultServer
 from tests.test_html_report import assert_self_contained, browser_checks
@@ -31,7 +32,7 @@ def certify(url: str, out: Path, *extra: str, key: str | None = None
     env = {k: v for k, v in os.environ.items() if k not in ("VLLM_API_KEY", "OPENAI_API_KEY")}
     if key:
         env["VLLM_API_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "pytest_vllm_conformance.report.certify",
+    return subprocess.run([sys.executable, "-m", "pytest_vllm_conformance.cli",
                            "certify",
                            url, "--out", str(out), "--", *extra], capture_output=True,
                           text=True, env=env, timeout=900)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllm_conformance.cli import main as cli
 from pytest_vllm_conformance.perf.locust import LOCUSTFILE
-from pytest_vllm_conformance.perf.locust.__main__ import main as report_main
 from pytest_vllm_conformance.perf.locust.report import LoadReport, read
 from pytest_vllm_conformance.target.local import free_port
 from tests.fault_server import FaultServer
@@ -85,7 +85,7 @@ def test_report_tables_json_and_plot(fault: FaultServer, tmp_path: Path,
     report = read(tmp_path / "run")
     assert_clean(report, out)
     assert_stream_timings(report, max_tokens=32)
-    assert report_main([str(tmp_path / "run"), "--json", str(tmp_path / "r.json"),
+    assert cli(["load", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"),
                         "--plot", str(tmp_path / "r.png")]) == 0
     table = capsys.readouterr().out
     assert "| TTFT /v1/chat/completions |" in table

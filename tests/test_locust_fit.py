@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from pytest_vllm_conformance.cli import main as cli
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf.locust import LOCUSTFILE, fit
-from pytest_vllm_conformance.perf.locust.__main__ import main as report_main
 from pytest_vllm_conformance.perf.locust.fit import Backoff, refused_as_is, said, server_message
 from pytest_vllm_conformance.perf.locust.report import read
 from pytest_vllm_conformance.target.local import free_port
@@ -43,7 +43,7 @@ def test_a_class_whose_endpoint_is_not_served_sends_only_its_probe(
     assert report.entry("POST", "/v1/embeddings") is None
     assert out.stderr.count("EmbeddingsUser does not run") == 1, out.stderr[-3000:]
     assert "Traceback" not in out.stderr, out.stderr
-    assert report_main([str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]) == 0
+    assert cli(["load", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]) == 0
     assert f"- EmbeddingsUser: not run: {NOT_SERVED}" in capsys.readouterr().out
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["not_run"] == [{"user_class": "EmbeddingsUser", "reason": NOT_SERVED}]
@@ -192,7 +192,7 @@ def test_the_key_reaches_no_locust_output(fault: FaultServer, tmp_path: Path) ->
     report = read(tmp_path / "run")
     assert "EmbeddingsUser" in report.not_run and report.failures, report.markdown()
     assert "***" in report.not_run["EmbeddingsUser"], report.not_run
-    assert report_main([str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]) in (0, 1)
+    assert cli(["load", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")]) in (0, 1)
     written = [f.read_text(errors="replace") for f in tmp_path.iterdir() if f.is_file()]
     assert len(written) >= 3, list(tmp_path.iterdir())
     for text in (out.stdout, out.stderr, report.markdown(), *written):

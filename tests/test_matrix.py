@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_conformance.report import matrix
+from pytest_vllm_conformance.cli import main as cli
 from tests.fault_server import FaultServer
 
 
@@ -16,7 +16,7 @@ def test_the_matrix_puts_each_engine_in_a_column(fault: FaultServer, second_faul
     broken = second_fault
     broken.faults = {"stream_no_done"}
     out = tmp_path / "matrix.md"
-    assert matrix.main(["--engine", f"good={fault.url} -m streaming",
+    assert cli(["matrix", "--engine", f"good={fault.url} -m streaming",
                         "--engine", f"bad={broken.url} -m streaming", "--out", str(out)]) == 0
     table = out.read_text()
     assert table == capsys.readouterr().out
@@ -29,10 +29,10 @@ def test_the_matrix_puts_each_engine_in_a_column(fault: FaultServer, second_faul
 
 def test_a_bad_engine_spec_is_one_clear_line() -> None:
     with pytest.raises(SystemExit, match="--engine must be NAME=URL"):
-        matrix.main(["--engine", "no-url-here"])
+        cli(["matrix", "--engine", "no-url-here"])
 
 
 def test_an_unreachable_engine_says_why() -> None:
     with pytest.raises(SystemExit, match=r"the run for gone produced no results: ERROR: nothing "
                                          r"answers at http://127\.0\.0\.1:9"):
-        matrix.main(["--engine", "gone=http://127.0.0.1:9"])
+        cli(["matrix", "--engine", "gone=http://127.0.0.1:9"])

@@ -1,5 +1,7 @@
 """``vllm-conformance certify URL``: run the certification profile and write a checkable bundle.
 
+The command line is :mod:`pytest_vllm_conformance.cli.certify`; the work is here.
+
 The bundle folder holds the HTML report, pytest's JUnit XML (xunit2), the JSON results, the
 OpenMetrics text, the console output, ``versions.json`` (harness, Python, pytest, server),
 ``command.txt`` (the exact command; the key travels in $VLLM_API_KEY, never on a command
@@ -15,7 +17,6 @@ load allowed at most 100 MB/h. A bundle certifies a deployment when its verdict 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import platform
@@ -34,16 +35,16 @@ PROFILE_ARGS = ("--vllm-profile=auto", "--vllm-suites=on", "--vllm-determinism-r
 SUMS = "SHA256SUMS"
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_sums(folder: Path) -> str:
     """Write SHA256SUMS over every other file; return its own digest (the bundle's)."""
-    lines = [f"{_sha256(p)}  {p.relative_to(folder).as_posix()}"
+    lines = [f"{sha256(p)}  {p.relative_to(folder).as_posix()}"
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != SUMS]
     (folder / SUMS).write_text("\n".join(lines) + "\n")
-    return _sha256(folder / SUMS)
+    return sha256(folder / SUMS)
 
 
 def verify(folder: Path, digest: str | None = None) -> list[str]:
@@ -59,13 +60,13 @@ def verify(folder: Path, digest: str | None = None) -> list[str]:
         path = folder / name
         if not path.is_file():
             problems.append(f"{name}: listed but missing")
-        elif _sha256(path) != want:
+        elif sha256(path) != want:
             problems.append(f"{name}: changed since the bundle was written")
     extra = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
              if p.is_file() and p.name != SUMS} - listed
     problems += [f"{name}: not in {SUMS}" for name in sorted(extra)]
-    if digest and _sha256(sums) != digest:
-        problems.append(f"{SUMS} digest is {_sha256(sums)}, not {digest}")
+    if digest and sha256(sums) != digest:
+        problems.append(f"{SUMS} digest is {sha256(sums)}, not {digest}")
     return problems
 
 
@@ -116,31 +117,7 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
     return 0 if doc["verdict"] == "pass" else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vllm-conformance",
-                                     description="Certify an OpenAI-compatible server.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("certify", help="run the certification profile, write a bundle")
-    c.add_argument("url", help="base URL of the server, http(s)://host[:port]")
-    c.add_argument("--out", type=Path, default=Path("certification"), metavar="DIR",
-                   help="bundle folder, created empty. Default: ./certification")
-    c.epilog = "More pytest options go after --, e.g. -- --vllm-embedding-model=NAME"
-    v = sub.add_parser("verify", help="check a bundle against its SHA256SUMS")
-    v.add_argument("folder", type=Path)
-    v.add_argument("--digest", help="the sha256 the bundle was handed over with")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    if args.command == "certify":
-        return certify(args.url, args.out.resolve(), extra)
-    problems = verify(args.folder, (args.digest or "").removeprefix("sha256:") or None)
-    for problem in problems:
-        print(f"FAILED: {problem}")
-    if not problems:
-        print(f"OK: every file of {args.folder} matches {SUMS} "
-              f"(sha256:{_sha256(args.folder / SUMS)})")
-    return 1 if problems else 0
+if __name__ == "__main__":  # the old spelling, kept as an alias of ``vllm-conformance``
+    from pytest_vllm_conformance.cli import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """A conformance matrix (check x engine) from runs of the bundled suites.
 
-    python -m pytest_vllm_conformance.report.matrix \\
+    vllm-conformance matrix \\
         --engine "vllm=http://127.0.0.1:8000 --vllm-embedding-model=e5" \\
         --engine "llama.cpp=http://127.0.0.1:8080" [--out matrix.md]
 
@@ -11,11 +11,9 @@ Every run is a separate pytest process writing JUnit XML (pytest's own, through
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -74,20 +72,7 @@ def table(results: dict[str, dict[str, tuple[str, str]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_vllm_conformance.report.matrix",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", action="append", required=True, metavar="'NAME=URL [OPTS]'")
-    parser.add_argument("--out", type=Path, help="also write the table to this file")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = dict(run_engine(spec, Path(tmp)) for spec in args.engine)
-    text = table(results)
-    print(text, end="")
-    if args.out:
-        args.out.write_text(text)
-    return 0
+if __name__ == "__main__":  # the old spelling, kept as an alias of ``vllm-conformance matrix``
+    from pytest_vllm_conformance.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["matrix", *sys.argv[1:]]))

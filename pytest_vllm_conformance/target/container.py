@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vllm_conformance.secrets import Secret
-from pytest_vllm_conformance.target.local import indented_tail, wait_until_healthy
+from pytest_vllm_conformance.target import health
+from pytest_vllm_conformance.target.local import indented_tail
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -185,7 +186,7 @@ class ContainerServer:
 
     def wait_healthy(self, timeout_s: float) -> None:
         """Poll ``/health`` until 200; raise with the log tail if it exits or times out."""
-        if not wait_until_healthy(self.url, timeout_s, self._raise_if_exited):
+        if not health.wait_healthy(self.url, timeout_s, self._raise_if_exited):
             raise ContainerStartError(
                 f"the {self.spec.role} container ({self.spec.image}) at {self.url} was not "
                 f"healthy within {timeout_s:g} s (raise --vllm-serve-timeout); its last log "

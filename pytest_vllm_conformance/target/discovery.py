@@ -8,16 +8,16 @@ and the cause, which the plugin turns into a single usage error.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_vllm_conformance.client import AsyncClient, ClientError, ConnectError, Response
+from pytest_vllm_conformance.client import AsyncClient, ClientError, Response
 from pytest_vllm_conformance.config import redact_url
 from pytest_vllm_conformance.secrets import Secret
+from pytest_vllm_conformance.target import health
 
 _POLL_S = 0.25
-_PROBE_TIMEOUT_S = 5.0
+_PROBE_TIMEOUT_S = health.PROBE_TIMEOUT_S
 PROBED_PATHS = ("/health", "/version", "/v1/models", "/metrics")
 
 
@@ -69,45 +69,29 @@ async def wait_ready(client: AsyncClient, url: str, within_s: float,
                      refused_grace_s: float | None = None) -> None:
     """Poll ``/health`` (or ``/v1/models`` where there is none) until it answers 200.
 
+    A 401 or 403 also counts as alive: the key check that follows says what is wrong.
     With ``refused_grace_s``, give up early when every attempt so far was refused:
     nothing listens there, and waiting longer only delays the message.
     """
-    started = time.monotonic()
-    deadline = started + within_s
-    only_refused = True
-    problem = "no answer yet"
-    paths = ["/health", "/v1/models"]
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            r = await client.get(paths[0], base_url=url,
-                                 timeout=max(0.5, min(_PROBE_TIMEOUT_S, remaining)))
-            if r.status == 200:
-                return
-            if r.status in (401, 403):
-                return  # alive; the key check that follows says what is wrong
-            if r.status == 404 and len(paths) > 1:
-                paths.pop(0)
-                continue
-            problem = f"GET {paths[0]} answered HTTP {r.status}"
-            only_refused = False
-        except ConnectError as exc:
-            problem = exc.reason
-        except ClientError as exc:
-            problem = exc.reason
-            only_refused = False
-        now = time.monotonic()
-        if only_refused and refused_grace_s is not None and now - started >= refused_grace_s:
-            raise NotReady(
-                f"nothing answers at {redact_url(url)} ({problem}); start the server or fix "
-                "--vllm-url (set --vllm-ready-timeout to wait for a server still starting)."
-            )
-        if now + _POLL_S > deadline:
-            raise NotReady(
-                f"{redact_url(url)} is not ready after {within_s:g} s ({problem}); start the "
-                "server, fix --vllm-url, or allow longer with --vllm-ready-timeout."
-            )
-        await asyncio.sleep(_POLL_S)
+
+    def refused_too_long(p: health.Probe) -> bool:
+        return p.only_refused and refused_grace_s is not None and p.waited_s >= refused_grace_s
+
+    wait = await health.poll(client, base_url=url, paths=("/health", "/v1/models"),
+                             until=lambda p: p.status in (200, 401, 403), within_s=within_s,
+                             interval_s=_POLL_S, give_up=refused_too_long)
+    if wait.reached:
+        return
+    problem = wait.last.problem
+    if refused_too_long(wait.last):
+        raise NotReady(
+            f"nothing answers at {redact_url(url)} ({problem}); start the server or fix "
+            "--vllm-url (set --vllm-ready-timeout to wait for a server still starting)."
+        )
+    raise NotReady(
+        f"{redact_url(url)} is not ready after {within_s:g} s ({problem}); start the "
+        "server, fix --vllm-url, or allow longer with --vllm-ready-timeout."
+    )
 
 
 async def discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | None,

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.config import TINY, Settings
-from pytest_vllm_conformance.target import cpu_split
+from pytest_vllm_conformance.target import cpu_split, health
 
 _LOG_TAIL_LINES = 15
 _STOP_GRACE_S = 20.0
@@ -49,21 +48,6 @@ def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 def indented_tail(text: str, lines: int, empty: str = "") -> str:
     """The last ``lines`` lines of ``text``, indented for quoting in an error."""
     return "\n".join("    " + line for line in text.splitlines()[-lines:] or [empty])
-
-
-def wait_until_healthy(url: str, timeout_s: float, check: Callable[[], None]) -> bool:
-    """Poll ``GET /health`` every 0.5 s until 200 (True) or ``timeout_s`` passes (False);
-    ``check`` runs before each poll and raises to stop early (the server died)."""
-    deadline = time.monotonic() + timeout_s
-    with Client(AsyncClient(url, timeout=5.0)) as client:
-        while True:
-            check()
-            with contextlib.suppress(ClientError):
-                if client.get("/health").status == 200:
-                    return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.5)
 
 
 def spawn(cmd: list[str], env: dict[str, str], log: IO[bytes],
@@ -156,7 +140,7 @@ class LocalVllmServer:
         return str(path), self.settings.model or TINY
 
     def _wait_healthy(self) -> None:
-        if not wait_until_healthy(self.url, self.settings.serve_timeout, self._raise_if_exited):
+        if not health.wait_healthy(self.url, self.settings.serve_timeout, self._raise_if_exited):
             self.stop()
             raise ServerStartError(
                 f"the vLLM server at {self.url} was not healthy within "

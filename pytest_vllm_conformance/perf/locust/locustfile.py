@@ -1,6 +1,6 @@
 """Locust users for OpenAI-compatible servers: completions, streaming chat and embeddings.
 
-Run it with ``locust -f "$(python -m pytest_vllm_conformance.perf.locust --path)" --host URL``.
+Run it with ``locust -f "$(vllm-conformance load --path)" --host URL``.
 Every request is one entry in locust's statistics; a stream adds its own entries,
 named after the endpoint, whose "response time" columns hold:
 

@@ -1,0 +1,93 @@
+"""The ``vllm-conformance`` command: its subcommands, and the old ``python -m`` spellings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_vllm_conformance.cli import main
+from pytest_vllm_conformance.cli.options import plugin_help
+from pytest_vllm_conformance.perf.locust import LOCUSTFILE
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("certify", "verify", "matrix", "load", "checks", "options"):
+        assert command in out
+
+
+def test_load_path_prints_the_locustfile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", "--path"]) == 0
+    assert capsys.readouterr().out.strip() == str(LOCUSTFILE)
+
+
+def test_load_without_a_prefix_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["load"])
+    assert exit_.value.code == 2
+
+
+def test_only_certify_takes_options_after_the_separator() -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["load", "--path", "--", "-x"])
+    assert exit_.value.code == 2
+
+
+def test_verify_reports_a_folder_that_is_no_bundle(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(tmp_path)]) == 1
+    assert "SHA256SUMS is missing" in capsys.readouterr().out
+
+
+def test_the_old_module_spellings_still_work() -> None:
+    locust = _run("-m", "pytest_vllm_conformance.perf.locust", "--path")
+    assert locust.returncode == 0 and locust.stdout.strip() == str(LOCUSTFILE)
+    matrix = _run("-m", "pytest_vllm_conformance.report.matrix", "--engine", "no-url-here")
+    assert matrix.returncode == 1 and "--engine must be NAME=URL" in matrix.stderr
+    certify = _run("-m", "pytest_vllm_conformance.report.certify", "verify", "/nonexistent")
+    assert certify.returncode == 1 and "not a certification bundle" in certify.stdout
+
+
+def test_checks_prints_the_registry_or_says_it_is_missing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["checks"])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert out.startswith("#") or "|" in out
+    else:
+        assert code == 2 and "no check registry" in err
+
+
+HELP = """\
+general:
+  -k EXPRESSION         only run tests which match
+OpenAI-compatible server conformance:
+  --vllm-url=URL        base URL of the server
+                        wrapped help
+  --vllm-model=NAME     model to test
+
+[pytest] configuration options in the first pytest.ini file found:
+  markers (linelist):   Register new markers
+  vllm_url (string):    base URL
+                        wrapped (ini)
+  vllm_model (string):  model
+  xfail_strict (bool):  default for the strict parameter
+"""
+
+
+def test_options_keeps_only_the_plugin_s_options_and_ini_lines() -> None:
+    text = plugin_help(HELP)
+    assert "--vllm-url=URL" in text and "wrapped help" in text and "--vllm-model" in text
+    assert "vllm_url (string)" in text and "wrapped (ini)" in text and "vllm_model" in text
+    assert "-k EXPRESSION" not in text and "markers" not in text and "xfail_strict" not in text
