@@ -24,10 +24,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Protocol, TypeVar, Union, runtime_checkable
+from typing import Any, Protocol, TypeVar, Union, runtime_checkable
 
 import pytest
 
@@ -47,9 +48,8 @@ _KINDS: dict[str, type[Any]] = {}
 
 @runtime_checkable
 class Measurement(Protocol):
-    """A frozen dataclass registered with :func:`measurement`."""
-
-    kind: ClassVar[str]
+    """A frozen dataclass registered with :func:`measurement` (which gives its class a
+    ``kind``: read it with :func:`kind_of`)."""
 
     def properties(self) -> list[tuple[str, Any]]:
         """The flat (name, value) pairs it adds to the JUnit XML and the JSON ``properties``."""
@@ -61,16 +61,26 @@ M = TypeVar("M", bound=type[Any])
 
 def measurement(kind: str) -> Callable[[M], M]:
     """Class decorator: register a frozen dataclass as the measurement ``kind``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
+        raise ValueError(f"measurement kind {kind!r}: lower-case letters, digits and _")
+
     def register(cls: M) -> M:
-        if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):
+        params = getattr(cls, "__dataclass_params__", None)
+        if not (dataclasses.is_dataclass(cls) and params is not None and params.frozen):
             raise TypeError(f"{cls.__name__}: a measurement is a frozen dataclass")
         taken = _KINDS.get(kind)
         if taken is not None and _name(taken) != _name(cls):  # a re-import replaces itself
             raise ValueError(f"measurement kind {kind!r} is taken by {_name(taken)}")
-        cls.kind = kind
+        setattr(cls, "kind", kind)  # noqa: B010 - a class attribute its dataclass never sees
         _KINDS[kind] = cls
         return cls
     return register
+
+
+def kind_of(value: Measurement | type[Measurement]) -> str:
+    """The kind a measurement (or its class) was registered as."""
+    kind: str = getattr(value, "kind")  # noqa: B009 - set by the decorator, unseen by mypy
+    return kind
 
 
 def _name(cls: type[Any]) -> str:
@@ -88,14 +98,16 @@ def kinds() -> dict[str, type[Any]]:
 def record(node: pytest.FixtureRequest | pytest.Item, value: Measurement) -> None:
     """Record ``value`` on the running test: kept for the reports, its properties written now."""
     item = node.node if isinstance(node, pytest.FixtureRequest) else node
-    if getattr(type(value), "kind", None) not in _KINDS:
+    if _KINDS.get(getattr(type(value), "kind", "")) is None:
         raise TypeError(f"{type(value).__name__} is not a registered measurement")
     item.stash.setdefault(STASH_KEY, []).append(value)
     item.user_properties.extend(value.properties())
 
 
 def recorded(item: pytest.Item) -> list[Measurement]:
-    return list(item.stash.get(STASH_KEY, []))
+    """What the test recorded so far, in order."""
+    found: list[Measurement] = item.stash.get(STASH_KEY, [])
+    return found.copy()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -118,7 +130,7 @@ def measurements_of(report: pytest.TestReport) -> list[Measurement]:
 # -- the JSON form ---------------------------------------------------------------------------------
 def to_json(value: Measurement) -> dict[str, Any]:
     """``{"kind": ..., field: value...}``: plain JSON, NaN and infinities as null."""
-    return {"kind": value.kind, **_plain(value)}
+    return {"kind": kind_of(value), **_plain(value)}
 
 
 def from_json(data: dict[str, Any]) -> Measurement:
