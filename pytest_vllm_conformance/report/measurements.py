@@ -14,7 +14,7 @@ rebuilds the objects, and the results document carries them under each test's
 Each measurement class is registered under a ``kind`` with :func:`measurement`; the
 registry is what lets the controller rebuild it. The JSON form is the dataclass's fields,
 recursively (nested dataclasses, tuples, maps), with NaN and infinities as null; reading
-it back turns a null float into NaN again. Hand-written (60 lines) rather than pydantic:
+it back turns a null float into NaN again. Hand-written (50 lines) rather than pydantic:
 no validator library turns JSON null back into a float NaN, and this file is imported on
 the test's path, where start-up time counts.
 """
