@@ -17,6 +17,7 @@ from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.config import REFUSED_GRACE_S, Settings, redact_url
 from pytest_vllm_conformance.config.parsers import format_cpus
 from pytest_vllm_conformance.failures import CheckFailure, FailureGroup, render_client_error
+from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.target import cpu_split
 from pytest_vllm_conformance.target.discovery import NotReady, Target, discover
@@ -48,6 +49,8 @@ class ConformanceSession:
         self._worker_secrets: list[Secret] = []  # what the controller handed this worker
         if settings.api_key is not None:  # redacted from every output until unconfigure
             untrusted.register(settings.api_key)
+        # typed measurements ride on every test report (to the controller under xdist)
+        config.pluginmanager.register(measurements, "vllm-conformance-measurements")
 
     # -- lifecycle ---------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -320,5 +323,8 @@ def safe_report(report: pytest.TestReport | pytest.CollectReport) -> None:
     if not isinstance(report, pytest.TestReport):
         return
     report.user_properties = safe_properties(list(report.user_properties))
+    measured = getattr(report, measurements.REPORT_ATTR, None)
+    if measured is not None:  # a worker may not know every secret
+        setattr(report, measurements.REPORT_ATTR, untrusted.clean(measured))
     if isinstance(getattr(report, "wasxfail", None), str):
         report.wasxfail = untrusted.line(report.wasxfail, untrusted.FIELD_LIMIT)

@@ -21,6 +21,7 @@ from pytest_vllm_conformance.checks import metrics
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import shapes
 
@@ -61,7 +62,7 @@ def _idle_level(client: Client, gauge: str, shared: bool,
                 request: pytest.FixtureRequest) -> float:
     """0, or on a shared server the lowest level seen; a non-zero idle gauge is a finding."""
     at_zero, lowest = _settle(client, gauge, 0.0)
-    request.node.user_properties.append(("cancellation_idle_running", lowest))
+    measurements.record(request, metrics.IdleReading(gauge, lowest, at_zero))
     if at_zero:
         return 0.0
     what = f"{gauge} read {lowest:g} or more for {SETTLE_S:g} s with none of this run's " \

@@ -12,6 +12,7 @@ from pytest_vllm_conformance.checks import semantics, streaming, values
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import stream_text
 from pytest_vllm_conformance.failures import CheckFailure, Findings
+from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import shapes
 
@@ -185,8 +186,7 @@ def test_logprob_tokens_spell_the_text(vllm_client: Client, vllm_model: str, pat
     r = _send(vllm_client, path, body)
     data = checks.json_object(r, f"POST {path} is not a JSON object")
     spelling = logprob_checks.tokens_spell_text(data, r.curl)
-    request.node.user_properties.append(("logprob_tokens_compared", spelling.tokens))
-    request.node.user_properties.append(("logprob_tokens_unspellable", spelling.unspellable))
+    measurements.record(request, spelling)
     if spelling.tokens == 0:
         pytest.skip("the answer carries no logprob tokens to compare with its text")
     if spelling.unspellable == spelling.tokens:

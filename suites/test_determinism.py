@@ -26,6 +26,7 @@ from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.client.events import EventKind, timeline
 from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import determinism as det
 from pytest_vllm_conformance.workload import prompts
@@ -93,9 +94,6 @@ def test_a_burst_of_identical_requests_gives_one_output(
         vllm_client: Client, vllm_target: Target, vllm_settings: Settings,
         vllm_bitwise_logprobs: bool, prompt: prompts.Prompt,
         request: pytest.FixtureRequest) -> None:
-    # What record_property does, without its warning under the default xunit2 family
-    # (which drops test-case properties; the JSON report carries them regardless).
-    record_property = request.node.user_properties.append
     n, c = vllm_settings.determinism_requests, vllm_settings.determinism_concurrency
     try:
         outcomes = vllm_client.run(det.burst(vllm_client.aio, greedy(
@@ -103,16 +101,11 @@ def test_a_burst_of_identical_requests_gives_one_output(
     except det.RequestFailed as exc:
         raise CheckFailure("A determinism request failed", expected="HTTP 200",
                            received=str(exc), curl=exc.response.curl) from None
-    found = det.compare(outcomes)
-    record_property(("determinism_distinct_outputs", len(found.counts) if found else 1))
-    record_property(("determinism_requests", n))
-    if found:
-        record_property(("determinism_divergence_position", found.position))
-        record_property(("determinism_divergence_in", ", ".join(found.parts)))
+    # Recorded as a measurement, not with record_property: no warning under the default
+    # xunit2 family (which drops test-case properties; the JSON report carries them anyway).
+    measurements.record(request, det.DeterminismVerdict.of(outcomes, n))
     _diverged(f"{n} identical requests ({c} in flight) gave different outputs", outcomes,
               det.power_statement(n * len(prompts.load(vllm_settings.prompts))))
-    record_property(("determinism_logprob_drift_max",
-                     max((det.logprob_drift(outcomes[0], o) for o in outcomes), default=0.0)))
     _logprobs_agree(outcomes[0], outcomes[1:], vllm_bitwise_logprobs, "across the burst")
 
 

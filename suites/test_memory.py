@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.perf import latency, memory
 from pytest_vllm_conformance.perf.loadtest import LoadRunner
+from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target import StartedServer
 
 pytestmark = pytest.mark.memory
@@ -91,18 +91,9 @@ def test_server_memory_is_stable_under_sustained_load(
     stem = "memory-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     run.write_csv(out / f"{stem}.csv")
     plotted = run.plot(out / f"{stem}.png", perf.memory_max_growth)
-    props = request.node.user_properties
-    props += [(k, v) for k, v in [("memory source", source), ("memory samples", len(run.samples)),
-              ("memory slope MB/h", round(fit.slope, 2)),
-              ("memory slope 95% low MB/h", round(fit.low, 2)),
-              ("memory slope 95% high MB/h", round(fit.high, 2)),
-              ("harness slope MB/h", round(own.slope, 2)),
-              ("memory load requests", len(level.samples)),
-              ("memory load error rate", round(level.error_rate, 4)),
-              ("memory csv", str(out / f"{stem}.csv"))]
-              if not (isinstance(v, float) and not math.isfinite(v))]  # no NaN in the reports
-    if plotted:
-        props.append(("memory plot", str(out / f"{stem}.png")))
+    measurements.record(request, memory.MemoryGrowth.of(
+        run, len(level.samples), level.error_rate, out / f"{stem}.csv",
+        out / f"{stem}.png" if plotted else None))
     summary = (f"{source}: {len(run.samples)} samples over {duration:g} s "
                f"(first {run.warmup_s:g} s warm-up), {len(level.ok)} requests served; "
                f"server {fit.slope:+.1f} MB/h [95%: {fit.low:+.1f}, {fit.high:+.1f}], "

@@ -68,6 +68,11 @@ def test_a_clean_run_passes_with_its_measurements(pytester: pytest.Pytester,
     level = next(t for t in doc["tests"] if t["nodeid"].endswith("[c2]"))
     assert level["properties"]["concurrency 2: ttft_p95_ms"] > 0
     assert level["properties"]["concurrency 2: slo e2e_p95_ms"].endswith("vs 5000")
+    (figures,) = level["measurements"]  # the typed form the properties are rendered from
+    assert figures["kind"] == "latency_level" and figures["name"] == "concurrency 2"
+    assert figures["stats"]["ttft_ms"]["p95"] == pytest.approx(
+        level["properties"]["concurrency 2: ttft_p95_ms"], abs=1e-3)
+    assert ["e2e_p95_ms", figures["stats"]["e2e_ms"]["p95"], 5000.0, True] in figures["slo"]
     skipped = [t for t in doc["tests"] if t["outcome"] == "skipped"]
     assert all("no --vllm-embedding-model" in t["skip_reason"] for t in skipped)
 

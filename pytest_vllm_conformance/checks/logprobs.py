@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.report.measurements import measurement
 
 #: Prefixes of tokens an engine renders as something other than their text.
 UNSPELLABLE_PREFIXES = ("bytes:", "byte:", "token_id:")
@@ -25,6 +26,7 @@ STOP_TAIL_TOKENS = 2
 MAX_CHARS, MAX_TOKENS, MAX_UNSPELLABLE = 65_536, 4_096, 64
 
 
+@measurement("logprob_spelling")
 @dataclass(frozen=True)
 class Spelling:
     """What one check compared: tokens in all, and how many could only be matched loosely."""
@@ -34,6 +36,10 @@ class Spelling:
 
     def __add__(self, other: Spelling) -> Spelling:
         return Spelling(self.tokens + other.tokens, self.unspellable + other.unspellable)
+
+    def properties(self) -> list[tuple[str, Any]]:
+        return [("logprob_tokens_compared", self.tokens),
+                ("logprob_tokens_unspellable", self.unspellable)]
 
 
 def unspellable(token: str) -> bool:

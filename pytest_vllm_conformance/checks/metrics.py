@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.report.measurements import measurement
 
 #: Names each engine must expose; a tuple means any one of them (names changed across versions).
 EXPECTED_NAMES: dict[str, list[str | tuple[str, ...]]] = {
@@ -158,3 +160,17 @@ def same_order_of_magnitude(server_s: float, client_s: float, what: str, slack_s
         raise CheckFailure(f"Server {what} disagrees with the client's", path=what,
                            expected=f"within 10x of the client's {client_s * 1000:.1f} ms",
                            received=f"{server_s * 1000:.1f} ms", severity=Severity.MEDIUM)
+
+
+@measurement("idle_gauge")
+@dataclass(frozen=True)
+class IdleReading:
+    """The running-requests gauge with none of this run's requests in flight: the lowest
+    reading while it was given time to settle, and whether it reached the level asked."""
+
+    gauge: str
+    lowest: float
+    settled: bool
+
+    def properties(self) -> list[tuple[str, Any]]:
+        return [("cancellation_idle_running", self.lowest)]

@@ -29,18 +29,16 @@ import gc
 import itertools
 import math
 import random
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pytest_vllm_conformance.client import ClientError, Response
 from pytest_vllm_conformance.client.events import text_times
+from pytest_vllm_conformance.perf.selfcheck import ClientHealth
 from pytest_vllm_conformance.perf.stats import Summary
-
-if TYPE_CHECKING:
-    from pytest_vllm_conformance.perf.selfcheck import ClientHealth
+from pytest_vllm_conformance.report.measurements import measurement
 
 NAN = math.nan
 METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")
@@ -448,31 +446,78 @@ def server_floors(before: str, after: str) -> dict[str, float]:
     return out
 
 
-#: A recorded client percentile: "<level name>: <metric>_<stat>_ms", as the latency suite
-#: names what :func:`properties` returns; the HTML report and the metrics export read it back.
-LEVEL_STAT_KEY = re.compile(r"(?P<level>.+?): (?P<metric>ttft|itl|tpot|e2e|queue)_"
-                            r"(?P<stat>min|mean|p50|p90|p95|p99|max)_ms")
+#: One SLO verdict row: (key, measured, allowed, met), as :func:`slo.judge` gives it.
+SloRow = tuple[str, float, float, bool]
+
+
+@measurement("latency_level")
+@dataclass(frozen=True)
+class LevelFigures:
+    """One load level as every report shows it: the client's figures per metric, the
+    server's own view, rates, the harness self-check and the SLO verdict rows.
+
+    A frozen summary of :class:`Level` (whose samples stay on the worker)."""
+
+    name: str
+    requests: int
+    error_rate: float
+    stats: dict[str, Summary]  # metric (ttft_ms, ...) -> client summary; metrics with samples
+    rates: dict[str, float]  # requests_per_s, output_tokens_per_s, items_per_s
+    tokens_server: int
+    tokens_client_chunks: int
+    token_count_mismatches: int
+    server: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> p50/p95/p99
+    server_floor: dict[str, float] = field(default_factory=dict)
+    server_note: str = ""
+    server_inconsistent: str = ""
+    stopped_early: str = ""
+    client: ClientHealth | None = None
+    slo: tuple[SloRow, ...] = ()
+    harness: str = ""  # the self-check's sentence; "" when the figures can be trusted
+
+    @classmethod
+    def of(cls, level: Level, slo_rows: Iterable[SloRow] = ()) -> LevelFigures:
+        from pytest_vllm_conformance.perf.selfcheck import limited_sentence
+
+        stats = {m: s for m in METRICS if (s := level.summary(m)).count}
+        tokens, chunks, differ = level.token_counts()
+        return cls(level.name, len(level.samples), level.error_rate, stats, level.rates(),
+                   tokens, chunks, differ, dict(level.server), dict(level.server_floor),
+                   level.server_note, level.server_inconsistent, level.stopped_early,
+                   level.client, tuple(slo_rows), limited_sentence(level))
+
+    def level_properties(self) -> list[tuple[str, Any]]:
+        """The level's own (name, value) pairs, unprefixed (``ttft_p95_ms``, ...)."""
+        out: list[tuple[str, Any]] = [("level", self.name), ("requests", self.requests),
+                                      ("error_rate", round(self.error_rate, 4))]
+        for metric, s in self.stats.items():
+            out += [(f"{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in s.as_dict().items()
+                    if k != "count"]
+        out += [(k, round(v, 3)) for k, v in self.rates.items()]
+        out += [("tokens_server", self.tokens_server),
+                ("tokens_client_chunks", self.tokens_client_chunks),
+                ("token_count_mismatches", self.token_count_mismatches)]
+        for metric, quantiles in self.server.items():
+            out += [(f"server_{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in quantiles.items()]
+        out += [("stopped_early", self.stopped_early)] if self.stopped_early else []
+        if self.client is not None:
+            out += self.client.properties()
+        if self.server_floor:
+            out += [("server_inconsistent", bool(self.server_inconsistent)),
+                    ("server_inconsistent_reason", self.server_inconsistent)]
+        return out
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """JUnit/JSON pairs named ``<level>: <what>``, the SLO rows as ``measured vs allowed``."""
+        out = [(f"{self.name}: {k}", v) for k, v in self.level_properties()]
+        out += [(f"{self.name}: slo {k}", f"{m:.4g} vs {a:g}") for k, m, a, _ in self.slo]
+        if self.server_note:
+            out.append((f"{self.name}: server view", self.server_note))
+        if self.harness:
+            out.append((f"{self.name}: harness", self.harness))
+        return out
 
 
 def properties(level: Level) -> list[tuple[str, Any]]:
-    """Flat (name, value) pairs for JUnit properties and the JSON report."""
-    out: list[tuple[str, Any]] = [("level", level.name), ("requests", len(level.samples)),
-                                  ("error_rate", round(level.error_rate, 4))]
-    for metric in METRICS:
-        s = level.summary(metric)
-        if s.count:
-            out += [(f"{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in s.as_dict().items()
-                    if k != "count"]
-    out += [(k, round(v, 3)) for k, v in level.rates().items()]
-    server, client, differ = level.token_counts()
-    out += [("tokens_server", server), ("tokens_client_chunks", client),
-            ("token_count_mismatches", differ)]
-    for metric, quantiles in level.server.items():
-        out += [(f"server_{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in quantiles.items()]
-    out += [("stopped_early", level.stopped_early)] if level.stopped_early else []
-    if level.client is not None:
-        out += level.client.properties()
-    if level.server_floor:
-        out += [("server_inconsistent", bool(level.server_inconsistent)),
-                ("server_inconsistent_reason", level.server_inconsistent)]
-    return out
+    """Flat (name, value) pairs of one level, unprefixed (:meth:`LevelFigures.level_properties`)."""
+    return LevelFigures.of(level).level_properties()

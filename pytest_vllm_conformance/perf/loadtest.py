@@ -21,6 +21,7 @@ from pytest_vllm_conformance.perf import latency, selfcheck, slo
 from pytest_vllm_conformance.perf.early_stop import EarlyStop
 from pytest_vllm_conformance.perf.latency import Level
 from pytest_vllm_conformance.perf.stats import table
+from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import prompts
 
@@ -127,13 +128,7 @@ class LoadRunner:
     def _judge(self, level: Level, embeddings: bool) -> Level:
         text = level_table(level)
         rows = slo.judge(level, self.slo, embeddings)
-        props = self.request.node.user_properties
-        props.extend((f"{level.name}: {k}", v) for k, v in latency.properties(level))
-        props.extend((f"{level.name}: slo {k}", f"{m:.4g} vs {a:g}") for k, m, a, _ in rows)
-        if level.server_note:
-            props.append((f"{level.name}: server view", level.server_note))
-        if sentence := selfcheck.limited_sentence(level):
-            props.append((f"{level.name}: harness", sentence))
+        measurements.record(self.request, latency.LevelFigures.of(level, rows))
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
         slo.enforce(level, self.slo, embeddings, detail=text)
         return level

@@ -21,6 +21,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pytest_vllm_conformance.report.measurements import measurement
 
 MB = 1024 * 1024
 
@@ -105,6 +108,44 @@ class MemoryRun:
         fig.savefig(path)
         plt.close(fig)
         return True
+
+
+@measurement("memory_growth")
+@dataclass(frozen=True)
+class MemoryGrowth:
+    """One memory window as the reports show it: where memory was read, the server's and
+    the harness's fitted growth, the load that ran, and where the samples and plot went."""
+
+    source: str
+    samples: int
+    warmup_s: float
+    server: Fit
+    harness: Fit
+    load_requests: int
+    load_error_rate: float
+    csv: str
+    plot: str = ""  # "" when matplotlib was not there to draw it
+
+    @classmethod
+    def of(cls, run: MemoryRun, load_requests: int, load_error_rate: float, csv: Path,
+           plot: Path | None) -> MemoryGrowth:
+        return cls(run.source, len(run.samples), run.warmup_s, run.server_fit(),
+                   run.harness_fit(), load_requests, load_error_rate, str(csv),
+                   str(plot) if plot is not None else "")
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """JUnit/JSON pairs (``memory slope MB/h``, ...); a non-finite figure is left out."""
+        pairs: list[tuple[str, Any]] = [
+            ("memory source", self.source), ("memory samples", self.samples),
+            ("memory slope MB/h", round(self.server.slope, 2)),
+            ("memory slope 95% low MB/h", round(self.server.low, 2)),
+            ("memory slope 95% high MB/h", round(self.server.high, 2)),
+            ("harness slope MB/h", round(self.harness.slope, 2)),
+            ("memory load requests", self.load_requests),
+            ("memory load error rate", round(self.load_error_rate, 4)),
+            ("memory csv", self.csv)]
+        out = [(k, v) for k, v in pairs if not (isinstance(v, float) and not math.isfinite(v))]
+        return out + ([("memory plot", self.plot)] if self.plot else [])
 
 
 #: A window needs this many samples, and this many after its warm-up, to fit a slope at all.

@@ -9,6 +9,9 @@ Why not pytest-html: its report is a table of tests driven by JavaScript, while 
 organised by capability, check title, load level and memory curve, and runs no script at all
 (which is what lets the CSP forbid scripts outright). Jinja2 does the templating and escaping,
 matplotlib the plots; only the layout is ours.
+
+The latency, determinism and memory sections come from each test's typed measurements
+(:mod:`report.measurements`), read by field, never from a property's name.
 """
 
 from __future__ import annotations
@@ -16,46 +19,54 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from pytest_vllm_conformance import untrusted
-from pytest_vllm_conformance.perf.latency import LEVEL_STAT_KEY
+from pytest_vllm_conformance.perf.latency import LevelFigures
+from pytest_vllm_conformance.perf.memory import MemoryGrowth
+from pytest_vllm_conformance.report.measurements import Measurement, load
+from pytest_vllm_conformance.workload.determinism import DeterminismVerdict
 
 COLUMNS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
-_SERVER_KEY = re.compile(r"(?P<level>.+?): server_(?P<metric>ttft|itl|e2e)_(?P<stat>p\d+)_ms")
-_OTHER = ("requests", "error_rate", "requests_per_s", "output_tokens_per_s", "items_per_s",
-          "tokens_server", "tokens_client_chunks", "token_count_mismatches")
 
 
-def _latency_levels(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    levels: dict[str, dict[str, Any]] = {}
-    for t in tests:
-        for key, value in t["properties"].items():
-            if m := LEVEL_STAT_KEY.fullmatch(key):
-                lv = levels.setdefault(m["level"], _new_level(m["level"]))
-                lv["metrics"][m["metric"]][m["stat"]] = value
-            elif m := _SERVER_KEY.fullmatch(key):
-                lv = levels.setdefault(m["level"], _new_level(m["level"]))
-                lv["server_raw"][m["metric"]].append(
-                    f"{value:.1f}" if isinstance(value, int | float) else "-")
-            elif key.endswith(": harness") and isinstance(value, str):  # the self-check's sentence
-                name = key.removesuffix(": harness")
-                levels.setdefault(name, _new_level(name))["harness"] = value
-            elif ": " in key and key.split(": ", 1)[1] in _OTHER:
-                name, what = key.split(": ", 1)
-                levels.setdefault(name, _new_level(name))["other"][what] = value
-    for lv in levels.values():
-        lv["metrics"] = {k: v for k, v in lv["metrics"].items() if v}
-        lv["server"] = {k: " / ".join(v) for k, v in lv.pop("server_raw").items()}
-    return list(levels.values())
+def _measured(tests: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Measurement]]:
+    """Every test's typed measurements, with the test they came from, in the run's order."""
+    return [(t, m) for t in tests for m in load(t.get("measurements") or [])]
 
 
-def _new_level(name: str) -> dict[str, Any]:
-    return {"name": name, "metrics": defaultdict(dict), "server_raw": defaultdict(list),
-            "other": {}, "harness": ""}
+def _latency_level(lv: LevelFigures) -> dict[str, Any]:
+    """One level's table: client stats per metric, the server's p50 / p95 / p99, the rest."""
+    metrics = {metric[:-3]: {k: round(v, 3) for k, v in s.as_dict().items() if k != "count"}
+               for metric, s in lv.stats.items()}
+    server = {metric[:-3]: " / ".join(f"{v:.1f}" for v in quantiles.values())
+              for metric, quantiles in lv.server.items()}
+    other = {"requests": lv.requests, "error_rate": round(lv.error_rate, 4),
+             **{k: round(v, 3) for k, v in lv.rates.items()},
+             "tokens_server": lv.tokens_server, "tokens_client_chunks": lv.tokens_client_chunks,
+             "token_count_mismatches": lv.token_count_mismatches}
+    return {"name": lv.name, "metrics": metrics, "server": server, "other": other,
+            "harness": lv.harness}
+
+
+def _shown(value: float, digits: int) -> float | str:
+    return round(value, digits) if math.isfinite(value) else "-"
+
+
+def _memory(t: dict[str, Any], m: MemoryGrowth) -> dict[str, Any]:
+    return {"source": m.source, "outcome": t["outcome"], "slope": _shown(m.server.slope, 2),
+            "low": _shown(m.server.low, 2), "high": _shown(m.server.high, 2),
+            "harness": _shown(m.harness.slope, 2), "samples": m.samples,
+            "plot": _embedded(m.plot)}
+
+
+def _determinism(t: dict[str, Any], d: DeterminismVerdict) -> dict[str, Any]:
+    return {"nodeid": t["nodeid"], "outcome": t["outcome"], "requests": d.requests,
+            "distinct": d.distinct_outputs, "position": d.divergence_position or "-",
+            "drift": "-" if d.logprob_drift_max is None else d.logprob_drift_max}
 
 
 def _png(fig: Any) -> str:
@@ -109,21 +120,10 @@ def render(doc: dict[str, Any]) -> str:
     for t in tests:
         if t["skip_reason"] and t["skip_reason"] not in skip_reasons[t["suite"]]:
             skip_reasons[t["suite"]].append(t["skip_reason"])
-    latency = _latency_levels([t for t in tests if t["suite"] == "latency"])
-    determinism = [{"nodeid": t["nodeid"], "outcome": t["outcome"],
-                    "requests": t["properties"].get("determinism_requests", "-"),
-                    "distinct": t["properties"]["determinism_distinct_outputs"],
-                    "position": t["properties"].get("determinism_divergence_position", "-"),
-                    "drift": t["properties"].get("determinism_logprob_drift_max", "-")}
-                   for t in tests if "determinism_distinct_outputs" in t["properties"]]
-    memory = [{"source": t["properties"].get("memory source"), "outcome": t["outcome"],
-               "slope": t["properties"].get("memory slope MB/h"),
-               "low": t["properties"].get("memory slope 95% low MB/h"),
-               "high": t["properties"].get("memory slope 95% high MB/h"),
-               "harness": t["properties"].get("harness slope MB/h"),
-               "samples": t["properties"].get("memory samples"),
-               "plot": _embedded(t["properties"].get("memory plot"))}
-              for t in tests if "memory slope MB/h" in t["properties"]]
+    measured = _measured(tests)
+    latency = [_latency_level(m) for _, m in measured if isinstance(m, LevelFigures)]
+    determinism = [_determinism(t, m) for t, m in measured if isinstance(m, DeterminismVerdict)]
+    memory = [_memory(t, m) for t, m in measured if isinstance(m, MemoryGrowth)]
     return env.get_template("report.html.j2").render(
         doc=doc, skip_reasons=skip_reasons, tests_by_id={t["nodeid"]: t for t in tests},
         latency=latency, latency_plot=_latency_plot(latency) if latency else "",

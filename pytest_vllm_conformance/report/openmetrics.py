@@ -4,19 +4,23 @@ Every series carries the labels a central metrics pipeline groups by: ``engine``
 ``engine_version``, ``model_id``, ``pool_id`` and ``replica_id`` (the last two from options).
 prometheus_client builds the families and writes the text; the push groups by pool and replica
 so replicas of one pool do not overwrite each other.
+
+Latency, memory and determinism series come from each test's typed measurements
+(:mod:`report.measurements`), read by field, never from a property's name.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from pytest_vllm_conformance import untrusted
-from pytest_vllm_conformance.perf.latency import LEVEL_STAT_KEY
+from pytest_vllm_conformance.perf.latency import LevelFigures
+from pytest_vllm_conformance.perf.memory import MemoryGrowth
+from pytest_vllm_conformance.report.measurements import load
+from pytest_vllm_conformance.workload.determinism import DeterminismVerdict
 
-_LEVEL_RATE = re.compile(r"(?P<level>.+?): (?P<what>requests_per_s|output_tokens_per_s|"
-                         r"items_per_s|error_rate)")
 JOB = "vllm_conformance"
 
 
@@ -61,22 +65,24 @@ class _Collector:
         distinct = self._family("vllm_conformance_distinct_outputs",
                                 "distinct greedy outputs in a determinism burst", ("test",))
         for t in doc["tests"]:
-            props = t["properties"]
-            for key, value in props.items():
-                if not isinstance(value, int | float):
-                    continue
-                if m := LEVEL_STAT_KEY.fullmatch(key):
-                    latency.add_metric([*base, m["level"], m["metric"], m["stat"]], value)
-                elif m := _LEVEL_RATE.fullmatch(key):
-                    rates.add_metric([*base, m["level"], m["what"]], value)
-            for bound, key in (("estimate", "memory slope MB/h"),
-                               ("low", "memory slope 95% low MB/h"),
-                               ("high", "memory slope 95% high MB/h")):
-                if isinstance(props.get(key), int | float):
-                    memory.add_metric([*base, bound], props[key])
-            if "determinism_distinct_outputs" in props:
-                distinct.add_metric([*base, untrusted.line(t["nodeid"])],
-                                    props["determinism_distinct_outputs"])
+            for m in load(t.get("measurements") or []):
+                if isinstance(m, LevelFigures):
+                    level = untrusted.line(m.name)
+                    for metric, summary in m.stats.items():
+                        for stat, value in summary.as_dict().items():
+                            if stat != "count" and math.isfinite(value):
+                                latency.add_metric([*base, level, metric[:-3], stat],
+                                                   round(value, 3))
+                    for what, value in {"error_rate": round(m.error_rate, 4),
+                                        **{k: round(v, 3) for k, v in m.rates.items()}}.items():
+                        rates.add_metric([*base, level, what], value)
+                elif isinstance(m, MemoryGrowth):
+                    for bound, value in (("estimate", m.server.slope), ("low", m.server.low),
+                                         ("high", m.server.high)):
+                        if math.isfinite(value):
+                            memory.add_metric([*base, bound], round(value, 2))
+                elif isinstance(m, DeterminismVerdict):
+                    distinct.add_metric([*base, untrusted.line(t["nodeid"])], m.distinct_outputs)
         yield from (tests, verdict, failures, latency, rates, memory, distinct)
 
 

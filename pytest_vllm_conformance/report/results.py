@@ -1,8 +1,9 @@
 """The run's results: a versioned JSON file for dashboards and a summary in the terminal.
 
 Collected on the controller from test reports (so pytest-xdist workers' results arrive too):
-each test's outcome, duration, measurements (its ``user_properties``, the same ones pytest's
-JUnit XML carries) and, for a failed check, its title, severity, expected, received and curl.
+each test's outcome, duration, properties (its ``user_properties``, the same ones pytest's
+JUnit XML carries), typed measurements (:mod:`report.measurements`, each a ``kind`` and its
+fields) and, for a failed check, its title, severity, expected, received and curl.
 The JSON follows ``schemas/results-1.schema.json``; the schema id names its version.
 
 Every string in it passed :func:`untrusted.safe` (no key, control characters escaped, long
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_vllm_conformance import untrusted
+from pytest_vllm_conformance.report import measurements
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.session import ConformanceSession
@@ -74,10 +76,13 @@ class ResultsRecorder:
     def _record(self, report: pytest.TestReport) -> None:
         entry = self.tests.setdefault(report.nodeid, {
             "nodeid": report.nodeid, "suite": self._suite(report), "outcome": "passed",
-            "duration_s": 0.0, "properties": {}, "failure": None, "skip_reason": None})
+            "duration_s": 0.0, "properties": {}, "measurements": [], "failure": None,
+            "skip_reason": None})
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 6)
         entry["properties"] = {str(k): _plain(v) for k, v in report.user_properties
                                if not str(k).startswith("failure_")}
+        if (measured := getattr(report, measurements.REPORT_ATTR, None)) is not None:
+            entry["measurements"] = [_plain(m) for m in measured]  # each report has them all
         if report.failed:
             entry["outcome"] = "failed" if report.when == "call" else "error"
             props = dict(report.user_properties)
@@ -236,16 +241,23 @@ class ResultsRecorder:
         for g in doc["failures_by_title"]:  # titles are single-line and safe (document())
             tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
                           f"{'s' if g['count'] != 1 else ''}")
-        for test in doc["tests"]:  # the latency self-check's sentences (issue 15)
-            for key, value in test["properties"].items():
-                if key.endswith(": harness") and isinstance(value, str):
-                    tr.write_line(f"harness: {untrusted.line(value, untrusted.FIELD_LIMIT)}")
+        for sentence in _harness_sentences(doc):  # the latency self-check's (issue 15)
+            tr.write_line(f"harness: {untrusted.line(sentence, untrusted.FIELD_LIMIT)}")
         where = f"; results in {', '.join(self.written)}" if self.written else ""
         tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
         if self.pushed:
             tr.write_line(f"metrics {self.pushed}")
         for problem in self.problems:
             tr.write_line(f"vllm-conformance: {problem}")
+
+
+def _harness_sentences(doc: dict[str, Any]) -> list[str]:
+    """Each latency level's self-check sentence, for levels whose figures are unreliable."""
+    from pytest_vllm_conformance.perf.latency import LevelFigures
+
+    return [m.harness for test in doc["tests"]
+            for m in measurements.load(test["measurements"])
+            if isinstance(m, LevelFigures) and m.harness]
 
 
 def _plain(value: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.client import AsyncClient, Response
+from pytest_vllm_conformance.report.measurements import measurement
 
 #: The parts of an answer a user receives, in the order evidence names them.
 PARTS = ("text", "token ids", "logprob tokens")
@@ -249,3 +250,34 @@ def logprob_drift(a: Outcome, b: Outcome) -> float:
     """Largest absolute logprob difference of two answers with the same tokens."""
     pairs = zip(a.logprobs, b.logprobs, strict=False)
     return max((abs(x - y) for x, y in pairs), default=0.0)
+
+
+@measurement("determinism_burst")
+@dataclass(frozen=True)
+class DeterminismVerdict:
+    """What a burst of identical requests gave: how many distinct outputs, where they part,
+    and (when they agree) how far their logprobs drift."""
+
+    requests: int
+    distinct_outputs: int
+    divergence_position: str | None = None  # e.g. "token 3"; None when all agree
+    divergence_in: tuple[str, ...] = ()  # the parts that differ (PARTS)
+    logprob_drift_max: float | None = None  # None when the outputs diverge (no drift judged)
+
+    @classmethod
+    def of(cls, outcomes: list[Outcome], requests: int) -> DeterminismVerdict:
+        found = compare(outcomes)
+        if found is not None:
+            return cls(requests, len(found.counts), found.position, tuple(found.parts))
+        drift = max((logprob_drift(outcomes[0], o) for o in outcomes), default=0.0)
+        return cls(requests, 1, logprob_drift_max=drift)
+
+    def properties(self) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = [("determinism_distinct_outputs", self.distinct_outputs),
+                                      ("determinism_requests", self.requests)]
+        if self.divergence_position is not None:
+            out += [("determinism_divergence_position", self.divergence_position),
+                    ("determinism_divergence_in", ", ".join(self.divergence_in))]
+        if self.logprob_drift_max is not None:
+            out.append(("determinism_logprob_drift_max", self.logprob_drift_max))
+        return out
