@@ -49,12 +49,6 @@ def request_succeeded(response: Response, ctx: Status) -> None:
             curl=response.curl, severity=ctx.severity)
 
 
-def status_is(response: Response, expected: int, title: str,
-              severity: Severity = Severity.HIGH) -> None:
-    """:func:`request_succeeded` with its context spelled out (the suites' shorthand)."""
-    request_succeeded(response, Status(title=title, expected=expected, severity=severity))
-
-
 @check(NOT_AN_OBJECT)
 def json_object(response: Response, ctx: Titled) -> dict[str, Any]:
     """The body is a JSON object; returns it."""
