@@ -17,10 +17,11 @@ import warnings
 import pytest
 
 from pytest_vllm_conformance import checks
-from pytest_vllm_conformance.checks import metrics
+from pytest_vllm_conformance.checks import cancellation, metrics
+from pytest_vllm_conformance.checks.cancellation import Gauge, Settled
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
-from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.failures import Severity
 from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import shapes
@@ -44,8 +45,8 @@ def _running(client: Client, gauge: str) -> float:
     return metrics.parse(client.get("/metrics")).value(gauge)
 
 
-def _settle(client: Client, gauge: str, level: float) -> tuple[bool, float]:
-    """(the gauge read ``level`` or less within SETTLE_S, the lowest reading).
+def _settle(client: Client, gauge: str, level: float) -> Settled:
+    """Whether the gauge read ``level`` or less within SETTLE_S, and the lowest reading.
 
     One low reading is enough: another client's request (xdist workers, a shared server)
     only ever adds to the gauge, so a gauge that never gets down to ``level`` stays up."""
@@ -54,25 +55,21 @@ def _settle(client: Client, gauge: str, level: float) -> tuple[bool, float]:
     while True:
         lowest = min(lowest, _running(client, gauge))
         if lowest <= level or time.monotonic() > deadline:
-            return lowest <= level, lowest
+            return Settled(lowest <= level, lowest)
         time.sleep(POLL_S)
 
 
 def _idle_level(client: Client, gauge: str, shared: bool,
                 request: pytest.FixtureRequest) -> float:
     """0, or on a shared server the lowest level seen; a non-zero idle gauge is a finding."""
-    at_zero, lowest = _settle(client, gauge, 0.0)
-    measurements.record(request, metrics.IdleReading(gauge, lowest, at_zero))
-    if at_zero:
+    reading = _settle(client, gauge, 0.0)
+    lowest = reading.lowest
+    measurements.record(request, metrics.IdleReading(gauge, lowest, reading.reached))
+    if reading.reached:
         return 0.0
-    what = f"{gauge} read {lowest:g} or more for {SETTLE_S:g} s with none of this run's " \
-           "requests in flight"
-    if not shared:
-        raise CheckFailure("The running gauge is not 0 when idle", path=gauge,
-                           expected="0 with nothing in flight",
-                           received=f"{lowest:g} for {SETTLE_S:g} s", severity=Severity.HIGH,
-                           detail=f"{what}: a leaked request slot, or a gauge that lies. If "
-                                  "the server also serves others, pass --vllm-shared-server")
+    idle = Gauge(gauge=gauge, settle_s=SETTLE_S, shared=shared)
+    cancellation.idle_at_zero(reading, idle)
+    what = cancellation.idle_note(reading, idle)
     request.node.user_properties.append(("cancellation_note", what))
     warnings.warn(SharedServerNote(f"{what} (--vllm-shared-server: noted, not failed)"),
                   stacklevel=2)
@@ -97,12 +94,8 @@ def test_dropped_streams_are_freed(vllm_client: Client, vllm_target: Target,
     if not any(vllm_client.run(drop_all()) for _ in range(ATTEMPTS)):
         pytest.skip(f"in {ATTEMPTS} attempts the streams ended before they could be dropped "
                     "(the model stopped early, or the answers arrived whole)")
-    freed, now = _settle(vllm_client, gauge, idle)
-    if not freed:
-        raise CheckFailure("Dropped streams keep running", path=gauge,
-                           expected=f"back to {idle:g} within {SETTLE_S:g} s",
-                           received=f"{now:g} or more for {SETTLE_S:g} s",
-                           severity=Severity.HIGH,
-                           detail=f"{STREAMS} streams closed after their first event")
+    cancellation.streams_freed(_settle(vllm_client, gauge, idle), Gauge(
+        gauge=gauge, settle_s=SETTLE_S, level=idle, streams=STREAMS))
     r = vllm_client.post("/v1/chat/completions", shapes.chat(vllm_target.model, max_tokens=2))
-    checks.status_is(r, 200, "A request after dropped streams failed", Severity.CRITICAL)
+    checks.request_succeeded(r, checks.Status(title="A request after dropped streams failed",
+                                              severity=Severity.CRITICAL))

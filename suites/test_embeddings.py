@@ -9,6 +9,8 @@ import pytest
 from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import embeddings, errors
 from pytest_vllm_conformance.checks import schema as schema_checks
+from pytest_vllm_conformance.checks.registry import Context
+from pytest_vllm_conformance.checks.semantics import Count
 from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.failures import Findings
 from pytest_vllm_conformance.target.discovery import Target
@@ -29,8 +31,8 @@ class Embedder:
 
     def ok(self, inp: Any, **extra: Any) -> tuple[Response, dict[str, Any]]:
         r = self.send(inp, **extra)
-        checks.status_is(r, 200, "POST /v1/embeddings failed")
-        return r, checks.json_object(r, "/v1/embeddings is not a JSON object")
+        checks.request_succeeded(r, checks.Status(title="POST /v1/embeddings failed"))
+        return r, checks.json_object(r, checks.Titled(title="/v1/embeddings is not a JSON object"))
 
 
 @pytest.fixture(scope="module")
@@ -45,33 +47,37 @@ def embedder(vllm_client: Client, vllm_target: Target) -> Embedder:
 def test_a_single_input_gives_one_valid_vector(embedder: Embedder, vllm_profile: str) -> None:
     r, body = embedder.ok(TEXTS[0])
     findings = Findings()
-    findings.check(schema_checks.matches, body, "CreateEmbeddingResponse", vllm_profile,
-                   curl=r.curl)
-    findings.check(embeddings.vectors, body, 1, r.curl)
-    findings.check(embeddings.usage_counted, body, r.curl)
+    findings.check(schema_checks.matches, body, schema_checks.Schema(
+        root="CreateEmbeddingResponse", profile=vllm_profile, curl=r.curl))
+    findings.check(embeddings.vectors, body, Count(n=1, curl=r.curl))
+    findings.check(embeddings.usage_counted, body, Context(curl=r.curl))
     findings.raise_any()
 
 
 def test_a_batch_keeps_order_and_index(embedder: Embedder) -> None:
     r, body = embedder.ok(TEXTS)
-    batch = embeddings.vectors(body, len(TEXTS), r.curl)
-    embeddings.one_dimension(batch, r.curl)
+    batch = embeddings.vectors(body, Count(n=len(TEXTS), curl=r.curl))
+    embeddings.one_dimension(batch, Context(curl=r.curl))
     for text, vec in zip(TEXTS, batch, strict=True):
-        alone = embeddings.vectors(embedder.ok(text)[1], 1)[0]
-        embeddings.same_vector(vec, alone, f"Batched embedding of {text!r}", curl=r.curl)
+        alone = embeddings.vectors(embedder.ok(text)[1], Count(n=1))[0]
+        embeddings.same_vector(vec, embeddings.Same(other=alone, what=f"Batched embedding of "
+                                                    f"{text!r}", curl=r.curl))
 
 
 def test_token_ids_are_accepted(embedder: Embedder) -> None:
     r, body = embedder.ok([100, 101, 102, 103])
-    embeddings.one_dimension(embeddings.vectors(body, 1, r.curl)
-                             + embeddings.vectors(embedder.ok(TEXTS[0])[1], 1), r.curl)
+    embeddings.one_dimension(embeddings.vectors(body, Count(n=1, curl=r.curl))
+                             + embeddings.vectors(embedder.ok(TEXTS[0])[1], Count(n=1)),
+                             Context(curl=r.curl))
 
 
 def test_base64_decodes_to_the_float_vector(embedder: Embedder) -> None:
-    as_float = embeddings.vectors(embedder.ok(TEXTS[1], encoding_format="float")[1], 1)[0]
+    as_float = embeddings.vectors(embedder.ok(TEXTS[1], encoding_format="float")[1],
+                                  Count(n=1))[0]
     r, body = embedder.ok(TEXTS[1], encoding_format="base64")
-    as_b64 = embeddings.vectors(body, 1, r.curl)[0]
-    embeddings.same_vector(as_b64, as_float, "The base64 embedding", tolerance=1e-6, curl=r.curl)
+    as_b64 = embeddings.vectors(body, Count(n=1, curl=r.curl))[0]
+    embeddings.same_vector(as_b64, embeddings.Same(other=as_float, what="The base64 embedding",
+                                                   tolerance=1e-6, curl=r.curl))
 
 
 BAD_INPUTS = {"empty-list": [], "a-number": 42, "an-object": {"text": "hi"}}
@@ -80,5 +86,5 @@ BAD_INPUTS = {"empty-list": [], "a-number": 42, "an-object": {"text": "hi"}}
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_rejected(embedder: Embedder, vllm_profile: str, case: str) -> None:
     r = embedder.send(BAD_INPUTS[case])
-    errors.rejected(r, what=case)
-    errors.error_body(r, vllm_profile)
+    errors.rejected(r, errors.Invalid(what=case))
+    errors.error_body(r, errors.Profile(profile=vllm_profile))

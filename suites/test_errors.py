@@ -56,8 +56,8 @@ def test_an_invalid_request_is_rejected(vllm_client: Client, vllm_model: str, vl
     else:
         make = shapes.chat if path == CHAT else shapes.completion
         r = vllm_client.post(path, make(vllm_model, **edit), timeout=ERROR_TIMEOUT_S)
-    errors.rejected(r, statuses, what=case)
-    errors.error_body(r, vllm_profile)
+    errors.rejected(r, errors.Invalid(statuses=statuses, what=case))
+    errors.error_body(r, errors.Profile(profile=vllm_profile))
 
 
 @pytest.mark.parametrize("how", ["no-key", "wrong-key"])
@@ -68,5 +68,5 @@ def test_the_api_key_is_enforced(vllm_client: Client, vllm_settings: Settings,
     body = shapes.chat(vllm_target.model, max_tokens=1)
     headers = {"Authorization": "Bearer not-the-key"} if how == "wrong-key" else None
     r = vllm_client.post(CHAT, body, auth=False, headers=headers, timeout=ERROR_TIMEOUT_S)
-    errors.rejected(r, (401, 403), what=f"request with {how}")
-    errors.error_body(r, vllm_profile)
+    errors.rejected(r, errors.Invalid(statuses=(401, 403), what=f"request with {how}"))
+    errors.error_body(r, errors.Profile(profile=vllm_profile))

@@ -14,11 +14,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pytest_vllm_conformance import checks
-from pytest_vllm_conformance.checks import errors, semantics, streaming
-from pytest_vllm_conformance.checks import schema as schema_checks
+from pytest_vllm_conformance.checks import answers, errors, streaming
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
-from pytest_vllm_conformance.failures import CheckFailure, Findings, Severity
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
 TEXT = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")),
@@ -93,31 +91,16 @@ def test_generated_valid_requests_succeed(vllm_client: Client, vllm_model: str,
     def run(request: tuple[str, dict[str, Any]]) -> None:
         path, body = request
         chat = path == CHAT
+        r = vllm_client.stream(path, body) if body.get("stream") else vllm_client.post(path, body)
+        checks.request_succeeded(r, checks.Status(
+            title=f"A valid generated request to {path} failed"))
         if body.get("stream"):
-            r = vllm_client.stream(path, body)
-            checks.status_is(r, 200, f"A valid generated request to {path} failed")
-            chunks = streaming.well_formed(r)
-            root = "CreateChatCompletionStreamResponse" if chat else "CreateCompletionResponse"
-            findings = Findings()
-            findings.check(schema_checks.stream_matches, chunks, root, vllm_profile,
-                           curl=r.curl)
-            if chunks:  # with none, the stream checks above have said what is missing
-                findings.check(semantics.usage_adds_up, chunks[-1], r.curl)
-            else:
-                findings.add(CheckFailure("Stream carried no chunk", expected="data: chunks "
-                                          "before [DONE]", received="none", curl=r.curl,
-                                          severity=Severity.HIGH))
-            findings.raise_any()
-            return
-        r = vllm_client.post(path, body)
-        checks.status_is(r, 200, f"A valid generated request to {path} failed")
-        data = checks.json_object(r, f"{path} is not a JSON object")
-        root = "CreateChatCompletionResponse" if chat else "CreateCompletionResponse"
-        findings = Findings()
-        findings.check(schema_checks.matches, data, root, vllm_profile, curl=r.curl)
-        findings.check(semantics.usage_adds_up, data, r.curl)
-        findings.check(semantics.n_choices_indexed, data, int(body.get("n", 1)), r.curl)
-        findings.raise_any()
+            streaming.well_formed(r)
+        answers.answer_conforms(r, answers.Asked(
+            request=body, profile=vllm_profile,
+            root="CreateChatCompletionResponse" if chat else "CreateCompletionResponse",
+            chunk_root="CreateChatCompletionStreamResponse" if chat
+            else "CreateCompletionResponse"))
     run()
 
 
@@ -131,6 +114,6 @@ def test_generated_wrong_types_are_rejected(vllm_client: Client, vllm_model: str
         body: dict[str, Any] = {"model": vllm_model, "max_tokens": 2,
                                 "messages": [{"role": "user", "content": "hi"}], field: value}
         r = vllm_client.post(CHAT, body, timeout=15)
-        errors.rejected(r, (400, 422), what=f"{field} = {shown}")
-        errors.error_body(r, vllm_profile)
+        errors.rejected(r, errors.Invalid(statuses=(400, 422), what=f"{field} = {shown}"))
+        errors.error_body(r, errors.Profile(profile=vllm_profile))
     run()

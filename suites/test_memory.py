@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from pytest_vllm_conformance.checks import memory as judge
+from pytest_vllm_conformance.checks.registry import NO_CONTEXT
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf import latency, memory
 from pytest_vllm_conformance.perf.loadtest import LoadRunner
 from pytest_vllm_conformance.report import measurements
@@ -100,23 +102,8 @@ def test_server_memory_is_stable_under_sustained_load(
                f"harness {own.slope:+.1f} MB/h; samples in {out / stem}.csv"
                + (f", plot {out / stem}.png" if plotted else ""))
     request.node.add_report_section("call", "memory", summary)
-    if problem := memory.sampling_problem(run, fit):
-        raise CheckFailure("Server memory could not be sampled",
-                           expected=f">= {memory.MIN_SAMPLES} samples, "
-                                    f"{memory.MIN_KEPT_SAMPLES} after the warm-up, "
-                                    "and a finite slope through them",
-                           received=problem, detail=summary, severity=Severity.MEDIUM)
-    if not level.ok:
-        raise CheckFailure("Requests failed under load", path="memory load",
-                           expected="requests succeed", received=str(level.errors())[:300],
-                           severity=Severity.HIGH)
-    grown = fit.slope * (duration - run.warmup_s) / 3600
-    if fit.low > perf.memory_max_growth and grown >= perf.memory_min_growth:
-        blame = ("\nthe harness itself grew too: look at the client before the server"
-                 if own.low > perf.memory_max_growth else "")
-        raise CheckFailure(
-            "Server memory grows under load", path=source,
-            expected=f"growth <= {perf.memory_max_growth:g} MB/h",
-            received=f"{fit.slope:+.1f} MB/h (95% interval {fit.low:+.1f} to {fit.high:+.1f}), "
-                     f"{grown:+.0f} MB over the measured {duration - run.warmup_s:g} s",
-            severity=Severity.HIGH, detail=summary + blame)
+    budget = judge.Budget(max_growth=perf.memory_max_growth, min_growth=perf.memory_min_growth,
+                          measured_s=duration - run.warmup_s, summary=summary)
+    judge.sampled(run, budget)
+    judge.load_served(level, NO_CONTEXT)
+    judge.memory_flat(run, budget)

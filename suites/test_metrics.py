@@ -7,9 +7,8 @@ import asyncio
 import pytest
 
 from pytest_vllm_conformance import checks
-from pytest_vllm_conformance.checks import metrics
-from pytest_vllm_conformance.client import Client, EventKind, Response, timeline
-from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.checks import metrics, streaming
+from pytest_vllm_conformance.client import Client, Response
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.workload import shapes
 
@@ -23,7 +22,7 @@ def _scrape(client: Client) -> metrics.Scrape:
 def _request(client: Client, model: str, n: int = 1) -> None:
     for _ in range(n):
         r = client.post("/v1/completions", shapes.completion(model, max_tokens=4))
-        checks.status_is(r, 200, "A plain completion failed")
+        checks.request_succeeded(r, checks.Status(title="A plain completion failed"))
 
 
 def _known(target: Target, table: dict[str, str]) -> str:
@@ -40,16 +39,18 @@ def test_the_engine_metrics_are_exposed(vllm_client: Client, vllm_target: Target
     if vllm_target.engine.name not in metrics.EXPECTED_NAMES:
         pytest.skip(f"no documented metric names for engine {vllm_target.engine.name!r}")
     r = vllm_client.get("/metrics")
-    metrics.names_present(metrics.parse(r), vllm_target.engine.name, r.curl)
+    metrics.names_present(metrics.parse(r),
+                          metrics.Engine(engine=vllm_target.engine.name, curl=r.curl))
 
 
 def test_counters_only_grow_across_a_request(vllm_client: Client, vllm_target: Target) -> None:
     before = _scrape(vllm_client)
     _request(vllm_client, vllm_target.model)
     after = _scrape(vllm_client)
-    metrics.counters_only_grow(before, after)
+    metrics.counters_only_grow(metrics.Change(before, after))
     if vllm_target.engine.name in metrics.PROMPT_COUNTER:
-        metrics.grew_by(before, after, metrics.PROMPT_COUNTER[vllm_target.engine.name], 1)
+        metrics.grew_by(metrics.Change(before, after), metrics.Growth(
+            sample=metrics.PROMPT_COUNTER[vllm_target.engine.name], at_least=1))
 
 
 def test_the_latency_histogram_counts_each_request(vllm_client: Client,
@@ -57,7 +58,8 @@ def test_the_latency_histogram_counts_each_request(vllm_client: Client,
     name = _known(vllm_target, metrics.E2E_HISTOGRAM)
     before = _scrape(vllm_client)
     _request(vllm_client, vllm_target.model, n=3)
-    metrics.grew_by(before, _scrape(vllm_client), f"{name}_count", 3)
+    metrics.grew_by(metrics.Change(before, _scrape(vllm_client)),
+                    metrics.Growth(sample=f"{name}_count", at_least=3))
 
 
 def test_server_ttft_agrees_with_the_client(vllm_client: Client, vllm_target: Target) -> None:
@@ -67,18 +69,14 @@ def test_server_ttft_agrees_with_the_client(vllm_client: Client, vllm_target: Ta
     client_ttft = []
     for _ in range(4):
         r = vllm_client.stream("/v1/chat/completions", body)
-        first = next((e.t for e in timeline(r) if e.kind is EventKind.TOKEN), None)
-        if first is None:
-            raise CheckFailure("Stream carried no text", path="$.choices[*].delta.content",
-                               expected="at least one chunk with text",
-                               received=f"{len(r.events)} events without text", curl=r.curl,
-                               severity=Severity.HIGH)
-        client_ttft.append(first - r.timings.sent)
+        client_ttft.append(streaming.first_token_at(r) - r.timings.sent)
     after = _scrape(vllm_client)
     count = after.value(f"{name}_count") - before.value(f"{name}_count")
-    metrics.grew_by(before, after, f"{name}_count", 4)
+    metrics.grew_by(metrics.Change(before, after),
+                    metrics.Growth(sample=f"{name}_count", at_least=4))
     server_mean = (after.value(f"{name}_sum") - before.value(f"{name}_sum")) / count
-    metrics.same_order_of_magnitude(server_mean, sum(client_ttft) / len(client_ttft), "TTFT")
+    metrics.same_order_of_magnitude(server_mean, metrics.Agreement(
+        client_s=sum(client_ttft) / len(client_ttft), what="TTFT"))
 
 
 def test_metrics_scrape_under_load_does_not_fail(vllm_client: Client, vllm_target: Target) -> None:
@@ -93,4 +91,5 @@ def test_metrics_scrape_under_load_does_not_fail(vllm_client: Client, vllm_targe
         return list(await asyncio.gather(*work, *scrapes))
 
     for r in vllm_client.run(load()):
-        checks.status_is(r, 200, "A request failed while /metrics was scraped")
+        checks.request_succeeded(r, checks.Status(
+            title="A request failed while /metrics was scraped"))

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import streaming
+from pytest_vllm_conformance.checks.registry import Context
 from pytest_vllm_conformance.client import Client, ClientError, Response
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.workload import shapes
@@ -41,7 +42,7 @@ def stream_of(vllm_client: Client, vllm_model: str) -> Callable[[str], Response]
             try:
                 r = vllm_client.stream(path, make(vllm_model, stream=True, max_tokens=6,
                                                   **extra))
-                checks.status_is(r, 200, f"streamed POST {path} failed")
+                checks.request_succeeded(r, checks.Status(title=f"streamed POST {path} failed"))
             except (ClientError, CheckFailure) as exc:
                 cache[kind] = exc
                 raise
@@ -72,28 +73,28 @@ def test_every_event_is_one_json_chunk(stream_of: Callable[[str], Response], kin
 @pytest.mark.parametrize("kind", STREAMS)
 def test_one_id_across_the_stream(stream_of: Callable[[str], Response], kind: str) -> None:
     r = stream_of(kind)
-    streaming.one_id(_chunks(r), r.curl)
+    streaming.one_id(_chunks(r), Context(curl=r.curl))
 
 
 @pytest.mark.parametrize("kind", CHAT_STREAMS)
 def test_first_chat_chunk_carries_the_role(stream_of: Callable[[str], Response],
                                            kind: str) -> None:
     r = stream_of(kind)
-    streaming.first_chat_chunk_has_role(_chunks(r), r.curl)
+    streaming.first_chat_chunk_has_role(_chunks(r), Context(curl=r.curl))
 
 
 @pytest.mark.parametrize("kind", STREAMS)
 def test_finish_reason_only_on_the_last_chunk(stream_of: Callable[[str], Response],
                                               kind: str) -> None:
     r = stream_of(kind)
-    streaming.finish_reason_only_on_last(_chunks(r), r.curl)
+    streaming.finish_reason_only_on_last(_chunks(r), Context(curl=r.curl))
 
 
 @pytest.mark.parametrize("kind", [k for k in STREAMS if k.endswith("usage")])
 def test_usage_chunk_is_last_with_empty_choices(stream_of: Callable[[str], Response],
                                                 kind: str) -> None:
     r = stream_of(kind)
-    streaming.usage_chunk_shape(_chunks(r), asked=True, curl=r.curl)
+    streaming.usage_chunk_shape(_chunks(r), Context(curl=r.curl))
 
 
 @pytest.mark.parametrize("kind", STREAMS)

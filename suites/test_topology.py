@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_vllm_conformance import checks
+from pytest_vllm_conformance.checks import topology
+from pytest_vllm_conformance.checks.topology import Poll, Watch
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.target.health import health_until
 from pytest_vllm_conformance.target.launch import ContainerDeployment
@@ -38,15 +38,8 @@ def test_each_route_reaches_its_backend(vllm_topology: ContainerDeployment, vllm
                     temperature=0)
     r = vllm_client.post(endpoint, body)
     backend = "embedding" if endpoint == "/v1/embeddings" else "generation"
-    title = f"POST {endpoint} through the endpoint did not reach the {backend} server"
-    checks.status_is(r, 200, title, Severity.CRITICAL)
-    # A 200 alone is not enough: an engine may serve both kinds of request (llama.cpp does),
-    # so the answer must also come from the model of the intended server.
-    answered = checks.json_object(r, f"POST {endpoint} is not a JSON object").get("model")
-    if answered != model:
-        raise CheckFailure(title, path="$.model", expected=f"an answer from {model!r}",
-                           received=f"an answer from {answered!r}", curl=r.curl,
-                           severity=Severity.CRITICAL)
+    topology.reached_backend(r, topology.Route(endpoint=endpoint, backend=backend,
+                                               model=model))
 
 
 @pytest.mark.parametrize("backend", ["embed", "gen"])
@@ -54,23 +47,11 @@ def test_health_follows_each_backend_down_and_up(vllm_topology: ContainerDeploym
                                                  vllm_client: Client, backend: str) -> None:
     server = vllm_topology.backends[backend]
     name = "embedding" if backend == "embed" else "generation"
+    watch = Watch(backend=name, within_s=NOTICE_WITHIN_S,
+                  curl=f"curl -i {vllm_client.aio.base_url}/health")
     server.pause()
     try:
-        status, waited = health_until(vllm_client, 503, NOTICE_WITHIN_S)
-        if status != 503:
-            raise CheckFailure(
-                f"/health stays up with the {name} server stopped", path="/health",
-                expected=f"503 within {NOTICE_WITHIN_S:g} s of stopping the {name} server",
-                received=f"{status or 'no answer'} after {waited:.1f} s",
-                severity=Severity.HIGH, curl=f"curl -i {vllm_client.aio.base_url}/health",
-                detail="a load balancer keeps sending traffic to an endpoint whose "
-                       "requests fail")
+        topology.health_drops(Poll(*health_until(vllm_client, 503, NOTICE_WITHIN_S)), watch)
     finally:
         server.resume(vllm_topology.settings.serve_timeout)
-    status, waited = health_until(vllm_client, 200, NOTICE_WITHIN_S)
-    if status != 200:
-        raise CheckFailure(
-            f"/health does not recover when the {name} server is back", path="/health",
-            expected=f"200 within {NOTICE_WITHIN_S:g} s of the {name} server being healthy",
-            received=f"{status or 'no answer'} after {waited:.1f} s", severity=Severity.HIGH,
-            curl=f"curl -i {vllm_client.aio.base_url}/health")
+    topology.health_recovers(Poll(*health_until(vllm_client, 200, NOTICE_WITHIN_S)), watch)

@@ -2,13 +2,43 @@
 
 The clean fault server passes every suite in both profiles (a check that fails on
 a conforming server is as broken as one that never fails); then each row of BITES
-switches one defect on and runs the one bundled test that must catch it.
+switches one defect on and runs the one bundled test that must catch it. A row names
+the registered check that gives the verdict (and the checks it is reached through), so
+the registry and this table are one: every registered check has a row, or a reason in
+UNPROVEN, and ``docs/checks.md`` is rendered from both (``python -m tests.test_checks_bite
+> docs/checks.md``).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
 import pytest
 
+from pytest_vllm_conformance import checks
+from pytest_vllm_conformance.checks import (
+    answers,
+    cancellation,
+    determinism,
+    embeddings,
+    errors,
+    harness,
+    health,
+    logprobs,
+    memory,
+    metrics,
+    schema,
+    sdk,
+    semantics,
+    slo,
+    streaming,
+    topology,
+    values,
+)
+from pytest_vllm_conformance.checks.registry import Check, Verdict, all_checks, render_markdown
 from tests.fault_server import MODEL, FaultServer
 from tests.faults import FAULTS
 
@@ -19,169 +49,220 @@ QUICK = ["--vllm-latency-concurrency=1,8", "--vllm-latency-requests=16",
          "--vllm-memory-duration=5s", "--vllm-memory-max-growth=1000"]
 LATENCY_C1 = "test_latency.py::test_streamed_completions_at_each_concurrency_level[c1]"
 FEW = ["--vllm-latency-requests=3", "--vllm-latency-warmup=0", "--vllm-latency-max-tokens=8"]
-# fault -> (bundled test that must fail, title it must show, extra options)
-BITES: dict[str, tuple[str, str, list[str]]] = {
-    "extra_field": ("test_compliance.py::test_completions_match_the_schema[prompt-string]",
-                    "Field not defined by the OpenAI API", ["--vllm-profile=openai"]),
-    "wrong_object": ("test_compliance.py::test_chat_completions_match_the_schema[user-turn]",
-                     "Response does not match the OpenAI schema", []),
-    "created_string": ("test_compliance.py::test_the_openai_sdk_accepts_the_answers[chat]",
-                       "The OpenAI SDK rejects the answer", []),
-    "finish_reason_null": ("test_compliance.py::test_completions_match_the_schema[echo]",
-                           "Finished choice has no finish_reason", []),
-    "missing_usage": ("test_compliance.py::test_completions_match_the_schema[prompt-list]",
-                      "Response has no usage", []),
-    "usage_mismatch": ("test_compliance.py::test_chat_completions_match_the_schema[n-2]",
-                       "Usage does not add up", []),
-    "max_tokens_ignored": ("test_compliance.py::test_max_tokens_is_respected[chat]",
-                           "max_tokens not respected", []),
-    "stop_ignored": ("test_compliance.py::test_a_stop_sequence_ends_the_text_and_is_not_"
-                     "included[/v1/completions]", "Stop sequence left in the text", []),
-    "stop_included": ("test_compliance.py::test_a_stop_sequence_ends_the_text_and_is_not_"
-                      "included[/v1/chat/completions]", "Stop sequence left in the text", []),
-    "n_ignored": ("test_compliance.py::test_n_gives_n_indexed_choices[/v1/completions]",
-                  "n choices not returned with indices 0..n-1", []),
-    "bad_indices": ("test_compliance.py::test_n_gives_n_indexed_choices[/v1/chat/completions]",
-                    "n choices not returned with indices 0..n-1", []),
-    "echo_ignored": ("test_compliance.py::test_echo_returns_the_prompt",
-                     "echo does not return the prompt", []),
-    "logprobs_count_wrong": ("test_compliance.py::test_logprobs_come_in_the_requested_number"
-                             "[/v1/chat/completions]", "Wrong number of top logprobs", []),
-    "logprob_positive": ("test_compliance.py::test_logprobs_come_in_the_requested_number"
-                         "[/v1/completions]", "Log-probability above 0", []),
-    "stream_text_differs": ("test_compliance.py::test_streamed_text_equals_non_streamed_text"
-                            "[/v1/completions]",
-                            "Streamed text differs from the non-streamed text", []),
+AnyCheck = Check[Any, Any, Any]
+
+
+class Bite(NamedTuple):
+    """A fault, the bundled test that must fail on it, the registered check whose verdict it
+    shows (reached through ``via``: the checks the test calls on the way) and extra options."""
+
+    fault: str
+    node: str
+    check: AnyCheck
+    verdict: Verdict
+    extra: Sequence[str] = ()
+    via: tuple[AnyCheck, ...] = ()
+
+
+COMPLETIONS_SCHEMA = "test_compliance.py::test_completions_match_the_schema"
+CHAT_SCHEMA = "test_compliance.py::test_chat_completions_match_the_schema"
+STOP = "test_compliance.py::test_a_stop_sequence_ends_the_text_and_is_not_included"
+LOGPROB_COUNT = "test_compliance.py::test_logprobs_come_in_the_requested_number"
+INVALID = "test_errors.py::test_an_invalid_request_is_rejected"
+MEMORY = "test_memory.py::test_server_memory_is_stable_under_sustained_load"
+BURST = "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output[short]"
+SPELL = "test_compliance.py::test_logprob_tokens_spell_the_text"
+CONFORMS = (answers.answer_conforms,)
+BURST_DIFFERS = determinism.BURST.titled(n=100, c=10)
+SLO_MISSED, LOAD_FAILED = slo.SLO_MISSED, slo.LOAD_FAILED
+
+
+def failed(title: str) -> Verdict:
+    """The verdict of a request the suite names (``checks.request_succeeded``)."""
+    return checks.REQUEST_FAILED.titled(title=title)
+
+
+ROWS: list[Bite] = [
+    Bite("extra_field", f"{COMPLETIONS_SCHEMA}[prompt-string]", schema.matches,
+         schema.EXTRA_FIELD, ["--vllm-profile=openai"], CONFORMS),
+    Bite("wrong_object", f"{CHAT_SCHEMA}[user-turn]", schema.matches, schema.VIOLATION, [],
+         CONFORMS),
+    Bite("created_string", "test_compliance.py::test_the_openai_sdk_accepts_the_answers[chat]",
+         sdk.sdk_accepts, sdk.REJECTED),
+    Bite("finish_reason_null", f"{COMPLETIONS_SCHEMA}[echo]", semantics.finish_reasons_set,
+         semantics.NO_FINISH_REASON, [], CONFORMS),
+    Bite("missing_usage", f"{COMPLETIONS_SCHEMA}[prompt-list]", semantics.usage_adds_up,
+         semantics.NO_USAGE, [], CONFORMS),
+    Bite("usage_mismatch", f"{CHAT_SCHEMA}[n-2]", semantics.usage_adds_up, semantics.USAGE_SUM,
+         [], CONFORMS),
+    Bite("max_tokens_ignored", "test_compliance.py::test_max_tokens_is_respected[chat]",
+         semantics.max_tokens_respected, semantics.MAX_TOKENS),
+    Bite("stop_ignored", f"{STOP}[/v1/completions]", semantics.stop_applied, semantics.STOP_LEFT),
+    Bite("stop_included", f"{STOP}[/v1/chat/completions]", semantics.stop_applied,
+         semantics.STOP_LEFT),
+    Bite("n_ignored", "test_compliance.py::test_n_gives_n_indexed_choices[/v1/completions]",
+         semantics.n_choices_indexed, semantics.N_CHOICES),
+    Bite("bad_indices",
+         "test_compliance.py::test_n_gives_n_indexed_choices[/v1/chat/completions]",
+         semantics.n_choices_indexed, semantics.N_CHOICES),
+    Bite("echo_ignored", "test_compliance.py::test_echo_returns_the_prompt",
+         semantics.echo_returns_prompt, semantics.NO_ECHO),
+    Bite("logprobs_count_wrong", f"{LOGPROB_COUNT}[/v1/chat/completions]",
+         semantics.chat_logprobs_count, semantics.TOP_COUNT),
+    Bite("logprob_positive", f"{LOGPROB_COUNT}[/v1/completions]", semantics.log_probability,
+         semantics.POSITIVE_LOGPROB, [], (semantics.completion_logprobs_count,)),
+    Bite("stream_text_differs",
+         "test_compliance.py::test_streamed_text_equals_non_streamed_text[/v1/completions]",
+         semantics.same_text, semantics.STREAM_TEXT),
     # issue 14: every server value validated before use
-    "choices_string": ("test_compliance.py::test_max_tokens_is_respected[completions]",
-                       "Response body has the wrong shape", []),
-    "usage_list": ("test_compliance.py::test_max_tokens_is_respected[chat]",
-                   "Response body has the wrong shape", []),
-    "metrics_nan": ("test_memory.py::test_server_memory_is_stable_under_sustained_load",
-                    "Non-finite number from the server", QUICK),
-    "invalid_accepted": ("test_errors.py::test_an_invalid_request_is_rejected"
-                         "[negative-max-tokens]", "Invalid request accepted", []),
-    "unknown_model_200": ("test_errors.py::test_an_invalid_request_is_rejected[unknown-model]",
-                          "Invalid request accepted", []),
-    "error_500_on_invalid": ("test_errors.py::test_an_invalid_request_is_rejected[zero-n]",
-                             "Server error on invalid input", []),
-    "error_shape": ("test_errors.py::test_an_invalid_request_is_rejected[missing-messages]",
-                    "Error body is not OpenAI's error object", []),
-    "no_auth": ("test_errors.py::test_the_api_key_is_enforced[wrong-key]",
-                "Invalid request accepted", ["--vllm-api-key=sk-the-key"]),
-    "stream_no_done": ("test_streaming.py::test_stream_ends_with_done[chat]",
-                       "Stream does not end with [[]DONE]", []),
-    "stream_non_json": ("test_streaming.py::test_every_event_is_one_json_chunk[completions]",
-                        "Streamed data line is not JSON", []),
-    "stream_bad_frame": ("test_streaming.py::test_every_event_is_one_json_chunk[chat]",
-                         "Malformed SSE framing", []),
-    "stream_wrong_type": ("test_streaming.py::test_content_type_is_event_stream[chat-usage]",
-                          "Stream is not text/event-stream", []),
-    "stream_id_changes": ("test_streaming.py::test_one_id_across_the_stream[completions]",
-                          "Stream chunks carry different ids", []),
-    "stream_no_role": ("test_streaming.py::test_first_chat_chunk_carries_the_role[chat]",
-                       "First chat chunk carries no role", []),
-    "stream_finish_early": ("test_streaming.py::test_finish_reason_only_on_the_last_chunk"
-                            "[chat-n-2]", "finish_reason not only on the last chunk", []),
-    "stream_usage_with_choices": ("test_streaming.py::test_usage_chunk_is_last_with_empty_"
-                                  "choices[completions-usage]", "Usage chunk has choices", []),
-    "embed_order": ("test_embeddings.py::test_a_batch_keeps_order_and_index",
-                    "Batched embedding of * differs", EMBED),
-    "embed_dims": ("test_embeddings.py::test_a_batch_keeps_order_and_index",
-                   "Embeddings differ in dimension", EMBED),
-    "embed_base64_differs": ("test_embeddings.py::test_base64_decodes_to_the_float_vector",
-                             "The base64 embedding differs", EMBED),
-    "embed_no_usage": ("test_embeddings.py::test_a_single_input_gives_one_valid_vector",
-                       "Embedding usage missing", EMBED),
-    "embed_bad_input_200": ("test_embeddings.py::test_bad_input_is_rejected[a-number]",
-                            "Invalid request accepted", EMBED),
-    "metrics_missing": ("test_metrics.py::test_metrics_parse_as_prometheus_text",
-                        "Server exposes no /metrics", []),
-    "metrics_unparseable": ("test_metrics.py::test_metrics_parse_as_prometheus_text",
-                            "/metrics is not valid Prometheus text", []),
-    "metrics_names_missing": ("test_metrics.py::test_the_engine_metrics_are_exposed",
-                              "vllm metrics missing", []),
-    "metrics_counter_decreases": ("test_metrics.py::test_counters_only_grow_across_a_request",
-                                  "A counter went down", []),
-    "metrics_histogram_stuck": ("test_metrics.py::test_the_latency_histogram_counts_each_"
-                                "request", "vllm:e2e_request_latency_seconds_count did not "
-                                "count the requests", []),
-    "metrics_ttft_off": ("test_metrics.py::test_server_ttft_agrees_with_the_client",
-                         "Server TTFT disagrees with the client's", []),
-    "diverge_sometimes": ("test_determinism.py::test_a_burst_of_identical_requests_gives_one_"
-                          "output[short]", "100 identical requests (10 in flight) gave "
-                          "different outputs", []),
-    "logprob_drift": ("test_determinism.py::test_a_burst_of_identical_requests_gives_one_"
-                      "output[short]", "Logprobs differ across the burst",
-                      ["--vllm-profile=batch-invariant"]),
-    "batch_differs": ("test_determinism.py::test_alone_batched_and_among_others_give_the_same_"
-                      "output", "Prompt 'short' answers differently in a batched request", []),
-    "cache_differs": ("test_determinism.py::test_prefix_cache_cold_and_warm_give_the_same_"
-                      "output", "The answer changes once the prefix is cached", []),
-    "seed_ignored": ("test_determinism.py::test_seeded_sampling_reproduces",
-                     "The same seed gives different samples", []),
+    Bite("choices_string", "test_compliance.py::test_max_tokens_is_respected[completions]",
+         values.of_kind, values.SHAPE, [], (semantics.max_tokens_respected,)),
+    Bite("usage_list", "test_compliance.py::test_max_tokens_is_respected[chat]", values.of_kind,
+         values.SHAPE, [], (semantics.max_tokens_respected,)),
+    Bite("metrics_nan", MEMORY, values.finite_number, values.INFINITE, QUICK,
+         (metrics.sample_total,)),
+    Bite("invalid_accepted", f"{INVALID}[negative-max-tokens]", errors.rejected, errors.ACCEPTED),
+    Bite("unknown_model_200", f"{INVALID}[unknown-model]", errors.rejected, errors.ACCEPTED),
+    Bite("error_500_on_invalid", f"{INVALID}[zero-n]", errors.rejected, errors.SERVER_ERROR),
+    Bite("error_shape", f"{INVALID}[missing-messages]", errors.error_body,
+         errors.NOT_ERROR_OBJECT),
+    Bite("no_auth", "test_errors.py::test_the_api_key_is_enforced[wrong-key]", errors.rejected,
+         errors.ACCEPTED, ["--vllm-api-key=sk-the-key"]),
+    Bite("stream_no_done", "test_streaming.py::test_stream_ends_with_done[chat]",
+         streaming.ends_with_done, streaming.NO_DONE),
+    Bite("stream_non_json", "test_streaming.py::test_every_event_is_one_json_chunk[completions]",
+         streaming.data_lines_are_json, streaming.NOT_JSON),
+    Bite("stream_bad_frame", "test_streaming.py::test_every_event_is_one_json_chunk[chat]",
+         streaming.framing_is_clean, streaming.BAD_FRAMING),
+    Bite("stream_wrong_type", "test_streaming.py::test_content_type_is_event_stream[chat-usage]",
+         streaming.content_type_is_event_stream, streaming.NOT_EVENT_STREAM),
+    Bite("stream_id_changes", "test_streaming.py::test_one_id_across_the_stream[completions]",
+         streaming.one_id, streaming.IDS_DIFFER),
+    Bite("stream_no_role", "test_streaming.py::test_first_chat_chunk_carries_the_role[chat]",
+         streaming.first_chat_chunk_has_role, streaming.NO_ROLE),
+    Bite("stream_finish_early",
+         "test_streaming.py::test_finish_reason_only_on_the_last_chunk[chat-n-2]",
+         streaming.finish_reason_only_on_last, streaming.FINISH_EARLY),
+    Bite("stream_usage_with_choices", "test_streaming.py::test_usage_chunk_is_last_with_empty_"
+         "choices[completions-usage]", streaming.usage_chunk_shape,
+         streaming.USAGE_WITH_CHOICES),
+    Bite("embed_order", "test_embeddings.py::test_a_batch_keeps_order_and_index",
+         embeddings.same_vector, embeddings.DIFFERS.titled(what="Batched embedding of *"), EMBED,
+         (embeddings.vectors, embeddings.decode, embeddings.finite_vector)),
+    Bite("embed_dims", "test_embeddings.py::test_a_batch_keeps_order_and_index",
+         embeddings.one_dimension, embeddings.DIMENSIONS, EMBED),
+    Bite("embed_base64_differs", "test_embeddings.py::test_base64_decodes_to_the_float_vector",
+         embeddings.same_vector, embeddings.DIFFERS.titled(what="The base64 embedding"), EMBED),
+    Bite("embed_no_usage", "test_embeddings.py::test_a_single_input_gives_one_valid_vector",
+         embeddings.usage_counted, embeddings.NO_USAGE, EMBED),
+    Bite("embed_bad_input_200", "test_embeddings.py::test_bad_input_is_rejected[a-number]",
+         errors.rejected, errors.ACCEPTED, EMBED),
+    Bite("metrics_missing", "test_metrics.py::test_metrics_parse_as_prometheus_text",
+         metrics.parse, metrics.NO_METRICS),
+    Bite("metrics_unparseable", "test_metrics.py::test_metrics_parse_as_prometheus_text",
+         metrics.prometheus_text, metrics.UNPARSEABLE, [], (metrics.parse,)),
+    Bite("metrics_names_missing", "test_metrics.py::test_the_engine_metrics_are_exposed",
+         metrics.names_present, metrics.NAMES_MISSING.titled(engine="vllm")),
+    Bite("metrics_counter_decreases", "test_metrics.py::test_counters_only_grow_across_a_request",
+         metrics.counters_only_grow, metrics.COUNTER_DOWN),
+    Bite("metrics_histogram_stuck",
+         "test_metrics.py::test_the_latency_histogram_counts_each_request", metrics.grew_by,
+         metrics.NOT_COUNTED.titled(sample="vllm:e2e_request_latency_seconds_count")),
+    Bite("metrics_ttft_off", "test_metrics.py::test_server_ttft_agrees_with_the_client",
+         metrics.same_order_of_magnitude, metrics.DISAGREES.titled(what="TTFT")),
+    Bite("diverge_sometimes", BURST, determinism.one_output, BURST_DIFFERS),
+    Bite("logprob_drift", BURST, determinism.logprobs_agree,
+         determinism.LOGPROBS.titled(what="across the burst"), ["--vllm-profile=batch-invariant"]),
+    Bite("batch_differs",
+         "test_determinism.py::test_alone_batched_and_among_others_give_the_same_output",
+         determinism.one_output,
+         determinism.BATCHED.titled(prompt="'short'", how="in a batched request")),
+    Bite("cache_differs",
+         "test_determinism.py::test_prefix_cache_cold_and_warm_give_the_same_output",
+         determinism.one_output, determinism.CACHED),
+    Bite("seed_ignored", "test_determinism.py::test_seeded_sampling_reproduces",
+         determinism.one_output, determinism.SEEDED),
     # issue 14: determinism judges what the user receives
-    "text_differs": ("test_determinism.py::test_a_burst_of_identical_requests_gives_one_"
-                     "output[short]", "100 identical requests (10 in flight) gave "
-                     "different outputs", []),
-    "seeded_text_differs": ("test_determinism.py::test_seeded_sampling_reproduces",
-                            "The same seed gives different samples", []),
-    "token_ids_differ": ("test_determinism.py::test_a_burst_of_identical_requests_gives_one_"
-                         "output[short]", "100 identical requests (10 in flight) gave "
-                         "different outputs", []),
-    "logprobs_misspell": ("test_compliance.py::test_logprob_tokens_spell_the_text"
-                          "[/v1/completions]", "Logprob tokens do not spell the text", []),
-    "cancel_leak": ("test_cancellation.py::test_dropped_streams_are_freed",
-                    "Dropped streams keep running", []),
+    Bite("text_differs", BURST, determinism.one_output, BURST_DIFFERS),
+    Bite("seeded_text_differs", "test_determinism.py::test_seeded_sampling_reproduces",
+         determinism.one_output, determinism.SEEDED),
+    Bite("token_ids_differ", BURST, determinism.one_output, BURST_DIFFERS),
+    Bite("logprobs_misspell", f"{SPELL}[/v1/completions]", logprobs.tokens_spell_text,
+         logprobs.MISSPELLED),
+    Bite("cancel_leak", "test_cancellation.py::test_dropped_streams_are_freed",
+         cancellation.streams_freed, cancellation.KEPT_RUNNING),
     # issue 14: idle means zero
-    "running_stuck": ("test_cancellation.py::test_dropped_streams_are_freed",
-                      "The running gauge is not 0 when idle", []),
-    "slow_first_token": (LATENCY_C1, "Latency SLO missed", ["--vllm-slo=ttft_p95_ms=500", *FEW]),
-    "slow_tokens": (LATENCY_C1, "Latency SLO missed", ["--vllm-slo=tpot_p95_ms=20", *FEW]),
-    "errors_under_load": ("test_latency.py::test_streamed_completions_at_each_concurrency_level"
-                          "[c8]", "Requests failed under load", QUICK),
-    "embed_slow": ("test_latency.py::test_embeddings_latency_and_rate[single]",
-                   "Latency SLO missed", [*EMBED, *FEW]),
-    "memory_grows": ("test_memory.py::test_server_memory_is_stable_under_sustained_load",
-                     "Server memory grows under load", QUICK),
+    Bite("running_stuck", "test_cancellation.py::test_dropped_streams_are_freed",
+         cancellation.idle_at_zero, cancellation.NOT_IDLE),
+    Bite("slow_first_token", LATENCY_C1, slo.slo_met, SLO_MISSED,
+         ["--vllm-slo=ttft_p95_ms=500", *FEW]),
+    Bite("slow_tokens", LATENCY_C1, slo.slo_met, SLO_MISSED, ["--vllm-slo=tpot_p95_ms=20", *FEW]),
+    Bite("errors_under_load",
+         "test_latency.py::test_streamed_completions_at_each_concurrency_level[c8]", slo.slo_met,
+         LOAD_FAILED, QUICK),
+    Bite("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[single]", slo.slo_met,
+         SLO_MISSED, [*EMBED, *FEW]),
+    Bite("memory_grows", MEMORY, memory.memory_flat, memory.GROWS, QUICK),
     # issue 15: the harness checks itself
-    "server_histogram_slow": (LATENCY_C1, "Latency figures impossible against the server's own "
-                              "histograms", FEW),
-}
-# More checks proven by a fault that already has a row above, or by one of its own.
-MORE_BITES: list[tuple[str, str, str, list[str]]] = [
-    ("health_missing", "test_health.py::test_health_endpoint_answers_200",
-     "/health is not 200 on a ready server", []),
-    ("models_500", "test_health.py::test_models_lists_the_model_under_test",
-     "GET /v1/models failed", [f"--vllm-model={MODEL}"]),
-    ("extra_field", "test_compliance.py::test_models_match_the_schema",
-     "Field not defined by the OpenAI API", ["--vllm-profile=openai"]),
-    ("logprobs_count_wrong", "test_compliance.py::test_logprobs_come_in_the_requested_number"
-     "[/v1/completions]", "Wrong number of top logprobs", []),
-    ("usage_mismatch", "test_generated.py::test_generated_valid_requests_succeed",
-     "Usage does not add up", []),
-    ("error_shape", "test_generated.py::test_generated_wrong_types_are_rejected",
-     "Error body is not OpenAI's error object", []),
-    ("embed_no_token_ids", "test_embeddings.py::test_token_ids_are_accepted",
-     "POST /v1/embeddings failed", EMBED),
-    ("metrics_busy_500", "test_metrics.py::test_metrics_scrape_under_load_does_not_fail",
-     "A request failed while /metrics was scraped", []),
-    ("slow_first_token", "test_latency.py::test_streamed_completions_at_an_open_loop_arrival_rate",
-     "Latency SLO missed", ["--vllm-slo=ttft_p95_ms=500", "--vllm-latency-rate=10", *FEW]),
-    ("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[batch-16]",
-     "Latency SLO missed", [*EMBED, *FEW]),
-    ("stream_no_done", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
-     "Requests failed under load", QUICK),
+    Bite("server_histogram_slow", LATENCY_C1, slo.harness_sound, slo.IMPOSSIBLE, FEW,
+         (slo.slo_met,)),
+    # More checks proven by a fault that already has a row above, or by one of its own.
+    Bite("health_missing", "test_health.py::test_health_endpoint_answers_200",
+         checks.request_succeeded, failed("/health is not 200 on a ready server")),
+    Bite("models_500", "test_health.py::test_models_lists_the_model_under_test",
+         checks.request_succeeded, failed("GET /v1/models failed"), [f"--vllm-model={MODEL}"]),
+    Bite("extra_field", "test_compliance.py::test_models_match_the_schema", schema.matches,
+         schema.EXTRA_FIELD, ["--vllm-profile=openai"]),
+    Bite("logprobs_count_wrong", f"{LOGPROB_COUNT}[/v1/completions]",
+         semantics.completion_logprobs_count, semantics.TOP_COUNT),
+    Bite("usage_mismatch", "test_generated.py::test_generated_valid_requests_succeed",
+         semantics.usage_adds_up, semantics.USAGE_SUM, [], CONFORMS),
+    Bite("error_shape", "test_generated.py::test_generated_wrong_types_are_rejected",
+         errors.error_body, errors.NOT_ERROR_OBJECT),
+    Bite("embed_no_token_ids", "test_embeddings.py::test_token_ids_are_accepted",
+         checks.request_succeeded, failed("POST /v1/embeddings failed"), EMBED),
+    Bite("metrics_busy_500", "test_metrics.py::test_metrics_scrape_under_load_does_not_fail",
+         checks.request_succeeded, failed("A request failed while /metrics was scraped")),
+    Bite("slow_first_token",
+         "test_latency.py::test_streamed_completions_at_an_open_loop_arrival_rate", slo.slo_met,
+         SLO_MISSED, ["--vllm-slo=ttft_p95_ms=500", "--vllm-latency-rate=10", *FEW]),
+    Bite("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[batch-16]",
+         slo.slo_met, SLO_MISSED, [*EMBED, *FEW]),
+    Bite("stream_no_done", MEMORY, memory.load_served, LOAD_FAILED, QUICK),
     # issue 14: determinism judges what the user receives
-    ("logprobs_misspell", "test_compliance.py::test_logprob_tokens_spell_the_text"
-     "[/v1/chat/completions]", "Logprob tokens do not spell the text", []),
+    Bite("logprobs_misspell", f"{SPELL}[/v1/chat/completions]", logprobs.tokens_spell_text,
+         logprobs.MISSPELLED),
     # issue 14: every server value validated before use
-    ("metrics_unparseable", "test_memory.py::test_server_memory_is_stable_under_sustained_load",
-     "/metrics is not valid Prometheus text", QUICK),
-    ("metrics_nan", "test_metrics.py::test_server_ttft_agrees_with_the_client",
-     "Non-finite number from the server", []),
+    Bite("metrics_unparseable", MEMORY, metrics.prometheus_text, metrics.UNPARSEABLE, QUICK),
+    Bite("metrics_nan", "test_metrics.py::test_server_ttft_agrees_with_the_client",
+         values.finite_number, values.INFINITE),
+    # issue 16: every registered check bites
+    Bite("choices_string", f"{COMPLETIONS_SCHEMA}[stream]", schema.stream_matches,
+         schema.VIOLATION, [], CONFORMS),
+    Bite("max_tokens_ignored", "test_health.py::test_canary_request_with_one_token"
+         "[/v1/completions]", health.one_token, health.CANARY_OVERRUN),
+    Bite("stream_no_done", "test_health.py::test_canary_stream_ends_with_done",
+         streaming.ends_with_done, streaming.NO_DONE, [], (streaming.well_formed,)),
+    Bite("stream_text_differs",
+         "test_determinism.py::test_streaming_and_non_streaming_give_the_same_tokens",
+         determinism.streams_as_returned, determinism.STREAMED.titled(prompt="*")),
 ]
-ROWS = [(f, *row) for f, row in BITES.items()] + MORE_BITES
+#: Registered checks no fault of the fault server reaches, and why.
+UNPROVEN: dict[AnyCheck, str] = {
+    harness.answer_read: "none: it names a harness bug; the clean fault server's run must "
+                         "never show it",
+    checks.json_object: "none yet: every fault answers a JSON object",
+    health.lists_model: "none yet: the fault server lists the model it serves",
+    memory.sampled: "none: it judges the harness's sampling (a window too short to fit)",
+    metrics.histogram_buckets: "none: a NaN bucket only loses the latency cross-check; "
+                               "tests/test_hostile_values.py",
+    streaming.first_token_at: "none yet: every fault stream carries text",
+    streaming.some_chunk: "none yet: every fault stream carries chunks",
+    topology.reached_backend: "none: needs the two-instance service (tests/test_containers.py)",
+    topology.health_drops: "none: needs the two-instance service (tests/test_containers.py)",
+    topology.health_recovers: "none: needs the two-instance service "
+                              "(tests/test_containers.py)",
+}
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
 ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body", "echo_key",
              "stream_stalls", "replica_differs",  # tests/test_determinism_suite.py
@@ -217,15 +298,58 @@ def test_the_clean_fault_server_passes_every_suite(pytester: pytest.Pytester,
     assert all(any(a in line for a in allowed) for line in skipped), skipped
 
 
-@pytest.mark.parametrize(("fault_name", "node", "title", "extra"), ROWS,
-                         ids=[f"{r[0]}:{r[1].split('::')[1]}" for r in ROWS])
+def pattern(verdict: Verdict) -> str:
+    """The verdict's title as an fnmatch pattern: a placeholder left unfilled, or a ``*`` a
+    row filled in, matches anything; brackets are literal."""
+    title = verdict.text if verdict.args else re.sub(r"\{[^}]*\}", "*", verdict.title)
+    return title.replace("[", "[[]")
+
+
+def proofs() -> dict[str, list[str]]:
+    """check qualname -> the faults it fails on (directly, or as a check on the way)."""
+    found: dict[str, list[str]] = {}
+    for row in ROWS:
+        for c in (row.check, *row.via):
+            found.setdefault(c.qualname, []).append(row.fault)
+    return found
+
+
+def markdown() -> str:
+    """``docs/checks.md`` as the registry and this table render it."""
+    return render_markdown(proofs(), {c.qualname: why for c, why in UNPROVEN.items()})
+
+
+def test_every_registered_check_bites_or_says_why_not() -> None:
+    registered = {c.qualname for c in all_checks()}
+    unproven = {c.qualname for c in UNPROVEN}
+    assert registered - set(proofs()) == unproven, "a registered check needs a row in ROWS"
+    assert not unproven & set(proofs()), "a check with a row is not unproven"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.fault}:{r.node.split('::')[1]}" for r in ROWS])
+def test_each_row_shows_a_verdict_of_its_check(row: Bite) -> None:
+    assert any(row.verdict.same_kind(v) for v in row.check.verdicts), row
+    assert all(isinstance(c, Check) for c in (row.check, *row.via))
+
+
+def test_the_checks_page_is_current() -> None:
+    page = Path(__file__).parent.parent / "docs" / "checks.md"
+    assert page.read_text(encoding="utf-8") == markdown(), \
+        "regenerate it: python -m tests.test_checks_bite > docs/checks.md"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.fault}:{r.node.split('::')[1]}" for r in ROWS])
 def test_the_check_fails_on_its_defect(pytester: pytest.Pytester, fault: FaultServer,
-                                       fault_name: str, node: str, title: str,
-                                       extra: list[str]) -> None:
-    fault.faults = {fault_name}
-    if fault_name == "no_auth":
+                                       row: Bite) -> None:
+    fault.faults = {row.fault}
+    if row.fault == "no_auth":
         fault.api_key = "sk-the-key"
-    result = pytester.runpytest(f"--vllm-url={fault.url}", node, *extra, "-p", "no:randomly")
+    result = pytester.runpytest(f"--vllm-url={fault.url}", row.node, *row.extra, "-p",
+                                "no:randomly")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*{title}*"])
+    result.stdout.fnmatch_lines([f"*{pattern(row.verdict)}*"])
     assert "Traceback" not in result.stdout.str()
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

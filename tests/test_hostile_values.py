@@ -192,9 +192,9 @@ def test_the_measuring_path_names_wrong_types(chunk: dict[str, Any], problem: st
 
 @pytest.mark.parametrize(("body", "check"), [
     ({"choices": "abc", "usage": {}}, lambda b: semantics.finish_reasons_set(b)),
-    ({"choices": ["abc"]}, lambda b: semantics.n_choices_indexed(b, 1)),
+    ({"choices": ["abc"]}, lambda b: semantics.n_choices_indexed(b, semantics.Count(n=1))),
     ({"choices": [{"index": 0}], "usage": [1, 2, 3]},
-     lambda b: semantics.max_tokens_respected(b, 5)),
+     lambda b: semantics.max_tokens_respected(b, semantics.Count(n=5))),
     ({"choices": [{"index": 0}], "usage": {"prompt_tokens": "1", "completion_tokens": 1,
                                            "total_tokens": 2}},
      lambda b: semantics.usage_adds_up(b)),
@@ -215,11 +215,11 @@ def test_non_finite_logprobs_are_findings(value: float) -> None:
         "tokens": ["a"], "token_logprobs": [value], "top_logprobs": [{"a": -1, "b": -2,
                                                                       "c": -3}]}}]}
     with pytest.raises(CheckFailure, match=values.NON_FINITE):
-        semantics.completion_logprobs_count(body, 3)
+        semantics.completion_logprobs_count(body, semantics.Count(n=3))
     chat = {"choices": [{"index": 0, "logprobs": {"content": [
         {"token": "a", "logprob": value, "top_logprobs": []}]}}]}
     with pytest.raises(CheckFailure, match=values.NON_FINITE):
-        semantics.chat_logprobs_count(chat, 0)
+        semantics.chat_logprobs_count(chat, semantics.Count(n=0))
 
 
 def test_a_positive_logprob_is_a_finding() -> None:
@@ -240,11 +240,11 @@ def test_non_finite_embeddings_are_findings(vector: Any) -> None:
 
 def test_embedding_checks_cannot_pass_on_overflow_or_bad_base64() -> None:
     with pytest.raises(CheckFailure, match="differs"):
-        embeddings.same_vector([1e300, 1e300], [1e300, 1e300], "Huge")
+        embeddings.same_vector([1e300, 1e300], embeddings.Same(other=[1e300, 1e300], what="Huge"))
     with pytest.raises(CheckFailure, match="not base64"):
         embeddings.decode("not*base64!")
     with pytest.raises(CheckFailure, match="Wrong number of embeddings"):
-        embeddings.vectors({"data": 7}, 1)
+        embeddings.vectors({"data": 7}, semantics.Count(n=1))
 
 
 HIST = """# TYPE vllm:e2e_request_latency_seconds histogram
@@ -269,7 +269,7 @@ def test_prometheus_values_are_validated_where_they_are_used() -> None:
             "process_resident_memory_bytes")
     nan_counter = metrics.parse_text("# TYPE c counter\nc_total NaN\n")
     with pytest.raises(CheckFailure, match=values.NON_FINITE):
-        metrics.counters_only_grow(nan_counter, nan_counter)
+        metrics.counters_only_grow(metrics.Change(nan_counter, nan_counter))
 
 
 # -- determinism answers (issue 14: h5) --------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_vllm_conformance.checks.logprobs import Spelling, tokens_spell_text
+from pytest_vllm_conformance.checks.registry import Context
 from pytest_vllm_conformance.failures import CheckFailure
 
 
@@ -63,7 +64,7 @@ def test_tokens_that_spell_the_text_pass(body: dict[str, Any], spelling: Spellin
 ])
 def test_tokens_that_misspell_the_text_fail(body: dict[str, Any], received: str) -> None:
     with pytest.raises(CheckFailure) as info:
-        tokens_spell_text(body, curl="curl x")
+        tokens_spell_text(body, Context(curl="curl x"))
     assert info.value.title == "Logprob tokens do not spell the text"
     assert info.value.received.startswith(received) and info.value.curl == "curl x"
 

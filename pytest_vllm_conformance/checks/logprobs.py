@@ -13,8 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_vllm_conformance.checks.registry import NO_CONTEXT, Context, Verdict, check
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 from pytest_vllm_conformance.report.measurements import measurement
+
+MISSPELLED = Verdict("Logprob tokens do not spell the text", Severity.MEDIUM)
+MALFORMED = Verdict("logprobs malformed", Severity.MEDIUM)
+TEXT_MALFORMED = Verdict("Text malformed", Severity.MEDIUM)
+NO_CHOICES = Verdict("Response has no choices", Severity.MEDIUM)
 
 #: Prefixes of tokens an engine renders as something other than their text.
 UNSPELLABLE_PREFIXES = ("bytes:", "byte:", "token_id:")
@@ -48,9 +54,9 @@ def unspellable(token: str) -> bool:
 
 
 def _fail(path: str, expected: str, received: str, curl: str, detail: str = "",
-          title: str = "Logprob tokens do not spell the text") -> CheckFailure:
-    return CheckFailure(title, path=path, expected=expected, received=received, curl=curl,
-                        severity=Severity.MEDIUM, detail=detail)
+          verdict: Verdict = MISSPELLED) -> CheckFailure:
+    return verdict.failure(path=path, expected=expected, received=received, curl=curl,
+                           detail=detail)
 
 
 def _tokens(choice: dict[str, Any], where: str, curl: str) -> list[str] | None:
@@ -60,13 +66,13 @@ def _tokens(choice: dict[str, Any], where: str, curl: str) -> list[str] | None:
         return None
     if not isinstance(lp, dict):
         raise _fail(f"{where}.logprobs", "an object", repr(lp)[:100], curl,
-                    title="logprobs malformed")
+                    verdict=MALFORMED)
     content = lp.get("content")
     tokens: Any = ([e.get("token") if isinstance(e, dict) else e for e in content]
                    if isinstance(content, list) else lp.get("tokens"))
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise _fail(f"{where}.logprobs", "tokens (or content[].token) as strings",
-                    repr(tokens)[:100], curl, title="logprobs malformed")
+                    repr(tokens)[:100], curl, verdict=MALFORMED)
     return tokens
 
 
@@ -82,7 +88,7 @@ def _text(choice: dict[str, Any], where: str, curl: str) -> tuple[str, str] | No
     else:
         text, path = choice.get("text"), f"{where}.text"
     if not isinstance(text, str):
-        raise _fail(path, "a string", repr(text)[:100], curl, title="Text malformed")
+        raise _fail(path, "a string", repr(text)[:100], curl, verdict=TEXT_MALFORMED)
     return text, path
 
 
@@ -111,23 +117,24 @@ def spelled(tokens: list[str], text: str, tail_ok: bool) -> tuple[bool, int, int
     return len(text) in reach, best, stuck
 
 
-def tokens_spell_text(body: dict[str, Any], curl: str = "") -> Spelling:
+@check(MISSPELLED, MALFORMED, TEXT_MALFORMED, NO_CHOICES)
+def tokens_spell_text(body: dict[str, Any], ctx: Context = NO_CONTEXT) -> Spelling:
     """Each choice's logprob tokens, joined, are its text (``text`` or ``message.content``).
 
     Completions-style (``logprobs.tokens``) and chat-style (``logprobs.content[].token``,
     which llama.cpp also sends on /v1/completions) alike. Returns what was compared; a
     choice without logprobs, or whose message also carries tool calls or reasoning, is not.
     """
-    total = Spelling(0, 0)
+    total, curl = Spelling(0, 0), ctx.curl
     choices = body.get("choices")
     if not isinstance(choices, list):
         raise _fail("$.choices", "a list of choices", repr(choices)[:100], curl,
-                    title="Response has no choices")
+                    verdict=NO_CHOICES)
     for i, choice in enumerate(choices):
         where = f"$.choices[{i}]"
         if not isinstance(choice, dict):
             raise _fail(where, "a choice object", repr(choice)[:100], curl,
-                        title="Response has no choices")
+                        verdict=NO_CHOICES)
         tokens, found = _tokens(choice, where, curl), _text(choice, where, curl)
         if tokens is None or found is None:
             continue

@@ -5,39 +5,56 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_vllm_conformance.checks import values
-from pytest_vllm_conformance.client import MalformedStream, Response
-from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.checks.registry import NO_CONTEXT, Context, Verdict, check
+from pytest_vllm_conformance.client import EventKind, MalformedStream, Response, timeline
+from pytest_vllm_conformance.failures import Severity
+
+NOT_EVENT_STREAM = Verdict("Stream is not text/event-stream", Severity.HIGH)
+BAD_FRAMING = Verdict("Malformed SSE framing", Severity.HIGH)
+NOT_JSON = Verdict("Streamed data line is not JSON", Severity.HIGH)
+NO_DONE = Verdict("Stream does not end with [DONE]", Severity.MEDIUM)
+IDS_DIFFER = Verdict("Stream chunks carry different ids", Severity.MEDIUM)
+NO_ROLE = Verdict("First chat chunk carries no role", Severity.MEDIUM)
+FINISH_EARLY = Verdict("finish_reason not only on the last chunk", Severity.MEDIUM)
+USAGE_NOT_LAST = Verdict("Usage chunk missing or not last", Severity.MEDIUM)
+USAGE_WITH_CHOICES = Verdict("Usage chunk has choices", Severity.MEDIUM)
+NO_CHUNK = Verdict("Stream carried no chunk", Severity.HIGH)
+NO_TEXT = Verdict("Stream carried no text", Severity.HIGH)
 
 
-def content_type_is_event_stream(r: Response) -> None:
+@check(NOT_EVENT_STREAM)
+def content_type_is_event_stream(r: Response, ctx: Context = NO_CONTEXT) -> None:
+    """A stream is sent as text/event-stream."""
     if not r.content_type.startswith("text/event-stream"):
-        raise CheckFailure("Stream is not text/event-stream", path="headers.content-type",
-                           expected="text/event-stream", received=r.content_type or "none",
-                           curl=r.curl, severity=Severity.HIGH)
+        raise NOT_EVENT_STREAM.failure(path="headers.content-type", expected="text/event-stream",
+                                       received=r.content_type or "none", curl=r.curl)
 
 
-def framing_is_clean(r: Response) -> None:
+@check(BAD_FRAMING)
+def framing_is_clean(r: Response, ctx: Context = NO_CONTEXT) -> None:
+    """Every line of the stream is an SSE field, comment or blank line."""
     if r.sse_problems:
-        raise CheckFailure("Malformed SSE framing", expected="well-formed SSE events",
-                           received="; ".join(r.sse_problems[:3]), curl=r.curl,
-                           severity=Severity.HIGH)
+        raise BAD_FRAMING.failure(expected="well-formed SSE events",
+                                  received="; ".join(r.sse_problems[:3]), curl=r.curl)
 
 
-def data_lines_are_json(r: Response) -> list[dict[str, Any]]:
+@check(NOT_JSON)
+def data_lines_are_json(r: Response, ctx: Context = NO_CONTEXT) -> list[dict[str, Any]]:
     """Every ``data:`` payload but [DONE] is a JSON object; returns them."""
     try:
         return r.chunks()
     except MalformedStream as exc:
-        raise CheckFailure("Streamed data line is not JSON", expected="one JSON object per event",
-                           received=exc.message.split(": ", 1)[-1], curl=r.curl,
-                           severity=Severity.HIGH) from None
+        raise NOT_JSON.failure(expected="one JSON object per event",
+                               received=exc.message.split(": ", 1)[-1], curl=r.curl) from None
 
 
-def ends_with_done(r: Response) -> None:
+@check(NO_DONE)
+def ends_with_done(r: Response, ctx: Context = NO_CONTEXT) -> None:
+    """The last event of a stream is ``data: [DONE]``."""
     if not r.done_seen or r.events[-1].data.strip() != b"[DONE]":
         last = r.events[-1].data[:80] if r.events else b"(no event)"
-        raise CheckFailure("Stream does not end with [DONE]", expected="data: [DONE] last",
-                           received=f"last event {last!r}", curl=r.curl, severity=Severity.MEDIUM)
+        raise NO_DONE.failure(expected="data: [DONE] last", received=f"last event {last!r}",
+                              curl=r.curl)
 
 
 def _choices(chunk: dict[str, Any], curl: str) -> list[tuple[int, dict[str, Any]]]:
@@ -53,7 +70,9 @@ def _choices(chunk: dict[str, Any], curl: str) -> list[tuple[int, dict[str, Any]
     return pairs
 
 
-def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
+@check(IDS_DIFFER)
+def one_id(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
+    """Every chunk of a stream carries the same id."""
     ids: list[Any] = []  # ids may be any JSON (unhashable too); four tell the story
     for c in chunks:
         if c.get("id") not in ids:
@@ -61,23 +80,27 @@ def one_id(chunks: list[dict[str, Any]], curl: str = "") -> None:
             if len(ids) > 4:
                 break
     if len(ids) != 1:
-        raise CheckFailure("Stream chunks carry different ids", path="$.id",
-                           expected="one id for the whole stream", received=repr(ids[:4]),
-                           curl=curl)
+        raise IDS_DIFFER.failure(path="$.id", expected="one id for the whole stream",
+                                 received=repr(ids[:4]), curl=ctx.curl)
 
 
-def first_chat_chunk_has_role(chunks: list[dict[str, Any]], curl: str = "") -> None:
+@check(NO_ROLE, values.SHAPE)
+def first_chat_chunk_has_role(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
+    """The first chat chunk with a choice says the role is 'assistant'."""
+    curl = ctx.curl
     empty: list[tuple[int, dict[str, Any]]] = [(0, {})]
     first = next((pairs for c in chunks if (pairs := _choices(c, curl))), empty)
     delta = values.maybe_field(first[0][1], "delta", dict, "$.choices[0]", curl) or {}
     if delta.get("role") != "assistant":
-        raise CheckFailure("First chat chunk carries no role", path="$.choices[0].delta.role",
-                           expected="'assistant' in the first chunk", received=repr(delta)[:80],
-                           curl=curl)
+        raise NO_ROLE.failure(path="$.choices[0].delta.role",
+                              expected="'assistant' in the first chunk",
+                              received=repr(delta)[:80], curl=curl)
 
 
-def finish_reason_only_on_last(chunks: list[dict[str, Any]], curl: str = "") -> None:
+@check(FINISH_EARLY, values.SHAPE)
+def finish_reason_only_on_last(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
     """Per choice, exactly one chunk sets finish_reason, and it is that choice's last."""
+    curl = ctx.curl
     positions: dict[int, list[int]] = {}
     finishing: dict[int, list[int]] = {}
     for pos, chunk in enumerate(chunks):
@@ -89,31 +112,49 @@ def finish_reason_only_on_last(chunks: list[dict[str, Any]], curl: str = "") -> 
     for index, where in positions.items():
         got = finishing.get(index, [])
         if got != [where[-1]]:
-            raise CheckFailure("finish_reason not only on the last chunk",
-                               path=f"$.choices[{index}].finish_reason",
-                               expected=f"set once, on chunk {where[-1]}",
-                               received=f"set on chunks {got}", curl=curl)
+            raise FINISH_EARLY.failure(path=f"$.choices[{index}].finish_reason",
+                                       expected=f"set once, on chunk {where[-1]}",
+                                       received=f"set on chunks {got}", curl=curl)
 
 
-def usage_chunk_shape(chunks: list[dict[str, Any]], asked: bool, curl: str = "") -> None:
+@check(USAGE_NOT_LAST, USAGE_WITH_CHOICES)
+def usage_chunk_shape(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
     """With include_usage, exactly one last chunk carries usage, with empty choices."""
     with_usage = [i for i, c in enumerate(chunks) if c.get("usage")]
-    if not asked:
-        return
     if len(with_usage) != 1 or with_usage[0] != len(chunks) - 1:
-        raise CheckFailure("Usage chunk missing or not last", path="$.usage",
-                           expected="usage on the last chunk only",
-                           received=f"usage on chunks {with_usage} of {len(chunks)}", curl=curl)
+        raise USAGE_NOT_LAST.failure(path="$.usage", expected="usage on the last chunk only",
+                                     received=f"usage on chunks {with_usage} of {len(chunks)}",
+                                     curl=ctx.curl)
     if chunks[-1].get("choices") != []:
-        raise CheckFailure("Usage chunk has choices", path="$.choices",
-                           expected="[] on the usage chunk",
-                           received=repr(chunks[-1].get("choices"))[:80], curl=curl)
+        raise USAGE_WITH_CHOICES.failure(path="$.choices", expected="[] on the usage chunk",
+                                         received=repr(chunks[-1].get("choices"))[:80],
+                                         curl=ctx.curl)
 
 
-def well_formed(r: Response) -> list[dict[str, Any]]:
+@check(NOT_EVENT_STREAM, BAD_FRAMING, NOT_JSON, NO_DONE)
+def well_formed(r: Response, ctx: Context = NO_CONTEXT) -> list[dict[str, Any]]:
     """The framing checks every stream must pass; returns the parsed chunks."""
     content_type_is_event_stream(r)
     framing_is_clean(r)
     chunks = data_lines_are_json(r)
     ends_with_done(r)
     return chunks
+
+
+@check(NO_CHUNK)
+def some_chunk(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
+    """A stream that ended well carried at least one chunk before [DONE]."""
+    if not chunks:
+        raise NO_CHUNK.failure(expected="data: chunks before [DONE]", received="none",
+                               curl=ctx.curl)
+
+
+@check(NO_TEXT)
+def first_token_at(r: Response, ctx: Context = NO_CONTEXT) -> float:
+    """A stream carries text; returns when its first token arrived (``perf_counter`` s)."""
+    first = next((e.t for e in timeline(r) if e.kind is EventKind.TOKEN), None)
+    if first is None:
+        raise NO_TEXT.failure(path="$.choices[*].delta.content",
+                              expected="at least one chunk with text",
+                              received=f"{len(r.events)} events without text", curl=r.curl)
+    return first

@@ -11,13 +11,17 @@ compared with a limit is never "too large", so it would pass every threshold.
 from __future__ import annotations
 
 import math
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
+from pytest_vllm_conformance.checks.registry import Context, Verdict, check
 from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 T = TypeVar("T")
 WRONG_SHAPE = "Response body has the wrong shape"
 NON_FINITE = "Non-finite number from the server"
+SHAPE = Verdict(WRONG_SHAPE, Severity.HIGH)
+INFINITE = Verdict(NON_FINITE, Severity.HIGH)
 _NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
           float: "a number", bool: "a boolean", type(None): "null"}
 
@@ -35,8 +39,21 @@ def describe(value: Any) -> str:
 
 
 def wrong_shape(path: str, expected: str, value: Any, curl: str = "") -> CheckFailure:
-    return CheckFailure(WRONG_SHAPE, path=path, expected=expected, received=describe(value),
-                        curl=curl, severity=Severity.HIGH)
+    return SHAPE.failure(path=path, expected=expected, received=describe(value), curl=curl)
+
+
+@dataclass(frozen=True, kw_only=True)
+class At(Context):
+    """Where in the answer a value sits (a JSON path such as ``$.choices[0].text``)."""
+
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kind(At):
+    """The JSON kind a value must have: ``dict``, ``list``, ``str``, ``int``, ``float``..."""
+
+    kind: type
 
 
 def is_kind(value: Any, kind: type) -> bool:
@@ -48,11 +65,17 @@ def is_kind(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+@check(SHAPE)
+def of_kind(value: Any, ctx: Kind) -> Any:
+    """Every value read from an answer has the JSON kind the API documents; returns it."""
+    if not is_kind(value, ctx.kind):
+        raise wrong_shape(ctx.path, kind_name(ctx.kind), value, ctx.curl)
+    return value
+
+
 def as_kind(value: Any, kind: type[T], path: str, curl: str = "") -> T:
     """``value`` itself, when it is of ``kind``; else the wrong-shape failure."""
-    if not is_kind(value, kind):
-        raise wrong_shape(path, kind_name(kind), value, curl)
-    return value  # type: ignore[no-any-return]
+    return cast(T, of_kind(value, Kind(kind=kind, path=path, curl=curl)))
 
 
 def field(obj: Any, key: str, kind: type[T], path: str, curl: str = "") -> T:
@@ -61,8 +84,8 @@ def field(obj: Any, key: str, kind: type[T], path: str, curl: str = "") -> T:
     if not isinstance(obj, dict):
         raise wrong_shape(path, "an object", obj, curl)
     if key not in obj:
-        raise CheckFailure(WRONG_SHAPE, path=where, expected=f"{kind_name(kind)} (required)",
-                           received="no such field", curl=curl, severity=Severity.HIGH)
+        raise SHAPE.failure(path=where, expected=f"{kind_name(kind)} (required)",
+                            received="no such field", curl=curl)
     return as_kind(obj[key], kind, where, curl)
 
 
@@ -77,31 +100,37 @@ def maybe_field(obj: Any, key: str, kind: type[T], path: str, curl: str = "") ->
 def element(items: list[Any], index: int, kind: type[T], path: str, curl: str = "") -> T:
     """``items[index]`` of ``kind``; a list too short is the wrong shape too."""
     if not 0 <= index < len(items):
-        raise CheckFailure(WRONG_SHAPE, path=f"{path}[{index}]",
-                           expected=f"at least {index + 1} items",
-                           received=f"{len(items)} items", curl=curl, severity=Severity.HIGH)
+        raise SHAPE.failure(path=f"{path}[{index}]", expected=f"at least {index + 1} items",
+                            received=f"{len(items)} items", curl=curl)
     return as_kind(items[index], kind, f"{path}[{index}]", curl)
 
 
-def finite(value: Any, path: str, curl: str = "") -> float:
-    """A finite number (NaN and infinities are findings, never values to compare)."""
-    number = as_kind(value, float, path, curl)
+@check(INFINITE, SHAPE)
+def finite_number(value: Any, ctx: At) -> float:
+    """A number from the server is finite: NaN and infinities are findings, never values to
+    compare (a NaN compared with a limit is never over it, so it would pass)."""
+    number = as_kind(value, float, ctx.path, ctx.curl)
     try:  # an integer beyond a float's range (JSON allows 400 digits) is not finite either
         usable = math.isfinite(number)
     except OverflowError:
         usable = False
     if not usable:
-        raise CheckFailure(NON_FINITE, path=path, expected="a finite number",
-                           received=repr(number), curl=curl, severity=Severity.HIGH)
+        raise INFINITE.failure(path=ctx.path, expected="a finite number", received=repr(number),
+                               curl=ctx.curl)
     return float(number)
+
+
+def finite(value: Any, path: str, curl: str = "") -> float:
+    """A finite number (NaN and infinities are findings, never values to compare)."""
+    return finite_number(value, At(path=path, curl=curl))
 
 
 def count(value: Any, path: str, curl: str = "") -> int:
     """A non-negative integer (token counts, indices)."""
     number = as_kind(value, int, path, curl)
     if number < 0:
-        raise CheckFailure(WRONG_SHAPE, path=path, expected="a non-negative integer",
-                           received=repr(number), curl=curl, severity=Severity.HIGH)
+        raise SHAPE.failure(path=path, expected="a non-negative integer",
+                            received=repr(number), curl=curl)
     return number
 
 

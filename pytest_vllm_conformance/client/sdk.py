@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 from pytest_vllm_conformance.client.errors import ClientError
 from pytest_vllm_conformance.client.sync import Client
-from pytest_vllm_conformance.failures import CheckFailure, Severity
 
 #: Request headers the harness's client writes itself, or that only describe the SDK.
 _NOT_FORWARDED = {"host", "content-length", "content-type", "accept", "accept-encoding",
@@ -80,20 +79,3 @@ def official_sdk(client: Client, base_url: str,
         sdk.close()
         http_client.close()
 
-
-def sdk_failure(exc: Exception, expected: str, curl: str,
-                redact: Callable[[str], str]) -> Exception:
-    """What a failed SDK call is reported as: never the SDK's raw exception.
-
-    A transport failure is the harness's own typed :class:`ClientError` (the SDK may
-    have wrapped it in ``APIConnectionError``); anything else the SDK raised (its
-    ``APIError``\\ s, a ``JSONDecodeError`` from a broken stream, a validation error)
-    is a titled :class:`CheckFailure` naming the exception.
-    """
-    cause = exc if isinstance(exc, ClientError) else exc.__cause__
-    if isinstance(cause, ClientError):
-        return cause
-    message = redact(str(exc)).replace("\n", " ")
-    return CheckFailure("The OpenAI SDK rejects the answer", expected=expected,
-                        received=f"{type(exc).__name__}: {message[:300]}", curl=curl,
-                        severity=Severity.HIGH)

@@ -55,7 +55,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pytest_vllm_conformance.failures import CheckFailure, Severity
+from pytest_vllm_conformance.failures import CheckFailure
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.perf.latency import Level, Sample
@@ -301,23 +301,11 @@ class HarnessLimited(CheckFailure):
 
 
 def check(level: Level, slo_table: str = "") -> None:
-    """Raise :class:`HarnessLimited` when the level is client-limited or impossible."""
-    health = level.client
-    impossible = level.server_inconsistent
-    if not (health and health.client_limited) and not impossible:
-        return
-    limited = bool(health and health.client_limited)
-    sentence = limited_sentence(level)
-    figures = ", ".join(f"{k} = {v}" for k, v in health.properties()[2:]) if health else ""
-    raise HarnessLimited(
-        HARNESS_LIMITED if limited else HARNESS_IMPOSSIBLE, path=level.name,
-        expected="a harness that had a CPU whenever data arrived, and figures the server's "
-                 "own histograms allow",
-        received=sentence, severity=Severity.HIGH,
-        detail="\n".join(filter(None, [
-            f"harness figures: {figures}" if figures else "",
-            "the SLO verdict below is not given: these figures are not the server's"
-            if slo_table else "", slo_table])))
+    """Raise :class:`HarnessLimited` when the level is client-limited or impossible (the
+    registered check :func:`pytest_vllm_conformance.checks.slo.harness_sound`)."""
+    from pytest_vllm_conformance.checks.slo import Table, harness_sound
+
+    harness_sound(level, Table(table=slo_table))
 
 
 def limited_sentence(level: Level) -> str:

@@ -83,31 +83,15 @@ def table(rows: list[tuple[str, float, float, bool]]) -> str:
     return "\n".join(lines)
 
 
+def is_rate(key: str) -> bool:
+    """True for a lower limit (a rate the level must reach), False for an upper one."""
+    return key in _RATES
+
+
 def enforce(level: Level, slo: dict[str, float], embeddings: bool = False,
             detail: str = "") -> list[tuple[str, float, float, bool]]:
-    """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed.
+    """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed
+    (the registered check :func:`pytest_vllm_conformance.checks.slo.slo_met`)."""
+    from pytest_vllm_conformance.checks.slo import Slo, slo_met
 
-    A level whose harness was client-limited, or whose figures the server's histograms rule
-    out, raises :class:`selfcheck.HarnessLimited` instead, whether or not the SLO was met;
-    only a missed error rate stands (a failed request is no timing figure)."""
-    from pytest_vllm_conformance.failures import CheckFailure, Severity
-    from pytest_vllm_conformance.perf.selfcheck import check
-
-    rows = judge(level, slo, embeddings)
-    missed = [r for r in rows if not r[3]]
-    if not any(r[0] == "error_rate" for r in missed):  # failed requests failed, whatever timing
-        check(level, table(rows) + (f"\n\n{detail}" if detail else ""))  # no verdict on these
-    if missed:
-        errors = level.errors()
-        why = "".join(f"\n  {n}x {e}" for e, n in sorted(errors.items(), key=lambda x: -x[1]))
-        raise CheckFailure(
-            "Latency SLO missed" if any(r[0] != "error_rate" for r in missed)
-            else "Requests failed under load",
-            path=level.name,
-            expected=", ".join(f"{k} {'>=' if k in _RATES else '<='} {a:g}"
-                               for k, _, a, _ in missed),
-            received=", ".join(f"{k} = {m:.4g}" for k, m, _, _ in missed),
-            severity=Severity.HIGH,
-            detail=table(rows) + (f"\n\nerrors:{why}" if why else "") +
-                   (f"\n\n{detail}" if detail else ""))
-    return rows
+    return slo_met(level, Slo(limits=slo, embeddings=embeddings, detail=detail))
