@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-v4
+STAMP  := $(VENV)/.installed-v5
 
 .PHONY: conformance test lint setup clean
 
@@ -33,8 +33,9 @@ conformance: $(STAMP)
 	$(BIN)/pytest --vllm-serve=tiny --junitxml=reports/junit.xml
 
 test: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/mypy  # strict over the package, the suites and the tests (pyproject.toml)
 	$(BIN)/python -m pytest tests -p timeout --timeout=600 -ra
 
 clean:

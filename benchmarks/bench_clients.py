@@ -61,12 +61,18 @@ def _plain(value: Any) -> Any:
 def health_figures(health: Any) -> dict[str, Any]:
     """The verdict of one level, as the benchmark's JSON holds it."""
     figures = health.as_dict() if hasattr(health, "as_dict") else health
-    return {"client_limited": bool(health.client_limited), "reason": str(health.reason or ""),
-            "figures": _plain(figures)}
+    return {
+        "client_limited": bool(health.client_limited),
+        "reason": str(health.reason or ""),
+        "figures": _plain(figures),
+    }
 
 
-async def monitored(run: Callable[[], Awaitable[T]], samples: Callable[[T], Iterable[Any]],
-                    module: ModuleType | None = None) -> tuple[T, dict[str, Any]]:
+async def monitored(
+    run: Callable[[], Awaitable[T]],
+    samples: Callable[[T], Iterable[Any]],
+    module: ModuleType | None = None,
+) -> tuple[T, dict[str, Any]]:
     """Run one level under ``selfcheck.Monitor`` and judge it with its ``samples``; without
     the module, say so (no verdict)."""
     module = module or selfcheck_module()
@@ -88,9 +94,14 @@ def _get(url: str) -> str:
 
 
 def _body(job: Job) -> dict[str, Any]:
-    return {"model": job.get("model", "truth"), "prompt": job.get("prompt", "x"),
-            "max_tokens": job["tokens"], "stream": True, "temperature": 0,
-            "stream_options": {"include_usage": True}}
+    return {
+        "model": job.get("model", "truth"),
+        "prompt": job.get("prompt", "x"),
+        "max_tokens": job["tokens"],
+        "stream": True,
+        "temperature": 0,
+        "stream_options": {"include_usage": True},
+    }
 
 
 def _around(job: Job, level: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -124,15 +135,22 @@ def prepare_ours() -> Runner:
         async def level() -> tuple[latency.Level, dict[str, Any]]:
             if job.get("warmup"):
                 await latency.closed_loop("warm", send, job["concurrency"], job["warmup"])
-            return await monitored(lambda: latency.closed_loop(
-                "bench", send, job["concurrency"], job["requests"]), lambda lvl: lvl.samples)
+            return await monitored(
+                lambda: latency.closed_loop("bench", send, job["concurrency"], job["requests"]),
+                lambda lvl: lvl.samples,
+            )
 
         def measured() -> dict[str, Any]:
             lvl, health = asyncio.run(level())
-            return {"ttft_ms": [s.ttft_ms for s in lvl.ok], "e2e_ms": [s.e2e_ms for s in lvl.ok],
-                    "itl_ms": [x for s in lvl.ok for x in s.itl_ms],
-                    "chunks": sum(s.client_chunks for s in lvl.ok), "failed": lvl.errors(),
-                    "level_wall_s": lvl.wall_s, "selfcheck": health}
+            return {
+                "ttft_ms": [s.ttft_ms for s in lvl.ok],
+                "e2e_ms": [s.e2e_ms for s in lvl.ok],
+                "itl_ms": [x for s in lvl.ok for x in s.itl_ms],
+                "chunks": sum(s.client_chunks for s in lvl.ok),
+                "failed": lvl.errors(),
+                "level_wall_s": lvl.wall_s,
+                "selfcheck": health,
+            }
 
         return _around(job, measured)
 
@@ -155,22 +173,52 @@ def prepare_vllm(cpu: int | None) -> Runner:
     def run(job: Job) -> dict[str, Any]:
         parser = FlexibleArgumentParser()  # type: ignore[no-untyped-call]
         serve.add_cli_args(parser)
-        args = parser.parse_args([
-            "--backend", "vllm", "--base-url", job["url"], "--endpoint", "/v1/completions",
-            "--model", job.get("model", "truth"), "--tokenizer", str(tokenizer),
-            "--dataset-name", "random", "--random-input-len", "8", "--random-output-len",
-            str(job["tokens"]), "--num-prompts", str(job["requests"]), "--max-concurrency",
-            str(job["concurrency"]), "--request-rate", "inf", "--ignore-eos", "--disable-tqdm",
-            "--num-warmups", "0", "--save-detailed", "--ready-check-timeout-sec", "0",
-            "--percentile-metrics", "ttft,itl,tpot,e2el"])
+        args = parser.parse_args(
+            [
+                "--backend",
+                "vllm",
+                "--base-url",
+                job["url"],
+                "--endpoint",
+                "/v1/completions",
+                "--model",
+                job.get("model", "truth"),
+                "--tokenizer",
+                str(tokenizer),
+                "--dataset-name",
+                "random",
+                "--random-input-len",
+                "8",
+                "--random-output-len",
+                str(job["tokens"]),
+                "--num-prompts",
+                str(job["requests"]),
+                "--max-concurrency",
+                str(job["concurrency"]),
+                "--request-rate",
+                "inf",
+                "--ignore-eos",
+                "--disable-tqdm",
+                "--num-warmups",
+                "0",
+                "--save-detailed",
+                "--ready-check-timeout-sec",
+                "0",
+                "--percentile-metrics",
+                "ttft,itl,tpot,e2el",
+            ]
+        )
 
         def measured() -> dict[str, Any]:
             result = serve.main(args)
             # chunks/s over its own benchmark window (kind to it: its set-up is left out)
-            return {"ttft_ms": [t * 1000 for t in result["ttfts"] if t],
-                    "itl_ms": [x * 1000 for itl in result["itls"] for x in itl],
-                    "chunks": sum(result["output_lens"]), "failed": result["failed"],
-                    "wall_s": result["duration"]}
+            return {
+                "ttft_ms": [t * 1000 for t in result["ttfts"] if t],
+                "itl_ms": [x * 1000 for itl in result["itls"] for x in itl],
+                "chunks": sum(result["output_lens"]),
+                "failed": result["failed"],
+                "wall_s": result["duration"],
+            }
 
         return _around(job, measured)
 
@@ -211,18 +259,32 @@ class ClientRunError(RuntimeError):
     pass
 
 
-def run_client(kind: str, jobs: list[Job], cpu: int | None = None, starve_cpu: int | None = None,
-               timeout_s: float = 600) -> list[dict[str, Any]]:
+def run_client(
+    kind: str,
+    jobs: list[Job],
+    cpu: int | None = None,
+    starve_cpu: int | None = None,
+    timeout_s: float = 600,
+) -> list[dict[str, Any]]:
     """Run ``jobs`` in a child client; with ``starve_cpu``, under a real-time busy loop there
     (raises PermissionError when the kernel refuses it)."""
     with tempfile.TemporaryDirectory() as tmp:
         spec, out, log = Path(tmp, "jobs.json"), Path(tmp, "out.json"), Path(tmp, "child.log")
         spec.write_text(json.dumps(jobs))
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--client", kind, "--jobs",
-               str(spec), "--out", str(out)] + ([] if cpu is None else ["--cpu", str(cpu)])
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--client",
+            kind,
+            "--jobs",
+            str(spec),
+            "--out",
+            str(out),
+        ] + ([] if cpu is None else ["--cpu", str(cpu)])
         with log.open("w") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=err, text=True)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
+            )
             assert proc.stdin is not None and proc.stdout is not None
             loop = None
             try:

@@ -50,23 +50,31 @@ def _limited(selfcheck: dict[str, Any] | None) -> str:
 
 def synthetic_table(result: dict[str, Any]) -> str:
     """The bias table of one synthetic scenario (and its chunk-rate table, when measured)."""
-    rows = ["| scenario | client | streams | requests | true TTFT p50 | TTFT bias p50 | "
-            "TTFT bias p99 | ITL bias p50 | ITL bias p99 | client-limited |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| scenario | client | streams | requests | true TTFT p50 | TTFT bias p50 | "
+        "TTFT bias p99 | ITL bias p50 | ITL bias p99 | client-limited |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result.get("levels", []):
         rows.append(
             f"| {result['scenario']} | {NAMES.get(r['client'], r['client'])} | {r['streams']} | "
             f"{r['requests']} | {_ms(r.get('true_ttft_p50_ms'), digits=1)} | "
             f"{_ms(r.get('ttft_bias_p50_ms'), True)} | {_ms(r.get('ttft_bias_p99_ms'), True)} | "
             f"{_ms(r.get('itl_bias_p50_ms'), True, 3)} | {_ms(r.get('itl_bias_p99_ms'), True, 3)}"
-            f" | {_limited(r.get('selfcheck'))} |")
+            f" | {_limited(r.get('selfcheck'))} |"
+        )
     if rates := result.get("chunk_rate"):
-        rows += ["", "| client | streams | chunks | chunks/s (one core) | client CPU | "
-                     "client-limited |", "|---|---|---|---|---|---|"]
+        rows += [
+            "",
+            "| client | streams | chunks | chunks/s (one core) | client CPU | client-limited |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rates:
-            rows.append(f"| {NAMES.get(r['client'], r['client'])} | {r['streams']} | "
-                        f"{r['chunks']} | {r['chunks_per_s']:,.0f} | "
-                        f"{100 * r['cpu_share']:.0f}% | {_limited(r.get('selfcheck'))} |")
+            rows.append(
+                f"| {NAMES.get(r['client'], r['client'])} | {r['streams']} | "
+                f"{r['chunks']} | {r['chunks_per_s']:,.0f} | "
+                f"{100 * r['cpu_share']:.0f}% | {_limited(r.get('selfcheck'))} |"
+            )
     return "\n".join(rows)
 
 
@@ -78,10 +86,12 @@ def _pair(figures: dict[str, Any] | None, metric: str) -> str:
 
 def real_table(result: dict[str, Any]) -> str:
     """Client against the server's own histograms, per user count, with and without the split."""
-    rows = ["| core split | users | requests | client TTFT p50/p95 | server TTFT p50/p95 | "
-            "server TTFT median bucket from | client E2E p50/p95 | server E2E p50/p95 | "
-            "server E2E median bucket from | client-limited |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| core split | users | requests | client TTFT p50/p95 | server TTFT p50/p95 | "
+        "server TTFT median bucket from | client E2E p50/p95 | server E2E p50/p95 | "
+        "server E2E median bucket from | client-limited |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result.get("runs", []):
         floor = r.get("server_floor_ms") or {}
         rows.append(
@@ -89,7 +99,8 @@ def real_table(result: dict[str, Any]) -> str:
             f"{_pair(r.get('client'), 'ttft_ms')} | {_pair(r.get('server'), 'ttft_ms')} | "
             f"{_ms(floor.get('ttft_ms'), digits=1)} | {_pair(r.get('client'), 'e2e_ms')} | "
             f"{_pair(r.get('server'), 'e2e_ms')} | {_ms(floor.get('e2e_ms'), digits=1)} | "
-            f"{_limited(r.get('selfcheck'))} |")
+            f"{_limited(r.get('selfcheck'))} |"
+        )
     return "\n".join(rows)
 
 
@@ -110,8 +121,11 @@ def _why(r: dict[str, Any]) -> str:
 def starved_checks(result: dict[str, Any]) -> list[Check]:
     out = []
     for r in _ours(result):
-        out.append(Check(f"starved, {r['streams']} streams: the level is client_limited",
-                         _flag(r), _why(r)))
+        out.append(
+            Check(
+                f"starved, {r['streams']} streams: the level is client_limited", _flag(r), _why(r)
+            )
+        )
     return out or [Check("starved: every level client_limited", None, "no level of ours ran")]
 
 
@@ -119,18 +133,33 @@ def unstarved_checks(result: dict[str, Any]) -> list[Check]:
     out = []
     for r in _ours(result):
         flag = _flag(r)
-        out.append(Check(f"unstarved, {r['streams']} streams: the level is not flagged",
-                         None if flag is None else not flag, f"client_limited={flag}"))
+        out.append(
+            Check(
+                f"unstarved, {r['streams']} streams: the level is not flagged",
+                None if flag is None else not flag,
+                f"client_limited={flag}",
+            )
+        )
         if (limit := TTFT_BIAS_P50_MAX_MS.get(r["streams"])) is not None:
             bias = r.get("ttft_bias_p50_ms", math.nan)
             met = None if math.isnan(bias) else bias <= limit
-            out.append(Check(f"unstarved, {r['streams']} streams: TTFT bias p50 <= {limit} ms",
-                             met, f"{bias:+.2f} ms"))
+            out.append(
+                Check(
+                    f"unstarved, {r['streams']} streams: TTFT bias p50 <= {limit} ms",
+                    met,
+                    f"{bias:+.2f} ms",
+                )
+            )
     for r in result.get("chunk_rate", []):
         if r["client"] == "ours":
             rate = r["chunks_per_s"]
-            out.append(Check(f"unstarved: chunk rate >= {MIN_CHUNKS_PER_S:,.0f}/s on one core",
-                             rate >= MIN_CHUNKS_PER_S, f"{rate:,.0f}/s"))
+            out.append(
+                Check(
+                    f"unstarved: chunk rate >= {MIN_CHUNKS_PER_S:,.0f}/s on one core",
+                    rate >= MIN_CHUNKS_PER_S,
+                    f"{rate:,.0f}/s",
+                )
+            )
     return out
 
 
@@ -143,16 +172,31 @@ def real_checks(result: dict[str, Any]) -> list[Check]:
             floor = floors.get(metric)
             p50 = ((r.get("client") or {}).get(metric) or {}).get("p50")
             if floor is None or p50 is None:
-                out.append(Check(f"{where}: client {metric[:-3].upper()} p50 not below the "
-                                 "server histogram", None, "no server histogram or no figure"))
+                out.append(
+                    Check(
+                        f"{where}: client {metric[:-3].upper()} p50 not below the server histogram",
+                        None,
+                        "no server histogram or no figure",
+                    )
+                )
                 continue
-            out.append(Check(f"{where}: client {metric[:-3].upper()} p50 not below the server "
-                             "histogram's median bucket", p50 >= floor,
-                             f"client p50 {p50:.1f} ms, bucket from {floor:.1f} ms"))
+            out.append(
+                Check(
+                    f"{where}: client {metric[:-3].upper()} p50 not below the server "
+                    "histogram's median bucket",
+                    p50 >= floor,
+                    f"client p50 {p50:.1f} ms, bucket from {floor:.1f} ms",
+                )
+            )
         if r["split"] and r["users"] == 1:
             flag = _flag(r)
-            out.append(Check(f"{where}: not client-limited with the core split",
-                             None if flag is None else not flag, _why(r)))
+            out.append(
+                Check(
+                    f"{where}: not client-limited with the core split",
+                    None if flag is None else not flag,
+                    _why(r),
+                )
+            )
     return out
 
 
@@ -164,8 +208,15 @@ def render(result: dict[str, Any]) -> str:
     scenario = result["scenario"]
     table = real_table(result) if scenario == "real" else synthetic_table(result)
     checks = CHECKS[scenario](result)
-    lines = [f"### {scenario}", "", f"`{result.get('command', '')}`", "", table, "",
-             "Done means:"] + [c.line() for c in checks]
+    lines = [
+        f"### {scenario}",
+        "",
+        f"`{result.get('command', '')}`",
+        "",
+        table,
+        "",
+        "Done means:",
+    ] + [c.line() for c in checks]
     if note := result.get("note"):
         lines += ["", f"Note: {note}"]
     return "\n".join(lines)

@@ -47,13 +47,26 @@ def become_realtime(cpu: int, priority: int = PRIORITY) -> str:
     return ""
 
 
-def start(cpu: int, on_ms: float = 150, off_ms: float = 50,
-          duration_s: float = 60) -> subprocess.Popen[str]:
+def start(
+    cpu: int, on_ms: float = 150, off_ms: float = 50, duration_s: float = 60
+) -> subprocess.Popen[str]:
     """Launch the loop as a child and wait until it spins; raise PermissionError if refused."""
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--cpu", str(cpu), "--on-ms", str(on_ms),
-         "--off-ms", str(off_ms), "--duration-s", str(duration_s)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--cpu",
+            str(cpu),
+            "--on-ms",
+            str(on_ms),
+            "--off-ms",
+            str(off_ms),
+            "--duration-s",
+            str(duration_s),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
     if first != "spinning":

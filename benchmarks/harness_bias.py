@@ -65,10 +65,24 @@ class Truth:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "truth_server.py"), str(self.port), "--ttft-ms",
-             str(ttft_ms), "--itl-ms", str(itl_ms), "--tokens", str(tokens),
-             "--cpu", str(SERVER_CPU)] + (["--fifo", str(FIFO_PRIORITY)] if fifo else []),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(HERE / "truth_server.py"),
+                str(self.port),
+                "--ttft-ms",
+                str(ttft_ms),
+                "--itl-ms",
+                str(itl_ms),
+                "--tokens",
+                str(tokens),
+                "--cpu",
+                str(SERVER_CPU),
+            ]
+            + (["--fifo", str(FIFO_PRIORITY)] if fifo else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         if not self.proc.stdout.readline().startswith("truth server"):
             self.proc.wait(timeout=10)
@@ -94,40 +108,70 @@ def _requests(level: int, quick: bool) -> int:
     return max(4, level) if quick else max(20, 2 * level)
 
 
-def synthetic(starved: bool, clients: list[str], levels: list[int], tokens: int,
-              quick: bool) -> dict[str, Any]:
+def synthetic(
+    starved: bool, clients: list[str], levels: list[int], tokens: int, quick: bool
+) -> dict[str, Any]:
     """One synthetic scenario: bias per client and level (+ the chunk rate when calm)."""
-    result: dict[str, Any] = {"scenario": "starved" if starved else "unstarved",
-                              "levels": [], "chunk_rate": []}
+    result: dict[str, Any] = {
+        "scenario": "starved" if starved else "unstarved",
+        "levels": [],
+        "chunk_rate": [],
+    }
     intruders = other_realtime()
     truth = Truth(50, 10, tokens, fifo=starved)
     rate = None if starved else Truth(0, 0, tokens)
     try:
         for kind in clients:
-            jobs = [{"url": truth.url, "concurrency": c, "requests": _requests(c, quick),
-                     "tokens": tokens, "truth": True} for c in levels]
+            jobs = [
+                {
+                    "url": truth.url,
+                    "concurrency": c,
+                    "requests": _requests(c, quick),
+                    "tokens": tokens,
+                    "truth": True,
+                }
+                for c in levels
+            ]
             if rate is not None:
-                jobs.append({"url": rate.url, "concurrency": 256,
-                             "requests": 512 if quick else 2048, "tokens": tokens})
-            runs = run_client(kind, jobs, cpu=CLIENT_CPU,
-                              starve_cpu=CLIENT_CPU if starved else None)
+                jobs.append(
+                    {
+                        "url": rate.url,
+                        "concurrency": 256,
+                        "requests": 512 if quick else 2048,
+                        "tokens": tokens,
+                    }
+                )
+            runs = run_client(
+                kind, jobs, cpu=CLIENT_CPU, starve_cpu=CLIENT_CPU if starved else None
+            )
             for job, run in zip(jobs, runs, strict=True):
-                row = {"client": kind, "streams": job["concurrency"],
-                       "requests": job["requests"], "failed": run["failed"],
-                       "selfcheck": run.get("selfcheck")}
+                row = {
+                    "client": kind,
+                    "streams": job["concurrency"],
+                    "requests": job["requests"],
+                    "failed": run["failed"],
+                    "selfcheck": run.get("selfcheck"),
+                }
                 if job.get("truth"):
                     result["levels"].append(row | bias(run, run["truth_log"]))
                 else:
-                    result["chunk_rate"].append(row | {
-                        "chunks": run["chunks"], "chunks_per_s": run["chunks"] / run["wall_s"],
-                        "cpu_share": run["cpu_s"] / run["total_s"]})
+                    result["chunk_rate"].append(
+                        row
+                        | {
+                            "chunks": run["chunks"],
+                            "chunks_per_s": run["chunks"] / run["wall_s"],
+                            "cpu_share": run["cpu_s"] / run["total_s"],
+                        }
+                    )
     finally:
         truth.stop()
         if rate is not None:
             rate.stop()
     if intruders := sorted(set(intruders + other_realtime())):
-        result["note"] = ("figures NOT valid: other real-time processes ran during the scenario: "
-                          + "; ".join(intruders))
+        result["note"] = (
+            "figures NOT valid: other real-time processes ran during the scenario: "
+            + "; ".join(intruders)
+        )
     return result
 
 
@@ -137,19 +181,24 @@ def _refused(scenario: str, why: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="unstarved",
-                        choices=("unstarved", "starved", "real", "all"))
+    parser.add_argument(
+        "--scenario", default="unstarved", choices=("unstarved", "starved", "real", "all")
+    )
     parser.add_argument("--levels", default="1,32", help="synthetic streams (default 1,32)")
     parser.add_argument("--users", default="1,8,50", help="real scenario users (1,8,50)")
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--quick", action="store_true",
-                        help="a few requests per level: proves the code, not the figures")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few requests per level: proves the code, not the figures",
+    )
     parser.add_argument("--skip-vllm-bench", action="store_true")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
-        print("error: this benchmark needs 2 CPUs (server and client pinned apart)",
-              file=sys.stderr)
+        print(
+            "error: this benchmark needs 2 CPUs (server and client pinned apart)", file=sys.stderr
+        )
         return 2
     command = "python benchmarks/harness_bias.py " + shlex.join(sys.argv[1:])
     clients = ["ours"] + ([] if args.skip_vllm_bench else ["vllm"])
@@ -161,8 +210,13 @@ def main() -> int:
             if name == "real":
                 from real_scenario import real
 
-                result = real([int(x) for x in args.users.split(",")], args.tokens,
-                              args.quick, CLIENT_CPU, SERVER_CPU)
+                result = real(
+                    [int(x) for x in args.users.split(",")],
+                    args.tokens,
+                    args.quick,
+                    CLIENT_CPU,
+                    SERVER_CPU,
+                )
             else:
                 result = synthetic(name == "starved", clients, levels, args.tokens, args.quick)
         except PermissionError as exc:

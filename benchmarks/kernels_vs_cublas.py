@@ -40,8 +40,10 @@ def main() -> int:
             flops = 2 * m * n * k
             native = triton.testing.do_bench(lambda a=a, b=b: torch.mm(a, b))
             ours = triton.testing.do_bench(lambda a=a, b=b: matmul(a, b))
-            print(f"| {m} | {k} | {n} | {flops / native / 1e9:.1f} | "
-                  f"{flops / ours / 1e9:.1f} | {native / ours:.2f} |")
+            print(
+                f"| {m} | {k} | {n} | {flops / native / 1e9:.1f} | "
+                f"{flops / ours / 1e9:.1f} | {native / ours:.2f} |"
+            )
     return 0
 
 

@@ -18,8 +18,10 @@ import bench_report
 from bench_clients import other_realtime, run_client
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
-HISTOGRAMS = {"ttft_ms": "vllm:time_to_first_token_seconds",
-              "e2e_ms": "vllm:e2e_request_latency_seconds"}
+HISTOGRAMS = {
+    "ttft_ms": "vllm:time_to_first_token_seconds",
+    "e2e_ms": "vllm:e2e_request_latency_seconds",
+}
 
 
 def _requests(users: int, quick: bool) -> int:
@@ -44,8 +46,7 @@ def start_vllm(split: bool, server_cpu: int) -> Any:
             env["VLLM_CPU_OMP_THREADS_BIND"] = str(server_cpu)
 
     out = Path("reports") / ("bench-real-split" if split else "bench-real-shared")
-    server = LocalVllmServer(Settings(serve=TINY, output_dir=out),
-                             edit_command=pin)
+    server = LocalVllmServer(Settings(serve=TINY, output_dir=out), edit_command=pin)
     server.start()
     return server
 
@@ -57,32 +58,51 @@ def level_figures(users: int, run: dict[str, Any], split: bool) -> dict[str, Any
     before, after = run["metrics_before"], run["metrics_after"]
     floors = {}
     for metric, name in HISTOGRAMS.items():
-        floor = bench_report.median_bucket_floor(latency.histogram_buckets(before, name),
-                                                 latency.histogram_buckets(after, name))
+        floor = bench_report.median_bucket_floor(
+            latency.histogram_buckets(before, name), latency.histogram_buckets(after, name)
+        )
         if not math.isnan(floor):
             floors[metric] = floor * 1000
-    return {"split": split, "users": users, "requests": len(run["ttft_ms"]),
-            "failed": run["failed"], "selfcheck": run.get("selfcheck"),
-            "client": {m: _quantiles(run[m]) for m in ("ttft_ms", "e2e_ms")},
-            "server": latency.server_view(before, after), "server_floor_ms": floors}
+    return {
+        "split": split,
+        "users": users,
+        "requests": len(run["ttft_ms"]),
+        "failed": run["failed"],
+        "selfcheck": run.get("selfcheck"),
+        "client": {m: _quantiles(run[m]) for m in ("ttft_ms", "e2e_ms")},
+        "server": latency.server_view(before, after),
+        "server_floor_ms": floors,
+    }
 
 
-def real(users: list[int], tokens: int, quick: bool, client_cpu: int,
-         server_cpu: int) -> dict[str, Any]:
+def real(
+    users: list[int], tokens: int, quick: bool, client_cpu: int, server_cpu: int
+) -> dict[str, Any]:
     result: dict[str, Any] = {"scenario": "real", "runs": []}
     intruders = other_realtime()
     for split in (True, False):
         server = start_vllm(split, server_cpu)
         try:
-            jobs = [{"url": server.url, "concurrency": u, "requests": _requests(u, quick),
-                     "warmup": min(u, 8), "tokens": tokens, "metrics": True, "model": "tiny",
-                     "prompt": PROMPT} for u in users]
+            jobs = [
+                {
+                    "url": server.url,
+                    "concurrency": u,
+                    "requests": _requests(u, quick),
+                    "warmup": min(u, 8),
+                    "tokens": tokens,
+                    "metrics": True,
+                    "model": "tiny",
+                    "prompt": PROMPT,
+                }
+                for u in users
+            ]
             runs = run_client("ours", jobs, cpu=client_cpu if split else None)
-            result["runs"] += [level_figures(u, r, split) for u, r in zip(users, runs,
-                                                                            strict=True)]
+            result["runs"] += [level_figures(u, r, split) for u, r in zip(users, runs, strict=True)]
         finally:
             server.stop()
     if intruders := sorted(set(intruders + other_realtime())):
-        result["note"] = ("figures NOT valid: other real-time processes ran during the scenario: "
-                          + "; ".join(intruders))
+        result["note"] = (
+            "figures NOT valid: other real-time processes ran during the scenario: "
+            + "; ".join(intruders)
+        )
     return result

@@ -22,11 +22,15 @@ CHUNKS = 64
 
 
 def _body() -> bytes:
-    events = [b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
-              b'"choices":[{"index":0,"text":" t%d","logprobs":null,"finish_reason":null}]}\n\n'
-              % k for k in range(CHUNKS)]
-    events.append(b'data: {"id":"cmpl-1","choices":[],"usage":{"prompt_tokens":8,'
-                  b'"completion_tokens":64,"total_tokens":72}}\n\ndata: [DONE]\n\n')
+    events = [
+        b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
+        b'"choices":[{"index":0,"text":" t%d","logprobs":null,"finish_reason":null}]}\n\n' % k
+        for k in range(CHUNKS)
+    ]
+    events.append(
+        b'data: {"id":"cmpl-1","choices":[],"usage":{"prompt_tokens":8,'
+        b'"completion_tokens":64,"total_tokens":72}}\n\ndata: [DONE]\n\n'
+    )
     return b"".join(events)
 
 
@@ -53,15 +57,23 @@ def test_sse_feed_whole_body_in_one_read(benchmark: Any) -> None:
 
 
 def test_sse_feed_split_mid_event(benchmark: Any) -> None:
-    pieces = [BODY[i:i + 97] for i in range(0, len(BODY), 97)]
+    pieces = [BODY[i : i + 97] for i in range(0, len(BODY), 97)]
     assert len(benchmark(_feed, pieces).events) == CHUNKS + 2
 
 
 def _response() -> Response:
     decoder = _feed([e + b"\n\n" for e in BODY.split(b"\n\n") if e])
     record = RequestRecord("POST", "http://h/v1/completions", b"{}", True, False, ())
-    return Response(record, 200, {"content-type": "text/event-stream"}, BODY,
-                    Timings(1.0, 1.0, 1.0, 2.0, 2.0, 70.0), decoder.events, [], True)
+    return Response(
+        record,
+        200,
+        {"content-type": "text/event-stream"},
+        BODY,
+        Timings(1.0, 1.0, 1.0, 2.0, 2.0, 70.0),
+        decoder.events,
+        [],
+        True,
+    )
 
 
 def test_stream_sample_after_the_stream(benchmark: Any) -> None:

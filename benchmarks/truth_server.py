@@ -22,14 +22,17 @@ from typing import Any
 
 import httptools
 
-CHUNK = ('data: {{"id":"cmpl-{rid}","object":"text_completion","created":1,"model":"truth",'
-         '"choices":[{{"index":0,"text":" t{k}","logprobs":null,"finish_reason":{finish}}}]}}'
-         '\n\n')
-USAGE = ('data: {{"id":"cmpl-{rid}","object":"text_completion","created":1,"model":"truth",'
-         '"choices":[],"usage":{{"prompt_tokens":8,"completion_tokens":{n},'
-         '"total_tokens":{total}}}}}\n\ndata: [DONE]\n\n')
-HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-        b"transfer-encoding: chunked\r\n")
+CHUNK = (
+    'data: {{"id":"cmpl-{rid}","object":"text_completion","created":1,"model":"truth",'
+    '"choices":[{{"index":0,"text":" t{k}","logprobs":null,"finish_reason":{finish}}}]}}'
+    "\n\n"
+)
+USAGE = (
+    'data: {{"id":"cmpl-{rid}","object":"text_completion","created":1,"model":"truth",'
+    '"choices":[],"usage":{{"prompt_tokens":8,"completion_tokens":{n},'
+    '"total_tokens":{total}}}}}\n\ndata: [DONE]\n\n'
+)
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
 
 
 def _framed(text: str) -> bytes:
@@ -49,13 +52,19 @@ class Server:
         if path.startswith("/_log"):
             data = json.dumps(self.log).encode()
             self.log = []
-            proto.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                        b"content-length: %d\r\n\r\n%s" % (len(data), data), keep_alive)
+            proto.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(data), data),
+                keep_alive,
+            )
             return
         if path.startswith("/v1/models") or path.startswith("/health"):
             data = b'{"object":"list","data":[{"id":"truth","object":"model"}]}'
-            proto.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                        b"content-length: %d\r\n\r\n%s" % (len(data), data), keep_alive)
+            proto.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(data), data),
+                keep_alive,
+            )
             return
         try:
             n = int(json.loads(body).get("max_tokens") or self.tokens)
@@ -64,8 +73,10 @@ class Server:
         rid = self.next_id = self.next_id + 1
         record: dict[str, Any] = {"id": rid, "read": read, "sent": []}
         head = HEAD + (b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
-        pieces = [_framed(CHUNK.format(rid=rid, k=k, finish='"length"' if k == n - 1 else
-                                       "null")) for k in range(n)]
+        pieces = [
+            _framed(CHUNK.format(rid=rid, k=k, finish='"length"' if k == n - 1 else "null"))
+            for k in range(n)
+        ]
         tail = _framed(USAGE.format(rid=rid, n=n, total=n + 8)) + b"0\r\n\r\n"
         if self.ttft_s == 0 and self.itl_s == 0:
             proto.write(head + b"".join(pieces) + tail, keep_alive)
@@ -141,9 +152,13 @@ def main() -> None:
     parser.add_argument("--itl-ms", type=float, default=10.0)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
-    parser.add_argument("--fifo", type=int, default=0,
-                        help="run at this SCHED_FIFO priority (the starved scenario: the truth "
-                             "must keep its own timing whatever the client suffers)")
+    parser.add_argument(
+        "--fifo",
+        type=int,
+        default=0,
+        help="run at this SCHED_FIFO priority (the starved scenario: the truth "
+        "must keep its own timing whatever the client suffers)",
+    )
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

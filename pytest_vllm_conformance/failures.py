@@ -22,8 +22,17 @@ class Severity(enum.IntEnum):
 class CheckFailure(AssertionError):
     """A named check found a departure; failures with equal titles are grouped in reports."""
 
-    def __init__(self, title: str, *, expected: str, received: str, path: str = "",
-                 curl: str = "", severity: Severity = Severity.MEDIUM, detail: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        *,
+        expected: str,
+        received: str,
+        path: str = "",
+        curl: str = "",
+        severity: Severity = Severity.MEDIUM,
+        detail: str = "",
+    ) -> None:
         super().__init__(title)
         self.title = title
         self.expected = expected
@@ -60,8 +69,12 @@ class FailureGroup(CheckFailure):
     def __init__(self, failures: list[tuple[CheckFailure, int]]) -> None:
         worst = max(f.severity for f, _ in failures)
         titles = sorted({f.title for f, _ in failures})
-        super().__init__(titles[0] if len(titles) == 1 else f"{len(titles)} kinds of departure",
-                         expected="", received="", severity=worst)
+        super().__init__(
+            titles[0] if len(titles) == 1 else f"{len(titles)} kinds of departure",
+            expected="",
+            received="",
+            severity=worst,
+        )
         self.failures = failures
 
     def render(self) -> str:

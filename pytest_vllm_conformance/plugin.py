@@ -41,9 +41,20 @@ MARKERS = {
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and
 #: last what stops and starts its containers.
-SUITE_ORDER = ("test_health", "test_compliance", "test_streaming", "test_embeddings",
-               "test_metrics", "test_determinism", "test_latency", "test_memory",
-               "test_cancellation", "test_generated", "test_errors", "test_topology")
+SUITE_ORDER = (
+    "test_health",
+    "test_compliance",
+    "test_streaming",
+    "test_embeddings",
+    "test_metrics",
+    "test_determinism",
+    "test_latency",
+    "test_memory",
+    "test_cancellation",
+    "test_generated",
+    "test_errors",
+    "test_topology",
+)
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
 
@@ -74,8 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_vllm_conformance.report.results import ResultsRecorder
 
             suites = tuple(m for m in MARKERS if m not in ("compliance", "errors"))
-            recorder = ResultsRecorder(config, state, settings.json_path,
-                                       (*suites, "compliance", "errors"))
+            recorder = ResultsRecorder(
+                config, state, settings.json_path, (*suites, "compliance", "errors")
+            )
             config.pluginmanager.register(recorder, "vllm-conformance-results")
 
 
@@ -131,8 +143,10 @@ settings = run_settings
 def _session(config: pytest.Config) -> ConformanceSession:
     state = config.stash.get(SESSION_KEY, None)
     if state is None or state.target is None:
-        pytest.fail("this test needs a server under test: pass --vllm-url=URL or "
-                    "--vllm-serve=MODEL.", pytrace=False)
+        pytest.fail(
+            "this test needs a server under test: pass --vllm-url=URL or --vllm-serve=MODEL.",
+            pytrace=False,
+        )
     return state
 
 
@@ -160,14 +174,20 @@ def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
 
     t = state.target
     assert t is not None
-    props = [("vllm_url", t.display_url), ("vllm_engine", t.engine.name),
-             ("vllm_engine_version", t.engine.version or ""),
-             ("vllm_model", t.model), ("vllm_profile", state.profile),
-             ("vllm_system_fingerprint", t.engine.fingerprint or ""),
-             ("vllm_conformance_version", __version__)]
+    props = [
+        ("vllm_url", t.display_url),
+        ("vllm_engine", t.engine.name),
+        ("vllm_engine_version", t.engine.version or ""),
+        ("vllm_model", t.model),
+        ("vllm_profile", state.profile),
+        ("vllm_system_fingerprint", t.engine.fingerprint or ""),
+        ("vllm_conformance_version", __version__),
+    ]
     if state.deployment is not None:  # which image, exactly: the tag may move
-        props += [("vllm_image", state.settings.container.image or ""),
-                  ("vllm_image_id", state.deployment.image_id)]
+        props += [
+            ("vllm_image", state.settings.container.image or ""),
+            ("vllm_image_id", state.deployment.image_id),
+        ]
     if state.cpu_plan is not None:  # which CPUs the server and the harness were kept to
         props.append(("vllm_cpu_split", state.cpu_plan.describe()))
     return props
@@ -264,19 +284,26 @@ def vllm_topology(pytestconfig: pytest.Config) -> ContainerDeployment:
     """The two-instance service this run started; skips (with how to start it) otherwise."""
     deployment = _session(pytestconfig).deployment
     if deployment is None or deployment.settings.container.topology != "split":
-        pytest.skip("needs the two-instance service started by the plugin: "
-                    "--vllm-image=IMAGE --vllm-topology=split --vllm-embedding-model=MODEL")
+        pytest.skip(
+            "needs the two-instance service started by the plugin: "
+            "--vllm-image=IMAGE --vllm-topology=split --vllm-embedding-model=MODEL"
+        )
     return deployment
 
 
 @pytest.fixture
-def vllm_load(request: pytest.FixtureRequest, vllm_client: Client, vllm_target: Target,
-              vllm_settings: Settings) -> LoadRunner:
+def vllm_load(
+    request: pytest.FixtureRequest,
+    vllm_client: Client,
+    vllm_target: Target,
+    vllm_settings: Settings,
+) -> LoadRunner:
     """Runs load levels, records their percentiles and enforces this test's SLO.
 
     Limits: the defaults, then --vllm-slo, then ``@pytest.mark.latency(key=value, ...)``.
     """
     from pytest_vllm_conformance.perf.loadtest import LoadRunner
 
-    return LoadRunner(vllm_client, vllm_target, vllm_settings, request,
-                      early_stop=vllm_settings.perf.early_stop)
+    return LoadRunner(
+        vllm_client, vllm_target, vllm_settings, request, early_stop=vllm_settings.perf.early_stop
+    )

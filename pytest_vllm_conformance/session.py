@@ -69,8 +69,9 @@ class ConformanceSession:
                 untrusted.register(self._worker_secrets[-1])
         elif self.settings.serve is not None:
             self.cpu_plan = cpu_split.plan(self.settings.cpu_split, cpu_split.available_cpus())
-            self.server = LocalVllmServer(self.settings, self._edit_command, self._say,
-                                          cpus=self._server_cpus)
+            self.server = LocalVllmServer(
+                self.settings, self._edit_command, self._say, cpus=self._server_cpus
+            )
             try:
                 self.urls = (self.server.start(),)
             except ServerStartError as exc:
@@ -78,19 +79,25 @@ class ConformanceSession:
             self._pin_harness(self._harness_cpus)
         elif self.settings.container.image is not None:
             self.cpu_plan = cpu_split.container_plan(
-                self.settings.cpu_split, cpu_split.available_cpus(), os.environ.get("DOCKER_HOST"))
+                self.settings.cpu_split, cpu_split.available_cpus(), os.environ.get("DOCKER_HOST")
+            )
             embedding_url = self._start_containers()
             self._pin_harness(self._harness_cpus)
-        self.client = Client(AsyncClient(self.urls[0], self.settings.api_key,
-                                         self.settings.timeout))
+        self.client = Client(
+            AsyncClient(self.urls[0], self.settings.api_key, self.settings.timeout)
+        )
         try:
-            self.target = self.client.run(discover(
-                self.client.aio, self.urls, model=self.settings.model,
-                ready_within_s=self.settings.ready_timeout,
-                refused_grace_s=None if self.settings.ready_timeout_given else REFUSED_GRACE_S,
-                embedding_url=self.settings.embedding_url or embedding_url,
-                embedding_model=self.settings.embedding_model,
-            ))
+            self.target = self.client.run(
+                discover(
+                    self.client.aio,
+                    self.urls,
+                    model=self.settings.model,
+                    ready_within_s=self.settings.ready_timeout,
+                    refused_grace_s=None if self.settings.ready_timeout_given else REFUSED_GRACE_S,
+                    embedding_url=self.settings.embedding_url or embedding_url,
+                    embedding_model=self.settings.embedding_model,
+                )
+            )
         except NotReady as exc:
             raise _usage_error(exc) from None
         self.config.hook.pytest_vllm_target_ready(target=self.target)
@@ -102,7 +109,8 @@ class ConformanceSession:
         node.workerinput[WORKER_CPUS_KEY] = sorted(self._harness_cpus or ())
         if self.deployment is not None:
             node.workerinput[WORKER_SECRETS_KEY] = [
-                secret.reveal() for secret in self.deployment.secrets]
+                secret.reveal() for secret in self.deployment.secrets
+            ]
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._affinity_before is not None:  # an in-process run (pytester) ends unpinned
@@ -118,8 +126,10 @@ class ConformanceSession:
             self.server = None
         if self.deployment is not None:
             self.deployment.stop()
-            self._say("vllm-conformance: containers removed; their logs are in "
-                      f"{self.settings.output_dir}")
+            self._say(
+                "vllm-conformance: containers removed; their logs are in "
+                f"{self.settings.output_dir}"
+            )
             for secret in self.deployment.secrets:
                 untrusted.unregister(secret)
             self.deployment = None
@@ -164,8 +174,10 @@ class ConformanceSession:
             cpu_split.pin_process(cpus)
         except OSError as exc:  # e.g. a CPU taken away meanwhile: measure unpinned, say so
             self._affinity_before = None
-            self._say(f"vllm-conformance: could not pin the harness to CPU(s) "
-                      f"{format_cpus(cpus)} ({exc.strerror}); it runs unpinned")
+            self._say(
+                f"vllm-conformance: could not pin the harness to CPU(s) "
+                f"{format_cpus(cpus)} ({exc.strerror}); it runs unpinned"
+            )
 
     @property
     def server_pid(self) -> int | None:
@@ -180,11 +192,14 @@ class ConformanceSession:
         if t is None:
             return []
         shown = self.settings.profile if self.bitwise_logprobs else self.profile
-        lines = [f"vllm-conformance: {t.display_url} ({t.engine.describe()}), model {t.model}, "
-                 f"profile {shown}"]
+        lines = [
+            f"vllm-conformance: {t.display_url} ({t.engine.describe()}), model {t.model}, "
+            f"profile {shown}"
+        ]
         if len(t.replicas) > 1:
-            lines.append("vllm-conformance: replicas " +
-                         ", ".join(redact_url(u) for u in t.replicas))
+            lines.append(
+                "vllm-conformance: replicas " + ", ".join(redact_url(u) for u in t.replicas)
+            )
         if self.cpu_plan is not None:
             lines.append(f"vllm-conformance: CPU split: {self.cpu_plan.describe()}")
         return [untrusted.line(line, untrusted.FIELD_LIMIT) for line in lines]
@@ -204,8 +219,9 @@ class ConformanceSession:
         return self.settings.profile == "batch-invariant"
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item,
-                                  call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, Any]:
         """Show check failures and client errors as their own clear text, not a traceback."""
         report = yield
         exc = call.excinfo.value if call.excinfo is not None else None
@@ -255,13 +271,16 @@ class ConformanceSession:
             return
         xml = self.config.stash.get(xml_key, None)
         if xml is not None:
-            xml.global_properties[:] = [(untrusted.line(name), untrusted.line(value))
-                                        for name, value in xml.global_properties]
+            xml.global_properties[:] = [
+                (untrusted.line(name), untrusted.line(value))
+                for name, value in xml.global_properties
+            ]
 
     # -- helpers -----------------------------------------------------------------------------
     def _edit_command(self, command: list[str], env: dict[str, str]) -> None:
-        self.config.hook.pytest_vllm_server_command(settings=self.settings, command=command,
-                                                    env=env)
+        self.config.hook.pytest_vllm_server_command(
+            settings=self.settings, command=command, env=env
+        )
 
     def _say(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -311,15 +330,20 @@ def safe_report(report: pytest.TestReport | pytest.CollectReport) -> None:
     """
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
-        report.longrepr = (longrepr[0], longrepr[1],
-                           untrusted.line(longrepr[2], untrusted.FIELD_LIMIT))
+        report.longrepr = (
+            longrepr[0],
+            longrepr[1],
+            untrusted.line(longrepr[2], untrusted.FIELD_LIMIT),
+        )
     elif longrepr is not None:
         text = str(longrepr)
         cleaned = untrusted.safe(text, untrusted.TEXT_LIMIT)
         if cleaned != text:
             report.longrepr = cleaned
-    report.sections = [(untrusted.line(title), untrusted.safe(content, untrusted.TEXT_LIMIT))
-                       for title, content in report.sections]
+    report.sections = [
+        (untrusted.line(title), untrusted.safe(content, untrusted.TEXT_LIMIT))
+        for title, content in report.sections
+    ]
     if not isinstance(report, pytest.TestReport):
         return
     report.user_properties = safe_properties(list(report.user_properties))

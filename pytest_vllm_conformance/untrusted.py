@@ -44,10 +44,10 @@ _active: list[Secret] = []
 
 # C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text
 # (bidi embeddings, overrides and isolates; line and paragraph separators; BOM).
-_CONTROLS_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e"
-                                 "\u2066-\u2069\ufeff]")
-_CONTROLS_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e"
-                                "\u2066-\u2069\ufeff]")
+_CONTROLS_MULTILINE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
+)
+_CONTROLS_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 def register(secret: Secret) -> None:
@@ -74,9 +74,17 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
 
 def _forms(value: str) -> list[str]:
     """The spellings of one secret a server may echo back."""
-    forms = [value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-             repr(value)[1:-1], quote(value, safe=""), quote(value), quote_plus(value),
-             html.escape(value), value.replace("/", "\\/")]
+    forms = [
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        html.escape(value),
+        value.replace("/", "\\/"),
+    ]
     return sorted(set(forms), key=len, reverse=True)
 
 
@@ -106,7 +114,7 @@ def _redact_fragments(text: str, value: str) -> str:
     for begin, end in sorted(spans):
         if end <= last:
             continue
-        out.append(text[last:max(begin, last)])
+        out.append(text[last : max(begin, last)])
         if begin >= last:
             out.append(REDACTED)
         last = end

@@ -59,8 +59,7 @@ def _settle(client: Client, gauge: str, level: float) -> Settled:
         time.sleep(POLL_S)
 
 
-def _idle_level(client: Client, gauge: str, shared: bool,
-                request: pytest.FixtureRequest) -> float:
+def _idle_level(client: Client, gauge: str, shared: bool, request: pytest.FixtureRequest) -> float:
     """0, or on a shared server the lowest level seen; a non-zero idle gauge is a finding."""
     reading = _settle(client, gauge, 0.0)
     lowest = reading.lowest
@@ -71,31 +70,48 @@ def _idle_level(client: Client, gauge: str, shared: bool,
     cancellation.idle_at_zero(reading, idle)
     what = cancellation.idle_note(reading, idle)
     request.node.user_properties.append(("cancellation_note", what))
-    warnings.warn(SharedServerNote(f"{what} (--vllm-shared-server: noted, not failed)"),
-                  stacklevel=2)
+    warnings.warn(
+        SharedServerNote(f"{what} (--vllm-shared-server: noted, not failed)"), stacklevel=2
+    )
     return lowest
 
 
-def test_dropped_streams_are_freed(vllm_client: Client, vllm_target: Target,
-                                   vllm_settings: Settings,
-                                   request: pytest.FixtureRequest) -> None:
+def test_dropped_streams_are_freed(
+    vllm_client: Client,
+    vllm_target: Target,
+    vllm_settings: Settings,
+    request: pytest.FixtureRequest,
+) -> None:
     gauge = metrics.RUNNING_GAUGE.get(vllm_target.engine.name)
     if gauge is None or not vllm_target.has("/metrics"):
         pytest.skip(f"engine {vllm_target.engine.name!r} exposes no running-requests gauge")
     idle = _idle_level(vllm_client, gauge, vllm_settings.shared_server, request)
-    body = shapes.chat(vllm_target.model, max_tokens=400, stream=True,
-                       messages=[{"role": "user", "content": "Tell a very long story."}])
+    body = shapes.chat(
+        vllm_target.model,
+        max_tokens=400,
+        stream=True,
+        messages=[{"role": "user", "content": "Tell a very long story."}],
+    )
 
     async def drop_all() -> bool:
-        rs = await asyncio.gather(*(vllm_client.aio.stream(
-            "/v1/chat/completions", body, abort_after=DROP_AFTER) for _ in range(STREAMS)))
+        rs = await asyncio.gather(
+            *(
+                vllm_client.aio.stream("/v1/chat/completions", body, abort_after=DROP_AFTER)
+                for _ in range(STREAMS)
+            )
+        )
         return all(r.aborted and not r.done_seen for r in rs)
 
     if not any(vllm_client.run(drop_all()) for _ in range(ATTEMPTS)):
-        pytest.skip(f"in {ATTEMPTS} attempts the streams ended before they could be dropped "
-                    "(the model stopped early, or the answers arrived whole)")
-    cancellation.streams_freed(_settle(vllm_client, gauge, idle), Gauge(
-        gauge=gauge, settle_s=SETTLE_S, level=idle, streams=STREAMS))
+        pytest.skip(
+            f"in {ATTEMPTS} attempts the streams ended before they could be dropped "
+            "(the model stopped early, or the answers arrived whole)"
+        )
+    cancellation.streams_freed(
+        _settle(vllm_client, gauge, idle),
+        Gauge(gauge=gauge, settle_s=SETTLE_S, level=idle, streams=STREAMS),
+    )
     r = vllm_client.post("/v1/chat/completions", shapes.chat(vllm_target.model, max_tokens=2))
-    checks.request_succeeded(r, checks.Status(title="A request after dropped streams failed",
-                                              severity=Severity.CRITICAL))
+    checks.request_succeeded(
+        r, checks.Status(title="A request after dropped streams failed", severity=Severity.CRITICAL)
+    )

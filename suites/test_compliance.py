@@ -32,32 +32,48 @@ def test_models_match_the_schema(vllm_client: Client, vllm_profile: str) -> None
     checks.request_succeeded(r, checks.Status(title="GET /v1/models failed"))
     schema_checks.matches(
         checks.json_object(r, checks.Titled(title="GET /v1/models is not a JSON object")),
-        schema_checks.Schema(root="ListModelsResponse", profile=vllm_profile, curl=r.curl))
+        schema_checks.Schema(root="ListModelsResponse", profile=vllm_profile, curl=r.curl),
+    )
 
 
 @pytest.mark.parametrize("shape", shapes.COMPLETION_SHAPES)
-def test_completions_match_the_schema(vllm_client: Client, vllm_model: str, vllm_profile: str,
-                                      shape: str) -> None:
+def test_completions_match_the_schema(
+    vllm_client: Client, vllm_model: str, vllm_profile: str, shape: str
+) -> None:
     body = shapes.completion(vllm_model, **shapes.COMPLETION_SHAPES[shape])
     r = _send(vllm_client, COMPLETIONS, body)
-    answers.answer_conforms(r, answers.Asked(request=body, root="CreateCompletionResponse",
-                                             chunk_root="CreateCompletionResponse",
-                                             profile=vllm_profile))
+    answers.answer_conforms(
+        r,
+        answers.Asked(
+            request=body,
+            root="CreateCompletionResponse",
+            chunk_root="CreateCompletionResponse",
+            profile=vllm_profile,
+        ),
+    )
 
 
 @pytest.mark.parametrize("shape", shapes.CHAT_SHAPES)
-def test_chat_completions_match_the_schema(vllm_client: Client, vllm_model: str,
-                                           vllm_profile: str, shape: str) -> None:
+def test_chat_completions_match_the_schema(
+    vllm_client: Client, vllm_model: str, vllm_profile: str, shape: str
+) -> None:
     body = shapes.chat(vllm_model, **shapes.CHAT_SHAPES[shape])
     r = _send(vllm_client, CHAT, body)
-    answers.answer_conforms(r, answers.Asked(request=body, root="CreateChatCompletionResponse",
-                                             chunk_root="CreateChatCompletionStreamResponse",
-                                             profile=vllm_profile))
+    answers.answer_conforms(
+        r,
+        answers.Asked(
+            request=body,
+            root="CreateChatCompletionResponse",
+            chunk_root="CreateChatCompletionStreamResponse",
+            profile=vllm_profile,
+        ),
+    )
 
 
 @pytest.mark.parametrize("call", ["models", "completions", "chat", "chat-stream"])
-def test_the_openai_sdk_accepts_the_answers(vllm_target: Target, vllm_client: Client,
-                                            call: str) -> None:
+def test_the_openai_sdk_accepts_the_answers(
+    vllm_target: Target, vllm_client: Client, call: str
+) -> None:
     """Round-trip through the official SDK with strict response validation.
 
     The SDK's bytes travel through the harness's client: one deadline for the whole
@@ -73,15 +89,24 @@ def test_the_openai_sdk_accepts_the_answers(vllm_target: Target, vllm_client: Cl
             if call == "models":
                 sdk.models.list()
             elif call == "completions":
-                sdk.completions.create(model=model, prompt=shapes.PROMPT, max_tokens=4,
-                                       temperature=0)
+                sdk.completions.create(
+                    model=model, prompt=shapes.PROMPT, max_tokens=4, temperature=0
+                )
             elif call == "chat":
-                sdk.chat.completions.create(model=model, max_tokens=4, temperature=0,
-                                            messages=[{"role": "user", "content": shapes.PROMPT}])
+                sdk.chat.completions.create(
+                    model=model,
+                    max_tokens=4,
+                    temperature=0,
+                    messages=[{"role": "user", "content": shapes.PROMPT}],
+                )
             else:
                 for _ in sdk.chat.completions.create(
-                        model=model, max_tokens=4, temperature=0, stream=True,
-                        messages=[{"role": "user", "content": shapes.PROMPT}]):
+                    model=model,
+                    max_tokens=4,
+                    temperature=0,
+                    stream=True,
+                    messages=[{"role": "user", "content": shapes.PROMPT}],
+                ):
                     pass
         except CheckFailure:
             raise
@@ -113,18 +138,26 @@ def _text(r: Response, index: int = 0) -> str:
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
-def test_a_stop_sequence_ends_the_text_and_is_not_included(vllm_client: Client, vllm_model: str,
-                                                           path: str) -> None:
+def test_a_stop_sequence_ends_the_text_and_is_not_included(
+    vllm_client: Client, vllm_model: str, path: str
+) -> None:
     make = shapes.completion if path == COMPLETIONS else shapes.chat
     baseline = _text(_send(vllm_client, path, make(vllm_model, max_tokens=16)))
-    cut = next((k for k in range(3, len(baseline) - 3)
-                if baseline.find(baseline[k:k + 3]) == k and baseline[k:k + 3].strip()), None)
+    cut = next(
+        (
+            k
+            for k in range(3, len(baseline) - 3)
+            if baseline.find(baseline[k : k + 3]) == k and baseline[k : k + 3].strip()
+        ),
+        None,
+    )
     if cut is None:
         pytest.skip(f"the greedy answer {baseline!r} is too short to place a stop sequence in")
-    stop = baseline[cut:cut + 3]
+    stop = baseline[cut : cut + 3]
     r = _send(vllm_client, path, make(vllm_model, max_tokens=16, stop=[stop]))
-    semantics.stop_applied(_answer(r), semantics.Stop(stop=stop, before=baseline[:cut],
-                                                      curl=r.curl))
+    semantics.stop_applied(
+        _answer(r), semantics.Stop(stop=stop, before=baseline[:cut], curl=r.curl)
+    )
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
@@ -140,20 +173,23 @@ def test_echo_returns_the_prompt(vllm_client: Client, vllm_model: str) -> None:
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
-def test_logprobs_come_in_the_requested_number(vllm_client: Client, vllm_model: str,
-                                               path: str) -> None:
+def test_logprobs_come_in_the_requested_number(
+    vllm_client: Client, vllm_model: str, path: str
+) -> None:
     if path == COMPLETIONS:
         r = _send(vllm_client, path, shapes.completion(vllm_model, logprobs=3, max_tokens=4))
         semantics.completion_logprobs_count(_answer(r), semantics.Count(n=3, curl=r.curl))
     else:
-        r = _send(vllm_client, path, shapes.chat(vllm_model, logprobs=True, top_logprobs=3,
-                                                 max_tokens=4))
+        r = _send(
+            vllm_client, path, shapes.chat(vllm_model, logprobs=True, top_logprobs=3, max_tokens=4)
+        )
         semantics.chat_logprobs_count(_answer(r), semantics.Count(n=3, curl=r.curl))
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
-def test_streamed_text_equals_non_streamed_text(vllm_client: Client, vllm_model: str,
-                                                path: str) -> None:
+def test_streamed_text_equals_non_streamed_text(
+    vllm_client: Client, vllm_model: str, path: str
+) -> None:
     make = shapes.completion if path == COMPLETIONS else shapes.chat
     plain = _text(_send(vllm_client, path, make(vllm_model, max_tokens=12)))
     r = _send(vllm_client, path, make(vllm_model, max_tokens=12, stream=True))
@@ -163,8 +199,9 @@ def test_streamed_text_equals_non_streamed_text(vllm_client: Client, vllm_model:
 
 # issue 14: the logprob tokens spell the text
 @pytest.mark.parametrize("path", [COMPLETIONS, CHAT])
-def test_logprob_tokens_spell_the_text(vllm_client: Client, vllm_model: str, path: str,
-                                       request: pytest.FixtureRequest) -> None:
+def test_logprob_tokens_spell_the_text(
+    vllm_client: Client, vllm_model: str, path: str, request: pytest.FixtureRequest
+) -> None:
     """Joined, the logprob tokens are the text (byte fragments match loosely, and are counted)."""
     from pytest_vllm_conformance.checks import logprobs as logprob_checks
 
@@ -179,5 +216,7 @@ def test_logprob_tokens_spell_the_text(vllm_client: Client, vllm_model: str, pat
     if spelling.tokens == 0:
         pytest.skip("the answer carries no logprob tokens to compare with its text")
     if spelling.unspellable == spelling.tokens:
-        pytest.skip(f"all {spelling.tokens} logprob tokens are byte fragments (U+FFFD, "
-                    "bytes:, token_id:), which cannot be spelled one by one")
+        pytest.skip(
+            f"all {spelling.tokens} logprob tokens are byte fragments (U+FFFD, "
+            "bytes:, token_id:), which cannot be spelled one by one"
+        )

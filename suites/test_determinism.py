@@ -44,12 +44,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def greedy(target: Target, text: str | list[str], max_tokens: int, **extra: Any) -> dict[str, Any]:
     """Every sampling parameter explicit: a model's generation_config may override defaults."""
-    body: dict[str, Any] = {"model": target.model, "prompt": text, "max_tokens": max_tokens,
-                            "temperature": 0, "top_p": 1, "n": 1, "presence_penalty": 0,
-                            "frequency_penalty": 0, "logprobs": 1, **extra}
+    body: dict[str, Any] = {
+        "model": target.model,
+        "prompt": text,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "top_p": 1,
+        "n": 1,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "logprobs": 1,
+        **extra,
+    }
     if target.engine.name == "vllm":  # vLLM's own knobs that generation_config can set
-        body.update({"top_k": -1, "min_p": 0, "repetition_penalty": 1,
-                     "return_token_ids": True})  # ...and the token ids, to compare them too
+        body.update(
+            {"top_k": -1, "min_p": 0, "repetition_penalty": 1, "return_token_ids": True}
+        )  # ...and the token ids, to compare them too
     return body
 
 
@@ -60,39 +70,52 @@ def _one(client: Client, body: dict[str, Any], rid: int, url: str | None = None)
 
 
 def test_a_burst_of_identical_requests_gives_one_output(
-        vllm_client: Client, vllm_target: Target, vllm_settings: Settings,
-        vllm_bitwise_logprobs: bool, prompt: prompts.Prompt,
-        request: pytest.FixtureRequest) -> None:
+    vllm_client: Client,
+    vllm_target: Target,
+    vllm_settings: Settings,
+    vllm_bitwise_logprobs: bool,
+    prompt: prompts.Prompt,
+    request: pytest.FixtureRequest,
+) -> None:
     n, c = vllm_settings.determinism_requests, vllm_settings.determinism_concurrency
     try:
-        outcomes = vllm_client.run(det.burst(vllm_client.aio, greedy(
-            vllm_target, prompt.text, prompt.max_tokens), n, c))
+        outcomes = vllm_client.run(
+            det.burst(vllm_client.aio, greedy(vllm_target, prompt.text, prompt.max_tokens), n, c)
+        )
     except det.RequestFailed as exc:
-        checks.request_succeeded(exc.response, checks.Status(
-            title="A determinism request failed", severity=Severity.MEDIUM))
+        checks.request_succeeded(
+            exc.response,
+            checks.Status(title="A determinism request failed", severity=Severity.MEDIUM),
+        )
         raise  # request_succeeded raises: the burst saw a status other than 200
     # Recorded as a measurement, not with record_property: no warning under the default
     # xunit2 family (which drops test-case properties; the JSON report carries them anyway).
     measurements.record(request, det.DeterminismVerdict.of(outcomes, n))
-    judge.one_output(outcomes, judge.Mode(
-        verdict=judge.BURST.titled(n=n, c=c),
-        power=det.power_statement(n * len(prompts.load(vllm_settings.prompts)))))
-    judge.logprobs_agree(outcomes, judge.Drift(what="across the burst",
-                                               bitwise=vllm_bitwise_logprobs))
+    judge.one_output(
+        outcomes,
+        judge.Mode(
+            verdict=judge.BURST.titled(n=n, c=c),
+            power=det.power_statement(n * len(prompts.load(vllm_settings.prompts))),
+        ),
+    )
+    judge.logprobs_agree(
+        outcomes, judge.Drift(what="across the burst", bitwise=vllm_bitwise_logprobs)
+    )
 
 
 def test_alone_batched_and_among_others_give_the_same_output(
-        vllm_client: Client, vllm_target: Target, vllm_settings: Settings,
-        vllm_bitwise_logprobs: bool) -> None:
+    vllm_client: Client, vllm_target: Target, vllm_settings: Settings, vllm_bitwise_logprobs: bool
+) -> None:
     chosen = prompts.load(vllm_settings.prompts)
     limit = min(p.max_tokens for p in chosen)
-    alone = [_one(vllm_client, greedy(vllm_target, p.text, limit), i)
-             for i, p in enumerate(chosen)]
+    alone = [_one(vllm_client, greedy(vllm_target, p.text, limit), i) for i, p in enumerate(chosen)]
     r = vllm_client.post("/v1/completions", greedy(vllm_target, [p.text for p in chosen], limit))
-    checks.request_succeeded(r, checks.Status(title="A batched request failed",
-                                              severity=Severity.MEDIUM))
-    batched = [det.parse_completion(r, 100 + i, r.timings.scheduled, index=i)
-               for i in range(len(chosen))]
+    checks.request_succeeded(
+        r, checks.Status(title="A batched request failed", severity=Severity.MEDIUM)
+    )
+    batched = [
+        det.parse_completion(r, 100 + i, r.timings.scheduled, index=i) for i in range(len(chosen))
+    ]
 
     async def needles() -> list[det.Outcome]:
         noise = [greedy(vllm_target, "Noise " * (3 + 7 * k), 8 + 4 * k) for k in range(6)]
@@ -107,37 +130,46 @@ def test_alone_batched_and_among_others_give_the_same_output(
     hidden = vllm_client.run(needles())
     for p, a, b, h in zip(chosen, alone, batched, hidden, strict=True):
         for other, how in ((b, "in a batched request"), (h, "among other requests")):
-            judge.one_output([a, other], judge.Mode(
-                verdict=judge.BATCHED.titled(prompt=repr(p.name), how=how)))
-            judge.logprobs_agree([a, other], judge.Drift(what=f"for {p.name!r} {how}",
-                                                         bitwise=vllm_bitwise_logprobs))
+            judge.one_output(
+                [a, other], judge.Mode(verdict=judge.BATCHED.titled(prompt=repr(p.name), how=how))
+            )
+            judge.logprobs_agree(
+                [a, other], judge.Drift(what=f"for {p.name!r} {how}", bitwise=vllm_bitwise_logprobs)
+            )
 
 
-def test_replicas_give_the_same_output(vllm_client: Client, vllm_target: Target,
-                                       vllm_settings: Settings) -> None:
+def test_replicas_give_the_same_output(
+    vllm_client: Client, vllm_target: Target, vllm_settings: Settings
+) -> None:
     if len(vllm_target.replicas) < 2:
         pytest.skip("one --vllm-url given: pass several to compare replicas")
     for p in prompts.load(vllm_settings.prompts):
-        answers = [_one(vllm_client, greedy(vllm_target, p.text, p.max_tokens), i, url)
-                   for i, url in enumerate(vllm_target.replicas)]
+        answers = [
+            _one(vllm_client, greedy(vllm_target, p.text, p.max_tokens), i, url)
+            for i, url in enumerate(vllm_target.replicas)
+        ]
         judge.one_output(answers, judge.Mode(verdict=judge.REPLICAS.titled(prompt=repr(p.name))))
 
 
 def test_prefix_cache_cold_and_warm_give_the_same_output(
-        vllm_client: Client, vllm_target: Target, vllm_bitwise_logprobs: bool) -> None:
+    vllm_client: Client, vllm_target: Target, vllm_bitwise_logprobs: bool
+) -> None:
     prefix = f"[{uuid.uuid4().hex}] " + prompts.BUILT_IN[-1].text  # never seen: cold
     cold = _one(vllm_client, greedy(vllm_target, prefix + " First:", 16), 0)
     for k, suffix in enumerate((" Second:", " Third:")):
         _one(vllm_client, greedy(vllm_target, prefix + suffix, 4), 1 + k)  # warm the cache
     warm = _one(vllm_client, greedy(vllm_target, prefix + " First:", 16), 9)
     judge.one_output([cold, warm], judge.Mode(verdict=judge.CACHED))
-    judge.logprobs_agree([cold, warm], judge.Drift(what="between cold and warm prefix cache",
-                                                   bitwise=vllm_bitwise_logprobs))
+    judge.logprobs_agree(
+        [cold, warm],
+        judge.Drift(what="between cold and warm prefix cache", bitwise=vllm_bitwise_logprobs),
+    )
 
 
 def test_seeded_sampling_reproduces(vllm_client: Client, vllm_target: Target) -> None:
-    body = greedy(vllm_target, "Write a short poem about the sea.", 24, temperature=0.9,
-                  top_p=0.95, seed=1234)
+    body = greedy(
+        vllm_target, "Write a short poem about the sea.", 24, temperature=0.9, top_p=0.95, seed=1234
+    )
     sequential = [_one(vllm_client, body, i) for i in range(3)]
     concurrent = vllm_client.run(det.burst(vllm_client.aio, body, 4, 4))
     judge.one_output(sequential + concurrent, judge.Mode(verdict=judge.SEEDED))
@@ -149,17 +181,26 @@ def _streamed(r: Response, plain: det.Outcome) -> det.Outcome:
     events = [e for e in timeline(r) if e.kind is EventKind.TOKEN and e.index == 0]
     ids = tuple(i for e in events for i in e.token_ids)
     given = plain.token_ids is not None and any(e.token_ids for e in events)
-    return det.Outcome(1, plain.tokens, plain.logprobs, r.timings.sent, r.timings.done, r.curl,
-                       text="".join(e.text for e in events),
-                       token_ids=ids if given else plain.token_ids)
+    return det.Outcome(
+        1,
+        plain.tokens,
+        plain.logprobs,
+        r.timings.sent,
+        r.timings.done,
+        r.curl,
+        text="".join(e.text for e in events),
+        token_ids=ids if given else plain.token_ids,
+    )
 
 
 def test_streaming_and_non_streaming_give_the_same_tokens(
-        vllm_client: Client, vllm_target: Target, vllm_settings: Settings) -> None:
+    vllm_client: Client, vllm_target: Target, vllm_settings: Settings
+) -> None:
     for p in prompts.load(vllm_settings.prompts):
         body = greedy(vllm_target, p.text, p.max_tokens)
         plain = _one(vllm_client, body, 0)
         r = vllm_client.stream("/v1/completions", {**body, "stream": True, "logprobs": None})
         checks.request_succeeded(r, checks.Status(title="A streamed determinism request failed"))
-        judge.streams_as_returned([plain, _streamed(r, plain)],
-                                  judge.Prompt(prompt=repr(p.name), curl=r.curl))
+        judge.streams_as_returned(
+            [plain, _streamed(r, plain)], judge.Prompt(prompt=repr(p.name), curl=r.curl)
+        )

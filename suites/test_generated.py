@@ -19,14 +19,20 @@ from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
-TEXT = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")),
-               min_size=1, max_size=40).filter(str.strip)
+TEXT = st.text(
+    st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")), min_size=1, max_size=40
+).filter(str.strip)
 
 
-def _settings(examples: int) -> Any:
-    return settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                    phases=(Phase.explicit, Phase.generate),
-                    suppress_health_check=list(HealthCheck))
+def _settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 @st.composite
@@ -45,8 +51,9 @@ def valid_requests(draw: st.DrawFn, model: str) -> tuple[str, dict[str, Any]]:
         "top_p": st.floats(0.05, 1),
         "seed": st.integers(0, 2**31 - 1),
         "n": st.integers(1, 3),
-        "stop": st.one_of(TEXT.map(lambda s: s[:4]), st.lists(TEXT.map(lambda s: s[:4]),
-                                                              min_size=1, max_size=4)),
+        "stop": st.one_of(
+            TEXT.map(lambda s: s[:4]), st.lists(TEXT.map(lambda s: s[:4]), min_size=1, max_size=4)
+        ),
         "presence_penalty": st.floats(-2, 2),
         "frequency_penalty": st.floats(-2, 2),
         "stream": st.booleans(),
@@ -64,7 +71,7 @@ def valid_requests(draw: st.DrawFn, model: str) -> tuple[str, dict[str, Any]]:
 
 #: Wrong-typed values per field. The vllm profile leaves out what pydantic's lax mode
 #: converts (numeric strings, 0/1 for booleans): that is a documented vLLM allowance.
-WRONG = {
+WRONG: dict[str, tuple[list[Any], list[Any]]] = {
     "max_tokens": (["ten", {"n": 1}, [5], 5.5], ["5"]),
     "temperature": (["hot", {}, [0.5]], ["0.5"]),
     "n": (["two", {}, 1.5], ["2"]),
@@ -84,36 +91,51 @@ def wrong_type_requests(draw: st.DrawFn, model: str, profile: str) -> tuple[str,
 
 
 @pytest.mark.compliance
-def test_generated_valid_requests_succeed(vllm_client: Client, vllm_model: str,
-                                          vllm_profile: str, vllm_settings: Settings) -> None:
+def test_generated_valid_requests_succeed(
+    vllm_client: Client, vllm_model: str, vllm_profile: str, vllm_settings: Settings
+) -> None:
     @_settings(vllm_settings.examples)
     @given(valid_requests(vllm_model))
     def run(request: tuple[str, dict[str, Any]]) -> None:
         path, body = request
         chat = path == CHAT
         r = vllm_client.stream(path, body) if body.get("stream") else vllm_client.post(path, body)
-        checks.request_succeeded(r, checks.Status(
-            title=f"A valid generated request to {path} failed"))
+        checks.request_succeeded(
+            r, checks.Status(title=f"A valid generated request to {path} failed")
+        )
         if body.get("stream"):
             streaming.well_formed(r)
-        answers.answer_conforms(r, answers.Asked(
-            request=body, profile=vllm_profile,
-            root="CreateChatCompletionResponse" if chat else "CreateCompletionResponse",
-            chunk_root="CreateChatCompletionStreamResponse" if chat
-            else "CreateCompletionResponse"))
+        answers.answer_conforms(
+            r,
+            answers.Asked(
+                request=body,
+                profile=vllm_profile,
+                root="CreateChatCompletionResponse" if chat else "CreateCompletionResponse",
+                chunk_root="CreateChatCompletionStreamResponse"
+                if chat
+                else "CreateCompletionResponse",
+            ),
+        )
+
     run()
 
 
 @pytest.mark.errors
-def test_generated_wrong_types_are_rejected(vllm_client: Client, vllm_model: str,
-                                            vllm_profile: str, vllm_settings: Settings) -> None:
+def test_generated_wrong_types_are_rejected(
+    vllm_client: Client, vllm_model: str, vllm_profile: str, vllm_settings: Settings
+) -> None:
     @_settings(vllm_settings.examples)
     @given(wrong_type_requests(vllm_model, vllm_profile))
     def run(case: tuple[str, str, Any]) -> None:
         field, shown, value = case
-        body: dict[str, Any] = {"model": vllm_model, "max_tokens": 2,
-                                "messages": [{"role": "user", "content": "hi"}], field: value}
+        body: dict[str, Any] = {
+            "model": vllm_model,
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": "hi"}],
+            field: value,
+        }
         r = vllm_client.post(CHAT, body, timeout=15)
         errors.rejected(r, errors.Invalid(statuses=(400, 422), what=f"{field} = {shown}"))
         errors.error_body(r, errors.Profile(profile=vllm_profile))
+
     run()

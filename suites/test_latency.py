@@ -26,8 +26,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("concurrency", levels, ids=[f"c{c}" for c in levels])
 
 
-def test_streamed_completions_at_each_concurrency_level(vllm_load: LoadRunner,
-                                                         concurrency: int) -> None:
+def test_streamed_completions_at_each_concurrency_level(
+    vllm_load: LoadRunner, concurrency: int
+) -> None:
     vllm_load.completions(concurrency=concurrency)
 
 

@@ -34,8 +34,9 @@ WARMUP_SHARE = 0.2
 SAMPLES = 150
 
 
-def _source(client: Client, request: pytest.FixtureRequest
-            ) -> tuple[str, Callable[[], Awaitable[float | None]]]:
+def _source(
+    client: Client, request: pytest.FixtureRequest
+) -> tuple[str, Callable[[], Awaitable[float | None]]]:
     """How this server's memory can be read, best first; skip (with why) when it cannot."""
     started: StartedServer | None = request.getfixturevalue("vllm_started_server")
     if started is not None:
@@ -47,21 +48,29 @@ def _source(client: Client, request: pytest.FixtureRequest
         what = "container's" if started.in_container else "started server's"
         return f"RSS of the {what} process tree", tree
     r = client.get("/metrics")
-    if r.status == 200 and memory.metrics_rss(r.body.decode("utf-8", "replace"),
-                                              r.curl) is not None:
+    if (
+        r.status == 200
+        and memory.metrics_rss(r.body.decode("utf-8", "replace"), r.curl) is not None
+    ):
 
         async def scrape() -> float | None:
             got = await client.aio.get("/metrics")
-            return memory.metrics_rss(got.body.decode("utf-8", "replace"), got.curl) if (
-                got.status == 200) else None
+            return (
+                memory.metrics_rss(got.body.decode("utf-8", "replace"), got.curl)
+                if (got.status == 200)
+                else None
+            )
 
         return "process_resident_memory_bytes from /metrics", scrape
-    pytest.skip("no way to read this server's memory: it was not started by the plugin and "
-                "its /metrics has no process_resident_memory_bytes")
+    pytest.skip(
+        "no way to read this server's memory: it was not started by the plugin and "
+        "its /metrics has no process_resident_memory_bytes"
+    )
 
 
 def test_server_memory_is_stable_under_sustained_load(
-        vllm_client: Client, vllm_load: LoadRunner, request: pytest.FixtureRequest) -> None:
+    vllm_client: Client, vllm_load: LoadRunner, request: pytest.FixtureRequest
+) -> None:
     perf = vllm_load.perf
     duration = perf.memory_duration_s
     source, read = _source(vllm_client, request)
@@ -70,8 +79,11 @@ def test_server_memory_is_stable_under_sustained_load(
     send = vllm_load.completion_sender(32)
 
     async def window() -> latency.Level:
-        load = asyncio.ensure_future(latency.closed_loop(
-            "memory load", send, perf.memory_concurrency, 10**9, duration, keep=0))
+        load = asyncio.ensure_future(
+            latency.closed_loop(
+                "memory load", send, perf.memory_concurrency, 10**9, duration, keep=0
+            )
+        )
         started = time.perf_counter()
         while not load.done():
             try:
@@ -93,17 +105,30 @@ def test_server_memory_is_stable_under_sustained_load(
     stem = "memory-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
     run.write_csv(out / f"{stem}.csv")
     plotted = run.plot(out / f"{stem}.png", perf.memory_max_growth)
-    measurements.record(request, memory.MemoryGrowth.of(
-        run, len(level.samples), level.error_rate, out / f"{stem}.csv",
-        out / f"{stem}.png" if plotted else None))
-    summary = (f"{source}: {len(run.samples)} samples over {duration:g} s "
-               f"(first {run.warmup_s:g} s warm-up), {len(level.ok)} requests served; "
-               f"server {fit.slope:+.1f} MB/h [95%: {fit.low:+.1f}, {fit.high:+.1f}], "
-               f"harness {own.slope:+.1f} MB/h; samples in {out / stem}.csv"
-               + (f", plot {out / stem}.png" if plotted else ""))
+    measurements.record(
+        request,
+        memory.MemoryGrowth.of(
+            run,
+            len(level.samples),
+            level.error_rate,
+            out / f"{stem}.csv",
+            out / f"{stem}.png" if plotted else None,
+        ),
+    )
+    summary = (
+        f"{source}: {len(run.samples)} samples over {duration:g} s "
+        f"(first {run.warmup_s:g} s warm-up), {len(level.ok)} requests served; "
+        f"server {fit.slope:+.1f} MB/h [95%: {fit.low:+.1f}, {fit.high:+.1f}], "
+        f"harness {own.slope:+.1f} MB/h; samples in {out / stem}.csv"
+        + (f", plot {out / stem}.png" if plotted else "")
+    )
     request.node.add_report_section("call", "memory", summary)
-    budget = judge.Budget(max_growth=perf.memory_max_growth, min_growth=perf.memory_min_growth,
-                          measured_s=duration - run.warmup_s, summary=summary)
+    budget = judge.Budget(
+        max_growth=perf.memory_max_growth,
+        min_growth=perf.memory_min_growth,
+        measured_s=duration - run.warmup_s,
+        summary=summary,
+    )
     judge.sampled(run, budget)
     judge.load_served(level, NO_CONTEXT)
     judge.memory_flat(run, budget)

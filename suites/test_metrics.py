@@ -39,8 +39,9 @@ def test_the_engine_metrics_are_exposed(vllm_client: Client, vllm_target: Target
     if vllm_target.engine.name not in metrics.EXPECTED_NAMES:
         pytest.skip(f"no documented metric names for engine {vllm_target.engine.name!r}")
     r = vllm_client.get("/metrics")
-    metrics.names_present(metrics.parse(r),
-                          metrics.Engine(engine=vllm_target.engine.name, curl=r.curl))
+    metrics.names_present(
+        metrics.parse(r), metrics.Engine(engine=vllm_target.engine.name, curl=r.curl)
+    )
 
 
 def test_counters_only_grow_across_a_request(vllm_client: Client, vllm_target: Target) -> None:
@@ -49,17 +50,22 @@ def test_counters_only_grow_across_a_request(vllm_client: Client, vllm_target: T
     after = _scrape(vllm_client)
     metrics.counters_only_grow(metrics.Change(before, after))
     if vllm_target.engine.name in metrics.PROMPT_COUNTER:
-        metrics.grew_by(metrics.Change(before, after), metrics.Growth(
-            sample=metrics.PROMPT_COUNTER[vllm_target.engine.name], at_least=1))
+        metrics.grew_by(
+            metrics.Change(before, after),
+            metrics.Growth(sample=metrics.PROMPT_COUNTER[vllm_target.engine.name], at_least=1),
+        )
 
 
-def test_the_latency_histogram_counts_each_request(vllm_client: Client,
-                                                   vllm_target: Target) -> None:
+def test_the_latency_histogram_counts_each_request(
+    vllm_client: Client, vllm_target: Target
+) -> None:
     name = _known(vllm_target, metrics.E2E_HISTOGRAM)
     before = _scrape(vllm_client)
     _request(vllm_client, vllm_target.model, n=3)
-    metrics.grew_by(metrics.Change(before, _scrape(vllm_client)),
-                    metrics.Growth(sample=f"{name}_count", at_least=3))
+    metrics.grew_by(
+        metrics.Change(before, _scrape(vllm_client)),
+        metrics.Growth(sample=f"{name}_count", at_least=3),
+    )
 
 
 def test_server_ttft_agrees_with_the_client(vllm_client: Client, vllm_target: Target) -> None:
@@ -72,11 +78,13 @@ def test_server_ttft_agrees_with_the_client(vllm_client: Client, vllm_target: Ta
         client_ttft.append(streaming.first_token_at(r) - r.timings.sent)
     after = _scrape(vllm_client)
     count = after.value(f"{name}_count") - before.value(f"{name}_count")
-    metrics.grew_by(metrics.Change(before, after),
-                    metrics.Growth(sample=f"{name}_count", at_least=4))
+    metrics.grew_by(
+        metrics.Change(before, after), metrics.Growth(sample=f"{name}_count", at_least=4)
+    )
     server_mean = (after.value(f"{name}_sum") - before.value(f"{name}_sum")) / count
-    metrics.same_order_of_magnitude(server_mean, metrics.Agreement(
-        client_s=sum(client_ttft) / len(client_ttft), what="TTFT"))
+    metrics.same_order_of_magnitude(
+        server_mean, metrics.Agreement(client_s=sum(client_ttft) / len(client_ttft), what="TTFT")
+    )
 
 
 def test_metrics_scrape_under_load_does_not_fail(vllm_client: Client, vllm_target: Target) -> None:
@@ -91,5 +99,6 @@ def test_metrics_scrape_under_load_does_not_fail(vllm_client: Client, vllm_targe
         return list(await asyncio.gather(*work, *scrapes))
 
     for r in vllm_client.run(load()):
-        checks.request_succeeded(r, checks.Status(
-            title="A request failed while /metrics was scraped"))
+        checks.request_succeeded(
+            r, checks.Status(title="A request failed while /metrics was scraped")
+        )

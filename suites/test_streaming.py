@@ -40,8 +40,7 @@ def stream_of(vllm_client: Client, vllm_model: str) -> Callable[[str], Response]
             path, extra = STREAMS[kind]
             make = shapes.chat if path.endswith("chat/completions") else shapes.completion
             try:
-                r = vllm_client.stream(path, make(vllm_model, stream=True, max_tokens=6,
-                                                  **extra))
+                r = vllm_client.stream(path, make(vllm_model, stream=True, max_tokens=6, **extra))
                 checks.request_succeeded(r, checks.Status(title=f"streamed POST {path} failed"))
             except (ClientError, CheckFailure) as exc:
                 cache[kind] = exc
@@ -51,6 +50,7 @@ def stream_of(vllm_client: Client, vllm_model: str) -> Callable[[str], Response]
         if isinstance(got, Exception):
             raise got.with_traceback(None)
         return got
+
     return get
 
 
@@ -77,22 +77,23 @@ def test_one_id_across_the_stream(stream_of: Callable[[str], Response], kind: st
 
 
 @pytest.mark.parametrize("kind", CHAT_STREAMS)
-def test_first_chat_chunk_carries_the_role(stream_of: Callable[[str], Response],
-                                           kind: str) -> None:
+def test_first_chat_chunk_carries_the_role(stream_of: Callable[[str], Response], kind: str) -> None:
     r = stream_of(kind)
     streaming.first_chat_chunk_has_role(_chunks(r), Context(curl=r.curl))
 
 
 @pytest.mark.parametrize("kind", STREAMS)
-def test_finish_reason_only_on_the_last_chunk(stream_of: Callable[[str], Response],
-                                              kind: str) -> None:
+def test_finish_reason_only_on_the_last_chunk(
+    stream_of: Callable[[str], Response], kind: str
+) -> None:
     r = stream_of(kind)
     streaming.finish_reason_only_on_last(_chunks(r), Context(curl=r.curl))
 
 
 @pytest.mark.parametrize("kind", [k for k in STREAMS if k.endswith("usage")])
-def test_usage_chunk_is_last_with_empty_choices(stream_of: Callable[[str], Response],
-                                                kind: str) -> None:
+def test_usage_chunk_is_last_with_empty_choices(
+    stream_of: Callable[[str], Response], kind: str
+) -> None:
     r = stream_of(kind)
     streaming.usage_chunk_shape(_chunks(r), Context(curl=r.curl))
 

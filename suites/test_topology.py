@@ -23,10 +23,10 @@ pytestmark = pytest.mark.topology
 NOTICE_WITHIN_S = 10.0
 
 
-@pytest.mark.parametrize("endpoint", ["/v1/embeddings", "/v1/completions",
-                                      "/v1/chat/completions"])
-def test_each_route_reaches_its_backend(vllm_topology: ContainerDeployment, vllm_client: Client,
-                                        vllm_target: Target, endpoint: str) -> None:
+@pytest.mark.parametrize("endpoint", ["/v1/embeddings", "/v1/completions", "/v1/chat/completions"])
+def test_each_route_reaches_its_backend(
+    vllm_topology: ContainerDeployment, vllm_client: Client, vllm_target: Target, endpoint: str
+) -> None:
     model = vllm_target.embedding_model if endpoint == "/v1/embeddings" else vllm_target.model
     body: dict[str, object] = {"model": model}
     if endpoint == "/v1/embeddings":
@@ -34,21 +34,23 @@ def test_each_route_reaches_its_backend(vllm_topology: ContainerDeployment, vllm
     elif endpoint == "/v1/completions":
         body.update(prompt="Route me.", max_tokens=2, temperature=0)
     else:
-        body.update(messages=[{"role": "user", "content": "Route me."}], max_tokens=2,
-                    temperature=0)
+        body.update(
+            messages=[{"role": "user", "content": "Route me."}], max_tokens=2, temperature=0
+        )
     r = vllm_client.post(endpoint, body)
     backend = "embedding" if endpoint == "/v1/embeddings" else "generation"
-    topology.reached_backend(r, topology.Route(endpoint=endpoint, backend=backend,
-                                               model=model))
+    topology.reached_backend(r, topology.Route(endpoint=endpoint, backend=backend, model=model))
 
 
 @pytest.mark.parametrize("backend", ["embed", "gen"])
-def test_health_follows_each_backend_down_and_up(vllm_topology: ContainerDeployment,
-                                                 vllm_client: Client, backend: str) -> None:
+def test_health_follows_each_backend_down_and_up(
+    vllm_topology: ContainerDeployment, vllm_client: Client, backend: str
+) -> None:
     server = vllm_topology.backends[backend]
     name = "embedding" if backend == "embed" else "generation"
-    watch = Watch(backend=name, within_s=NOTICE_WITHIN_S,
-                  curl=f"curl -i {vllm_client.aio.base_url}/health")
+    watch = Watch(
+        backend=name, within_s=NOTICE_WITHIN_S, curl=f"curl -i {vllm_client.aio.base_url}/health"
+    )
     server.pause()
     try:
         topology.health_drops(Poll(*health_until(vllm_client, 503, NOTICE_WITHIN_S)), watch)

@@ -54,8 +54,9 @@ def fake_python(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def fault(_fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultServer]:
     """The fault server, well-behaved at the start of every test."""
-    monkeypatch.setattr(pytest_vllm_conformance.perf.selfcheck, "MIN_TOLERANCE_MS",
-                        FAULT_SERVER_TOLERANCE_MS)
+    monkeypatch.setattr(
+        pytest_vllm_conformance.perf.selfcheck, "MIN_TOLERANCE_MS", FAULT_SERVER_TOLERANCE_MS
+    )
     _fault_server.reset()
     yield _fault_server
     _fault_server.reset()

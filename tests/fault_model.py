@@ -13,9 +13,38 @@ import os
 import random
 from dataclasses import dataclass
 
-WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
-         "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau",
-         "upsilon", "phi", "chi", "psi", "omega", "red", "green", "blue", "cat", "dog", "sun"]
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+    "red",
+    "green",
+    "blue",
+    "cat",
+    "dog",
+    "sun",
+]
 ID_BASE = 100
 CONTEXT = 512
 EMBED_DIM = 16
@@ -37,8 +66,9 @@ class Token:
     top: list[tuple[str, float]]  # (token text, logprob), best first
 
 
-def generate(prompt: str, n_tokens: int, *, temperature: float, seed: int | None,
-             choice: int, top_k: int = 0) -> list[Token]:
+def generate(
+    prompt: str, n_tokens: int, *, temperature: float, seed: int | None, choice: int, top_k: int = 0
+) -> list[Token]:
     """``n_tokens`` tokens; the same greedy prompt always gives the same tokens."""
     if temperature == 0:
         key = f"greedy|{prompt}"
@@ -52,9 +82,14 @@ def generate(prompt: str, n_tokens: int, *, temperature: float, seed: int | None
         ranked = rng.sample(range(len(WORDS)), k=max(2, top_k))
         best = ranked[0]
         logprobs = [-0.05 - 0.7 * rank for rank in range(len(ranked))]
-        out.append(Token(" " + WORDS[best], ID_BASE + best, logprobs[0],
-                         [(" " + WORDS[i], lp) for i, lp in zip(ranked, logprobs, strict=True)]
-                         [:top_k]))
+        out.append(
+            Token(
+                " " + WORDS[best],
+                ID_BASE + best,
+                logprobs[0],
+                [(" " + WORDS[i], lp) for i, lp in zip(ranked, logprobs, strict=True)][:top_k],
+            )
+        )
     return out
 
 

@@ -39,8 +39,7 @@ from tests.faults import FAULTS
 MODEL = "fault-model"
 MB = 1024 * 1024
 #: What a hostile server could send to run code in a report that does not escape it.
-INJECTION = ("<script>document.title='PWNED'</script>"
-             "<img src=x onerror=\"document.title='PWNED'\">")
+INJECTION = "<script>document.title='PWNED'</script><img src=x onerror=\"document.title='PWNED'\">"
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 # issue 14: secrets and untrusted text
 #: A model id that colours the terminal, retitles its window and forges a line.
@@ -68,17 +67,24 @@ class _EchoKeyHeader:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def sending(message: Any) -> None:
             key = self.server.api_key
-            if message["type"] == "http.response.start" and key and self.server.on(
-                    "echo_key_everywhere"):
-                message["headers"] = [*message.get("headers", []),
-                                      (ECHO_HEADER.encode(), f"Bearer {key}".encode())]
+            if (
+                message["type"] == "http.response.start"
+                and key
+                and self.server.on("echo_key_everywhere")
+            ):
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (ECHO_HEADER.encode(), f"Bearer {key}".encode()),
+                ]
             await send(message)
+
         await self.app(scope, receive, sending)
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None, status: int = 400,
-                 code: str | None = None) -> None:
+    def __init__(
+        self, message: str, param: str | None = None, status: int = 400, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.param, self.status, self.code = param, status, code
 
@@ -101,16 +107,19 @@ class FaultServer:
         self._jitter = random.Random(1)
         self._busy = 0
         self._scrapes = 0
-        self.app = Starlette(routes=[
-            Route("/health", self.health),
-            Route("/version", self.version),
-            Route("/metrics", self.metrics),
-            Route("/v1/models", self.models),
-            Route("/v1/completions", self.completions, methods=["POST"]),
-            Route("/v1/chat/completions", self.completions, methods=["POST"]),
-            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
-            Route("/_control", self.control, methods=["POST"]),
-        ], middleware=[Middleware(_EchoKeyHeader, server=self)])
+        self.app = Starlette(
+            routes=[
+                Route("/health", self.health),
+                Route("/version", self.version),
+                Route("/metrics", self.metrics),
+                Route("/v1/models", self.models),
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/chat/completions", self.completions, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/_control", self.control, methods=["POST"]),
+            ],
+            middleware=[Middleware(_EchoKeyHeader, server=self)],
+        )
         self._init_metrics()
         self._server: uvicorn.Server | None = None
         self.url = ""
@@ -130,8 +139,14 @@ class FaultServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, port: int = 0) -> str:
-        config = uvicorn.Config(self._counted, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off", interface="asgi3")
+        config = uvicorn.Config(
+            self._counted,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            interface="asgi3",
+        )
         self._server = uvicorn.Server(config)
         threading.Thread(target=self._server.run, daemon=True).start()
         deadline = time.monotonic() + 10
@@ -156,8 +171,9 @@ class FaultServer:
         self.m_kv = Gauge("vllm:kv_cache_usage_perc", "kv cache", labels, registry=reg)
         self.m_prompt = Counter("vllm:prompt_tokens", "prompt tokens", labels, registry=reg)
         self.m_gen = Counter("vllm:generation_tokens", "generated", labels, registry=reg)
-        self.m_success = Counter("vllm:request_success", "finished", [*labels, "finished_reason"],
-                                 registry=reg)
+        self.m_success = Counter(
+            "vllm:request_success", "finished", [*labels, "finished_reason"], registry=reg
+        )
         self.m_ttft = Histogram("vllm:time_to_first_token_seconds", "ttft", labels, registry=reg)
         self.m_itl = Histogram("vllm:inter_token_latency_seconds", "itl", labels, registry=reg)
         self.m_e2e = Histogram("vllm:e2e_request_latency_seconds", "e2e", labels, registry=reg)
@@ -182,22 +198,36 @@ class FaultServer:
         text = generate_latest(self.registry).decode()
         self._scrapes += 1
         if self.on("metrics_names_missing"):
-            text = "\n".join(line for line in text.splitlines()
-                             if "num_requests_running" not in line) + "\n"
+            text = (
+                "\n".join(line for line in text.splitlines() if "num_requests_running" not in line)
+                + "\n"
+            )
         if self.on("metrics_counter_decreases"):
-            text = re.sub(r"^(vllm:prompt_tokens_total\{[^}]*\}) \S+",
-                          lambda m: f"{m.group(1)} {1e6 - self._scrapes * 1000}", text,
-                          flags=re.M)
+            text = re.sub(
+                r"^(vllm:prompt_tokens_total\{[^}]*\}) \S+",
+                lambda m: f"{m.group(1)} {1e6 - self._scrapes * 1000}",
+                text,
+                flags=re.M,
+            )
         if self.on("metrics_unparseable"):
             text += "this line is { not prometheus\n"
         if self.on("running_stuck"):
-            text = re.sub(r"^(vllm:num_requests_running\{[^}]*\}) (\S+)",
-                          lambda m: f"{m.group(1)} {float(m.group(2)) + 1}", text, flags=re.M)
+            text = re.sub(
+                r"^(vllm:num_requests_running\{[^}]*\}) (\S+)",
+                lambda m: f"{m.group(1)} {float(m.group(2)) + 1}",
+                text,
+                flags=re.M,
+            )
         text += self._echo_metrics()
         # issue 14: every server value validated before use
         if self.on("metrics_nan"):
-            text = re.sub(r"^((?:process_resident_memory_bytes|vllm:\w+_seconds_(?:bucket|sum))"
-                          r"(?:\{[^}]*\})?) \S+$", r"\1 NaN", text, flags=re.M)
+            text = re.sub(
+                r"^((?:process_resident_memory_bytes|vllm:\w+_seconds_(?:bucket|sum))"
+                r"(?:\{[^}]*\})?) \S+$",
+                r"\1 NaN",
+                text,
+                flags=re.M,
+            )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -218,8 +248,9 @@ class FaultServer:
         if self.on("html_injection"):
             return JSONResponse({"version": INJECTION})
         if self.on("echo_key_everywhere") and self.api_key:
-            return JSONResponse({"version": f"0.1+{quote(self.api_key, safe='')}",
-                                 "auth": f"Bearer {self.api_key}"})
+            return JSONResponse(
+                {"version": f"0.1+{quote(self.api_key, safe='')}", "auth": f"Bearer {self.api_key}"}
+            )
         return JSONResponse({"version": "fault-0.1"})
 
     async def models(self, request: Request) -> Response:
@@ -227,8 +258,12 @@ class FaultServer:
             return denied
         if self.on("models_500"):
             return self._error(BadRequest("model registry unavailable", status=500))
-        model = {"id": self.served_model(), "object": "model", "created": 1700000000,
-                 "owned_by": "fault-server"}
+        model = {
+            "id": self.served_model(),
+            "object": "model",
+            "created": 1700000000,
+            "owned_by": "fault-server",
+        }
         if self.on("extra_field"):
             model["fault_extension"] = True
         # issue 14: every server value validated before use
@@ -236,8 +271,10 @@ class FaultServer:
             return JSONResponse({"object": "list", "data": 7})
         if self.on("deep_json"):
             depth = 100_000
-            return Response(b'{"object": "list", "data": ' + b"[" * depth + b"]" * depth + b"}",
-                            media_type="application/json")
+            return Response(
+                b'{"object": "list", "data": ' + b"[" * depth + b"]" * depth + b"}",
+                media_type="application/json",
+            )
         return JSONResponse({"object": "list", "data": [model, *self._more_models()]})
 
     async def completions(self, request: Request) -> Response:
@@ -258,12 +295,16 @@ class FaultServer:
         if self.on("errors_under_load") and self._inflight >= 4:
             return self._error(BadRequest("server overloaded, try again later", status=503))
         prompts = params["prompts"]
-        choices = [self._choice(p, params, i, self._salt(p, len(prompts))) for i, p in enumerate(
-            prompt for prompt in prompts for _ in range(params["n"]))]
+        choices = [
+            self._choice(p, params, i, self._salt(p, len(prompts)))
+            for i, p in enumerate(prompt for prompt in prompts for _ in range(params["n"]))
+        ]
         if self.on("n_ignored"):
             choices = choices[:1]
-        usage = {"prompt_tokens": sum(fm.count_tokens(p) for p in prompts),
-                 "completion_tokens": sum(c["n_tokens"] for c in choices)}
+        usage = {
+            "prompt_tokens": sum(fm.count_tokens(p) for p in prompts),
+            "completion_tokens": sum(c["n_tokens"] for c in choices),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if self.on("usage_mismatch"):
             usage["total_tokens"] += 7
@@ -274,10 +315,15 @@ class FaultServer:
         self.m_running.labels(MODEL).inc()
         self._busy += 1
         self._inflight += 1
-        await asyncio.sleep(self.token_delay_s * (20 if self.on("metrics_busy_500") else 1)
-                            + self._first_delay()
-                            + (sum(c["n_tokens"] for c in choices) * self._token_delay()
-                               if self.on("slow_tokens") else 0.0))
+        await asyncio.sleep(
+            self.token_delay_s * (20 if self.on("metrics_busy_500") else 1)
+            + self._first_delay()
+            + (
+                sum(c["n_tokens"] for c in choices) * self._token_delay()
+                if self.on("slow_tokens")
+                else 0.0
+            )
+        )
         self._inflight -= 1
         self._busy -= 1
         self.m_running.labels(MODEL).dec()
@@ -298,8 +344,9 @@ class FaultServer:
             out["object"] = "completion"
         # issue 14: every server value validated before use
         if self.on("choices_string"):
-            out["choices"] = "".join(c["message"]["content"] if chat else c["text"]
-                                     for c in out["choices"])
+            out["choices"] = "".join(
+                c["message"]["content"] if chat else c["text"] for c in out["choices"]
+            )
         if self.on("usage_list") and "usage" in out:
             out["usage"] = list(usage.values())
         return JSONResponse(out)
@@ -320,12 +367,19 @@ class FaultServer:
         self.seen_prefixes.add(prefix)
         return salt
 
-    def _choice(self, prompt: str, params: dict[str, Any], index: int,
-                salt: str = "") -> dict[str, Any]:
+    def _choice(
+        self, prompt: str, params: dict[str, Any], index: int, salt: str = ""
+    ) -> dict[str, Any]:
         max_tokens = params["max_tokens"] + (3 if self.on("max_tokens_ignored") else 0)
         seed = None if self.on("seed_ignored") else params["seed"]
-        tokens = fm.generate(prompt + salt, max_tokens, temperature=params["temperature"],
-                             seed=seed, choice=index, top_k=params["top_k"])
+        tokens = fm.generate(
+            prompt + salt,
+            max_tokens,
+            temperature=params["temperature"],
+            seed=seed,
+            choice=index,
+            top_k=params["top_k"],
+        )
         if self.on("logprob_drift"):
             for tok in tokens:
                 tok.logprob += self.rng.random() * 1e-6
@@ -355,22 +409,30 @@ class FaultServer:
         if params["echo"] and not self.on("echo_ignored"):
             pieces.insert(0, prompt)
             ids.insert(0, [])
-        return {"pieces": pieces, "tokens": used, "finish": finish, "n_tokens": len(used),
-                "top_k": params["top_k"], "logprobs": params["logprobs"], "piece_ids": ids,
-                "return_ids": params["return_token_ids"]}
+        return {
+            "pieces": pieces,
+            "tokens": used,
+            "finish": finish,
+            "n_tokens": len(used),
+            "top_k": params["top_k"],
+            "logprobs": params["logprobs"],
+            "piece_ids": ids,
+            "return_ids": params["return_token_ids"],
+        }
 
     def _shown(self, pieces: list[str], params: dict[str, Any]) -> list[str]:
         """The text pieces a user sees; the text faults change them, never the tokens."""
         greedy = params["temperature"] == 0
         if not pieces or not (
-                (greedy and self.on("text_differs") and self.rng.random() < self.divergence_rate)
-                or (not greedy and params["seed"] is not None
-                    and self.on("seeded_text_differs"))):
+            (greedy and self.on("text_differs") and self.rng.random() < self.divergence_rate)
+            or (not greedy and params["seed"] is not None and self.on("seeded_text_differs"))
+        ):
             return pieces
         k = len(pieces) // 2
-        changed = " " + fm.WORDS[self.rng.randrange(len(fm.WORDS))] if not greedy \
-            else pieces[k].upper()
-        return [*pieces[:k], changed, *pieces[k + 1:]]
+        changed = (
+            " " + fm.WORDS[self.rng.randrange(len(fm.WORDS))] if not greedy else pieces[k].upper()
+        )
+        return [*pieces[:k], changed, *pieces[k + 1 :]]
 
     def _token_ids(self, used: list[fm.Token]) -> list[list[int]]:
         """The token ids of each text piece (vLLM's return_token_ids), one per piece."""
@@ -379,12 +441,14 @@ class FaultServer:
             ids[0] = [self.rng.randrange(10**6, 10**9)]
         return ids
 
-    def _render(self, c: dict[str, Any], index: int, chat: bool,
-                text: str | None) -> dict[str, Any]:
+    def _render(
+        self, c: dict[str, Any], index: int, chat: bool, text: str | None
+    ) -> dict[str, Any]:
         content = text if text is not None else "".join(c["pieces"])
-        out: dict[str, Any] = {"index": 0 if self.on("bad_indices") else index,
-                               "finish_reason": None if self.on("finish_reason_null")
-                               else c["finish"]}
+        out: dict[str, Any] = {
+            "index": 0 if self.on("bad_indices") else index,
+            "finish_reason": None if self.on("finish_reason_null") else c["finish"],
+        }
         if chat:
             out["message"] = {"role": "assistant", "content": content, "refusal": None}
             out["logprobs"] = self._chat_logprobs(c) if c["logprobs"] else None
@@ -402,9 +466,14 @@ class FaultServer:
     def _chat_logprobs(self, c: dict[str, Any]) -> dict[str, Any]:
         def entry(text: str, lp: float) -> dict[str, Any]:
             return {"token": text, "logprob": lp, "bytes": list(text.encode())}
-        return {"refusal": None, "content": [
-            entry(text, t.logprob) | {"top_logprobs": [entry(a, b) for a, b in self._top(c, t)]}
-            for text, t in zip(self._spelled(c), c["tokens"], strict=True)]}
+
+        return {
+            "refusal": None,
+            "content": [
+                entry(text, t.logprob) | {"top_logprobs": [entry(a, b) for a, b in self._top(c, t)]}
+                for text, t in zip(self._spelled(c), c["tokens"], strict=True)
+            ],
+        }
 
     def _spelled(self, c: dict[str, Any]) -> list[str]:
         """The logprob tokens' text; with logprobs_misspell, the first is upper-cased."""
@@ -418,11 +487,14 @@ class FaultServer:
         for t in c["tokens"]:
             offsets.append(pos)
             pos += len(t.text)
-        return {"tokens": self._spelled(c),
-                "token_logprobs": [0.5 if self.on("logprob_positive") else t.logprob
-                                   for t in c["tokens"]],
-                "top_logprobs": [dict(self._top(c, t)) for t in c["tokens"]],
-                "text_offset": offsets}
+        return {
+            "tokens": self._spelled(c),
+            "token_logprobs": [
+                0.5 if self.on("logprob_positive") else t.logprob for t in c["tokens"]
+            ],
+            "top_logprobs": [dict(self._top(c, t)) for t in c["tokens"]],
+            "text_offset": offsets,
+        }
 
     def _observe(self, choices: list[dict[str, Any]], started: float, first: float) -> None:
         now = time.perf_counter()
@@ -441,24 +513,38 @@ class FaultServer:
     def _token_delay(self) -> float:
         return 0.06 if self.on("slow_tokens") else self.token_delay_s
 
-    def _stream(self, body: dict[str, Any], params: dict[str, Any],
-                choices: list[dict[str, Any]], usage: dict[str, int], chat: bool) -> Response:
+    def _stream(
+        self,
+        body: dict[str, Any],
+        params: dict[str, Any],
+        choices: list[dict[str, Any]],
+        usage: dict[str, int],
+        chat: bool,
+    ) -> Response:
         faults = set(self.faults)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         created = int(time.time())
         served, echo = self.served_model(), self._echo_sse()
 
         def chunk(payload: dict[str, Any], n: int) -> bytes:
-            base = {"id": f"chatcmpl-fault{n if 'stream_id_changes' in faults else ''}",
-                    "object": "chat.completion.chunk" if chat else "text_completion",
-                    "created": created, "model": served}
+            base = {
+                "id": f"chatcmpl-fault{n if 'stream_id_changes' in faults else ''}",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created,
+                "model": served,
+            }
             if "choices_string" in faults and payload.get("choices"):  # issue 14: values
-                payload = payload | {"choices": "".join(
-                    str(c.get("delta", c).get("content") or c.get("text") or "")
-                    for c in payload["choices"])}
+                payload = payload | {
+                    "choices": "".join(
+                        str(c.get("delta", c).get("content") or c.get("text") or "")
+                        for c in payload["choices"]
+                    )
+                }
             return f"{echo}data: {json.dumps(base | payload)}\n\n".encode()
 
-        def part(i: int, text: str | None, finish: str | None, role: bool = False) -> dict:
+        def part(
+            i: int, text: str | None, finish: str | None, role: bool = False
+        ) -> dict[str, Any]:
             if chat:
                 delta: dict[str, Any] = {"role": "assistant"} if role else {}
                 if text is not None:
@@ -481,8 +567,9 @@ class FaultServer:
                         n += 1
                 longest = max(len(c["pieces"]) for c in choices)
                 for k in range(longest):
-                    await asyncio.sleep(self._token_delay() + (self._first_delay() if k == 0
-                                                               else 0.0))
+                    await asyncio.sleep(
+                        self._token_delay() + (self._first_delay() if k == 0 else 0.0)
+                    )
                     first = first or time.perf_counter()
                     if "stream_stalls" in faults and k == 2:
                         await asyncio.sleep(3600)
@@ -528,9 +615,17 @@ class FaultServer:
 
     def _not_served(self, what: str) -> Response:
         """What a server started without an endpoint answers (llama.cpp: 501)."""
-        return JSONResponse({"error": {"message": f"This server does not serve {what}",
-                                       "type": "not_implemented_error", "param": None,
-                                       "code": 501}}, status_code=501)
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"This server does not serve {what}",
+                    "type": "not_implemented_error",
+                    "param": None,
+                    "code": 501,
+                }
+            },
+            status_code=501,
+        )
 
     # -- embeddings --------------------------------------------------------------------------
     async def embeddings(self, request: Request) -> Response:
@@ -549,8 +644,14 @@ class FaultServer:
                 await asyncio.sleep(0.6)
         except BadRequest as exc:
             if self.on("embed_bad_input_200"):
-                return JSONResponse({"object": "list", "data": [], "model": MODEL,
-                                     "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+                return JSONResponse(
+                    {
+                        "object": "list",
+                        "data": [],
+                        "model": MODEL,
+                        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+                    }
+                )
             return self._error(exc)
         vectors = [fm.embed(t) for t in texts]
         if self.on("embed_dims") and len(vectors) > 1:
@@ -572,8 +673,7 @@ class FaultServer:
         return JSONResponse(out)
 
     @staticmethod
-    def _embedding_inputs(body: dict[str, Any], embed_token_ids_refused: bool = False
-                          ) -> list[str]:
+    def _embedding_inputs(body: dict[str, Any], embed_token_ids_refused: bool = False) -> list[str]:
         raw = body.get("input")
         if isinstance(raw, str) and raw:
             return [raw]
@@ -581,15 +681,15 @@ class FaultServer:
             if all(isinstance(x, str) and x for x in raw):
                 return list(raw)
             ids = all(isinstance(x, int) and not isinstance(x, bool) for x in raw) or all(
-                isinstance(x, list) and x and all(isinstance(i, int) for i in x) for x in raw)
+                isinstance(x, list) and x and all(isinstance(i, int) for i in x) for x in raw
+            )
             if ids and embed_token_ids_refused:
                 raise BadRequest("token-id input is not supported", "input")
             if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
                 return [fm.ids_to_text(raw)]
             if all(isinstance(x, list) and x and all(isinstance(i, int) for i in x) for x in raw):
                 return [fm.ids_to_text(x) for x in raw]
-        raise BadRequest("input must be a non-empty string, list of strings or token ids",
-                         "input")
+        raise BadRequest("input must be a non-empty string, list of strings or token ids", "input")
 
     # -- validation --------------------------------------------------------------------------
     async def _json(self, request: Request) -> dict[str, Any]:
@@ -606,8 +706,7 @@ class FaultServer:
         if not isinstance(model, str):
             raise BadRequest("you must provide a model parameter", "model")
         if model != self.served_model() and not self.on("unknown_model_200"):
-            raise BadRequest(f"The model {model!r} does not exist", "model", 404,
-                             "model_not_found")
+            raise BadRequest(f"The model {model!r} does not exist", "model", 404, "model_not_found")
 
     def _validate(self, body: dict[str, Any], chat: bool) -> dict[str, Any]:
         self._model(body)
@@ -635,8 +734,11 @@ class FaultServer:
             raise BadRequest("seed must be an integer", "seed")
         stop = body.get("stop")
         stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
-        if not isinstance(stops, list) or len(stops) > 4 or not all(
-                isinstance(s, str) for s in stops):
+        if (
+            not isinstance(stops, list)
+            or len(stops) > 4
+            or not all(isinstance(s, str) for s in stops)
+        ):
             raise BadRequest("stop must be a string or up to 4 strings", "stop")
         if chat:
             logprobs = body.get("logprobs", False)
@@ -657,12 +759,23 @@ class FaultServer:
                 raise BadRequest(f"{name} must be a boolean", name)
         longest = max(fm.count_tokens(p) for p in prompts)
         if longest + max_tokens > fm.CONTEXT and not self.on("invalid_accepted"):
-            raise BadRequest(f"This model's maximum context length is {fm.CONTEXT} tokens",
-                             "max_tokens", code="context_length_exceeded")
-        return {"prompts": prompts, "max_tokens": max_tokens, "n": n, "seed": seed,
-                "temperature": temperature,
-                "stop": stops, "top_k": top_k, "logprobs": logprobs, "echo": echo,
-                "return_token_ids": body.get("return_token_ids") is True}
+            raise BadRequest(
+                f"This model's maximum context length is {fm.CONTEXT} tokens",
+                "max_tokens",
+                code="context_length_exceeded",
+            )
+        return {
+            "prompts": prompts,
+            "max_tokens": max_tokens,
+            "n": n,
+            "seed": seed,
+            "temperature": temperature,
+            "stop": stops,
+            "top_k": top_k,
+            "logprobs": logprobs,
+            "echo": echo,
+            "return_token_ids": body.get("return_token_ids") is True,
+        }
 
     def _prompts(self, raw: Any) -> list[str]:
         if isinstance(raw, str) and raw:
@@ -674,23 +787,36 @@ class FaultServer:
                 return [fm.ids_to_text(raw)]
             if all(isinstance(x, list) and all(isinstance(i, int) for i in x) for x in raw):
                 return [fm.ids_to_text(x) for x in raw]
-        raise BadRequest("prompt must be a string, strings, token ids or lists of them",
-                         "prompt")
+        raise BadRequest("prompt must be a string, strings, token ids or lists of them", "prompt")
 
-    def _int(self, body: dict[str, Any], name: str, default: int, minimum: int,
-             maximum: int | None = None) -> int:
+    def _int(
+        self,
+        body: dict[str, Any],
+        name: str,
+        default: int,
+        minimum: int,
+        maximum: int | None = None,
+    ) -> int:
         value = body.get(name, default)
         if value is None:
             return default
         if not isinstance(value, int) or isinstance(value, bool):
             raise BadRequest(f"{name} must be an integer", name)
         if (value < minimum or (maximum is not None and value > maximum)) and not self.on(
-                "invalid_accepted"):
+            "invalid_accepted"
+        ):
             raise BadRequest(f"{name} is out of range", name)
         return max(value, minimum)
 
-    def _number(self, body: dict[str, Any], name: str, default: float, low: float, high: float,
-                open_low: bool = False) -> float:
+    def _number(
+        self,
+        body: dict[str, Any],
+        name: str,
+        default: float,
+        low: float,
+        high: float,
+        open_low: bool = False,
+    ) -> float:
         value = body.get(name, default)
         if value is None:
             return default
@@ -707,14 +833,21 @@ class FaultServer:
         if self.on("error_500_on_invalid") and status < 500:
             status = 500
         if self.on("echo_key_everywhere") and self.api_key:
-            exc = BadRequest(f"Bearer {self.api_key} (as {quote(self.api_key, safe='')}): {exc}",
-                             exc.param, exc.status, exc.code)
+            exc = BadRequest(
+                f"Bearer {self.api_key} (as {quote(self.api_key, safe='')}): {exc}",
+                exc.param,
+                exc.status,
+                exc.code,
+            )
         if self.on("error_shape"):
             return JSONResponse({"detail": str(exc)}, status_code=status)
-        kind = {401: "authentication_error", 404: "invalid_request_error",
-                500: "server_error"}.get(status, "invalid_request_error")
-        return JSONResponse({"error": {"message": str(exc), "type": kind, "param": exc.param,
-                                       "code": exc.code}}, status_code=status)
+        kind = {401: "authentication_error", 404: "invalid_request_error", 500: "server_error"}.get(
+            status, "invalid_request_error"
+        )
+        return JSONResponse(
+            {"error": {"message": str(exc), "type": kind, "param": exc.param, "code": exc.code}},
+            status_code=status,
+        )
 
     def _auth(self, request: Request, force: bool = False) -> Response | None:
         sent = request.headers.get("authorization", "")
@@ -741,8 +874,15 @@ class FaultServer:
     def _more_models(self) -> list[dict[str, Any]]:
         if not self.on("models_10000"):
             return []
-        return [{"id": f"org-{i:05d}/fault-model-variant-{i:05d}-instruct-q4", "object": "model",
-                 "created": 1700000000, "owned_by": "fault-server"} for i in range(1, 10_000)]
+        return [
+            {
+                "id": f"org-{i:05d}/fault-model-variant-{i:05d}-instruct-q4",
+                "object": "model",
+                "created": 1700000000,
+                "owned_by": "fault-server",
+            }
+            for i in range(1, 10_000)
+        ]
 
     def _echo_sse(self) -> str:
         """An SSE comment line (legal, ignored by clients) carrying the key."""
@@ -754,9 +894,12 @@ class FaultServer:
         if not (self.on("echo_key_everywhere") and self.api_key):
             return ""
         label = self.api_key.replace("\\", "\\\\").replace('"', '\\"')
-        return ("# HELP fault_echo_info the Authorization header, echoed\n"
-                "# TYPE fault_echo_info gauge\n"
-                f'fault_echo_info{{authorization="Bearer {label}"}} 1\n')
+        return (
+            "# HELP fault_echo_info the Authorization header, echoed\n"
+            "# TYPE fault_echo_info gauge\n"
+            f'fault_echo_info{{authorization="Bearer {label}"}} 1\n'
+        )
+
 
 # issue 14: bounded requests and SSE as the spec defines it
 async def reframe(pieces: AsyncIterator[bytes], faults: set[str]) -> AsyncIterator[bytes]:
@@ -772,8 +915,9 @@ async def reframe(pieces: AsyncIterator[bytes], faults: set[str]) -> AsyncIterat
         if "sse_other_fields" in faults:
             if n == 0:
                 yield b": a comment block before the first event\n\n"
-            piece = (b": keep-alive\nretry: 3000\nid: %d\nevent: message\nx-fault-trace: %d\n"
-                     % (n, n)) + piece
+            piece = (
+                b": keep-alive\nretry: 3000\nid: %d\nevent: message\nx-fault-trace: %d\n" % (n, n)
+            ) + piece
         if "sse_cr_only" in faults:
             piece = piece.replace(b"\n", b"\r")
         n += 1
@@ -823,8 +967,7 @@ class HostileTransport:
                 for _ in range(100):
                     if left[0].done():
                         return
-                    await send({"type": "http.response.body", "body": b"x" * MB,
-                                "more_body": True})
+                    await send({"type": "http.response.body", "body": b"x" * MB, "more_body": True})
                 return
             if "trickle" in active:
                 body = message.get("body", b"")
@@ -832,8 +975,9 @@ class HostileTransport:
                     if left[0].done():
                         done = True
                         return
-                    await send({"type": "http.response.body", "body": body[i:i + 1],
-                                "more_body": True})
+                    await send(
+                        {"type": "http.response.body", "body": body[i : i + 1], "more_body": True}
+                    )
                     await asyncio.sleep(0.5)
                 if not message.get("more_body", False):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -14,7 +14,7 @@ FAULTS: dict[str, str] = {
     "echo_key": "error bodies repeat the Authorization header back",
     # issue 14: secrets and untrusted text
     "echo_key_everywhere": "the key is echoed in errors, texts, SSE, /version, the model id, "
-                           "headers and /metrics labels",
+    "headers and /metrics labels",
     "model_id_escapes": "the model id holds ANSI colour, an OSC window title and a newline",
     "model_id_surrogate": "the model id holds a lone surrogate (a legal JSON escape, \\ud800)",
     "models_10000": "/v1/models lists 10,000 models (a 540 KB list of ids)",
@@ -63,7 +63,7 @@ FAULTS: dict[str, str] = {
     "http_101": "chat completion requests are answered with 101 Switching Protocols",
     "sse_cr_only": "streams end their lines with CR alone (legal SSE: must pass)",
     "sse_other_fields": "streams carry comments, event:, id:, retry: and unknown fields "
-                        "(legal SSE: must pass)",
+    "(legal SSE: must pass)",
     # embeddings
     "embed_order": "batch embeddings come back reversed with fresh indices",
     "embed_dims": "the second vector of a batch is one dimension short",
@@ -80,11 +80,11 @@ FAULTS: dict[str, str] = {
     "seed_ignored": "seed is ignored: sampling never reproduces",
     # issue 14: determinism judges what the user receives
     "text_differs": "about 1 greedy request in 100 (divergence_rate) shows a different text, "
-                    "its logprob tokens and token ids unchanged",
+    "its logprob tokens and token ids unchanged",
     "seeded_text_differs": "seeded sampling shows a different text each time, its logprob "
-                           "tokens unchanged",
+    "tokens unchanged",
     "token_ids_differ": "about 1 request in 100 (divergence_rate) returns a random first token "
-                        "id, its text and logprob tokens unchanged",
+    "id, its text and logprob tokens unchanged",
     "logprobs_misspell": "the logprob tokens do not spell the text (the first is upper-cased)",
     # metrics and cancellation
     "metrics_missing": "there is no /metrics",
@@ -108,5 +108,5 @@ FAULTS: dict[str, str] = {
     "embeddings_not_served": "POST /v1/embeddings answers 501 with an OpenAI error object",
     # issue 15: the harness checks itself
     "server_histogram_slow": "the TTFT and E2E histograms record 10x the real times, so the "
-                             "client's p50 lies below the server's median bucket",
+    "client's p50 lies below the server's median bucket",
 }

@@ -44,9 +44,15 @@ from tests.faults import FAULTS
 
 EMBED = [f"--vllm-embedding-model={MODEL}"]
 # Latency and memory sized for the fault server; the defaults are for real deployments.
-QUICK = ["--vllm-latency-concurrency=1,8", "--vllm-latency-requests=16",
-         "--vllm-latency-warmup=0", "--vllm-latency-max-tokens=16", "--vllm-latency-rate=40",
-         "--vllm-memory-duration=5s", "--vllm-memory-max-growth=1000"]
+QUICK = [
+    "--vllm-latency-concurrency=1,8",
+    "--vllm-latency-requests=16",
+    "--vllm-latency-warmup=0",
+    "--vllm-latency-max-tokens=16",
+    "--vllm-latency-rate=40",
+    "--vllm-memory-duration=5s",
+    "--vllm-memory-max-growth=1000",
+]
 LATENCY_C1 = "test_latency.py::test_streamed_completions_at_each_concurrency_level[c1]"
 FEW = ["--vllm-latency-requests=3", "--vllm-latency-warmup=0", "--vllm-latency-max-tokens=8"]
 AnyCheck = Check[Any, Any, Any]
@@ -83,195 +89,484 @@ def failed(title: str) -> Verdict:
 
 
 ROWS: list[Bite] = [
-    Bite("extra_field", f"{COMPLETIONS_SCHEMA}[prompt-string]", schema.matches,
-         schema.EXTRA_FIELD, ["--vllm-profile=openai"], CONFORMS),
-    Bite("wrong_object", f"{CHAT_SCHEMA}[user-turn]", schema.matches, schema.VIOLATION, [],
-         CONFORMS),
-    Bite("created_string", "test_compliance.py::test_the_openai_sdk_accepts_the_answers[chat]",
-         sdk.sdk_accepts, sdk.REJECTED),
-    Bite("finish_reason_null", f"{COMPLETIONS_SCHEMA}[echo]", semantics.finish_reasons_set,
-         semantics.NO_FINISH_REASON, [], CONFORMS),
-    Bite("missing_usage", f"{COMPLETIONS_SCHEMA}[prompt-list]", semantics.usage_adds_up,
-         semantics.NO_USAGE, [], CONFORMS),
-    Bite("usage_mismatch", f"{CHAT_SCHEMA}[n-2]", semantics.usage_adds_up, semantics.USAGE_SUM,
-         [], CONFORMS),
-    Bite("max_tokens_ignored", "test_compliance.py::test_max_tokens_is_respected[chat]",
-         semantics.max_tokens_respected, semantics.MAX_TOKENS),
+    Bite(
+        "extra_field",
+        f"{COMPLETIONS_SCHEMA}[prompt-string]",
+        schema.matches,
+        schema.EXTRA_FIELD,
+        ["--vllm-profile=openai"],
+        CONFORMS,
+    ),
+    Bite(
+        "wrong_object", f"{CHAT_SCHEMA}[user-turn]", schema.matches, schema.VIOLATION, [], CONFORMS
+    ),
+    Bite(
+        "created_string",
+        "test_compliance.py::test_the_openai_sdk_accepts_the_answers[chat]",
+        sdk.sdk_accepts,
+        sdk.REJECTED,
+    ),
+    Bite(
+        "finish_reason_null",
+        f"{COMPLETIONS_SCHEMA}[echo]",
+        semantics.finish_reasons_set,
+        semantics.NO_FINISH_REASON,
+        [],
+        CONFORMS,
+    ),
+    Bite(
+        "missing_usage",
+        f"{COMPLETIONS_SCHEMA}[prompt-list]",
+        semantics.usage_adds_up,
+        semantics.NO_USAGE,
+        [],
+        CONFORMS,
+    ),
+    Bite(
+        "usage_mismatch",
+        f"{CHAT_SCHEMA}[n-2]",
+        semantics.usage_adds_up,
+        semantics.USAGE_SUM,
+        [],
+        CONFORMS,
+    ),
+    Bite(
+        "max_tokens_ignored",
+        "test_compliance.py::test_max_tokens_is_respected[chat]",
+        semantics.max_tokens_respected,
+        semantics.MAX_TOKENS,
+    ),
     Bite("stop_ignored", f"{STOP}[/v1/completions]", semantics.stop_applied, semantics.STOP_LEFT),
-    Bite("stop_included", f"{STOP}[/v1/chat/completions]", semantics.stop_applied,
-         semantics.STOP_LEFT),
-    Bite("n_ignored", "test_compliance.py::test_n_gives_n_indexed_choices[/v1/completions]",
-         semantics.n_choices_indexed, semantics.N_CHOICES),
-    Bite("bad_indices",
-         "test_compliance.py::test_n_gives_n_indexed_choices[/v1/chat/completions]",
-         semantics.n_choices_indexed, semantics.N_CHOICES),
-    Bite("echo_ignored", "test_compliance.py::test_echo_returns_the_prompt",
-         semantics.echo_returns_prompt, semantics.NO_ECHO),
-    Bite("logprobs_count_wrong", f"{LOGPROB_COUNT}[/v1/chat/completions]",
-         semantics.chat_logprobs_count, semantics.TOP_COUNT),
-    Bite("logprob_positive", f"{LOGPROB_COUNT}[/v1/completions]", semantics.log_probability,
-         semantics.POSITIVE_LOGPROB, [], (semantics.completion_logprobs_count,)),
-    Bite("stream_text_differs",
-         "test_compliance.py::test_streamed_text_equals_non_streamed_text[/v1/completions]",
-         semantics.same_text, semantics.STREAM_TEXT),
+    Bite(
+        "stop_included",
+        f"{STOP}[/v1/chat/completions]",
+        semantics.stop_applied,
+        semantics.STOP_LEFT,
+    ),
+    Bite(
+        "n_ignored",
+        "test_compliance.py::test_n_gives_n_indexed_choices[/v1/completions]",
+        semantics.n_choices_indexed,
+        semantics.N_CHOICES,
+    ),
+    Bite(
+        "bad_indices",
+        "test_compliance.py::test_n_gives_n_indexed_choices[/v1/chat/completions]",
+        semantics.n_choices_indexed,
+        semantics.N_CHOICES,
+    ),
+    Bite(
+        "echo_ignored",
+        "test_compliance.py::test_echo_returns_the_prompt",
+        semantics.echo_returns_prompt,
+        semantics.NO_ECHO,
+    ),
+    Bite(
+        "logprobs_count_wrong",
+        f"{LOGPROB_COUNT}[/v1/chat/completions]",
+        semantics.chat_logprobs_count,
+        semantics.TOP_COUNT,
+    ),
+    Bite(
+        "logprob_positive",
+        f"{LOGPROB_COUNT}[/v1/completions]",
+        semantics.log_probability,
+        semantics.POSITIVE_LOGPROB,
+        [],
+        (semantics.completion_logprobs_count,),
+    ),
+    Bite(
+        "stream_text_differs",
+        "test_compliance.py::test_streamed_text_equals_non_streamed_text[/v1/completions]",
+        semantics.same_text,
+        semantics.STREAM_TEXT,
+    ),
     # issue 14: every server value validated before use
-    Bite("choices_string", "test_compliance.py::test_max_tokens_is_respected[completions]",
-         values.of_kind, values.SHAPE, [], (semantics.max_tokens_respected,)),
-    Bite("usage_list", "test_compliance.py::test_max_tokens_is_respected[chat]", values.of_kind,
-         values.SHAPE, [], (semantics.max_tokens_respected,)),
-    Bite("metrics_nan", MEMORY, values.finite_number, values.INFINITE, QUICK,
-         (metrics.sample_total,)),
+    Bite(
+        "choices_string",
+        "test_compliance.py::test_max_tokens_is_respected[completions]",
+        values.of_kind,
+        values.SHAPE,
+        [],
+        (semantics.max_tokens_respected,),
+    ),
+    Bite(
+        "usage_list",
+        "test_compliance.py::test_max_tokens_is_respected[chat]",
+        values.of_kind,
+        values.SHAPE,
+        [],
+        (semantics.max_tokens_respected,),
+    ),
+    Bite(
+        "metrics_nan", MEMORY, values.finite_number, values.INFINITE, QUICK, (metrics.sample_total,)
+    ),
     Bite("invalid_accepted", f"{INVALID}[negative-max-tokens]", errors.rejected, errors.ACCEPTED),
     Bite("unknown_model_200", f"{INVALID}[unknown-model]", errors.rejected, errors.ACCEPTED),
     Bite("error_500_on_invalid", f"{INVALID}[zero-n]", errors.rejected, errors.SERVER_ERROR),
-    Bite("error_shape", f"{INVALID}[missing-messages]", errors.error_body,
-         errors.NOT_ERROR_OBJECT),
-    Bite("no_auth", "test_errors.py::test_the_api_key_is_enforced[wrong-key]", errors.rejected,
-         errors.ACCEPTED, ["--vllm-api-key=sk-the-key"]),
-    Bite("stream_no_done", "test_streaming.py::test_stream_ends_with_done[chat]",
-         streaming.ends_with_done, streaming.NO_DONE),
-    Bite("stream_non_json", "test_streaming.py::test_every_event_is_one_json_chunk[completions]",
-         streaming.data_lines_are_json, streaming.NOT_JSON),
-    Bite("stream_bad_frame", "test_streaming.py::test_every_event_is_one_json_chunk[chat]",
-         streaming.framing_is_clean, streaming.BAD_FRAMING),
-    Bite("stream_wrong_type", "test_streaming.py::test_content_type_is_event_stream[chat-usage]",
-         streaming.content_type_is_event_stream, streaming.NOT_EVENT_STREAM),
-    Bite("stream_id_changes", "test_streaming.py::test_one_id_across_the_stream[completions]",
-         streaming.one_id, streaming.IDS_DIFFER),
-    Bite("stream_no_role", "test_streaming.py::test_first_chat_chunk_carries_the_role[chat]",
-         streaming.first_chat_chunk_has_role, streaming.NO_ROLE),
-    Bite("stream_finish_early",
-         "test_streaming.py::test_finish_reason_only_on_the_last_chunk[chat-n-2]",
-         streaming.finish_reason_only_on_last, streaming.FINISH_EARLY),
-    Bite("stream_usage_with_choices", "test_streaming.py::test_usage_chunk_is_last_with_empty_"
-         "choices[completions-usage]", streaming.usage_chunk_shape,
-         streaming.USAGE_WITH_CHOICES),
-    Bite("embed_order", "test_embeddings.py::test_a_batch_keeps_order_and_index",
-         embeddings.same_vector, embeddings.DIFFERS.titled(what="Batched embedding of *"), EMBED,
-         (embeddings.vectors, embeddings.decode, embeddings.finite_vector)),
-    Bite("embed_dims", "test_embeddings.py::test_a_batch_keeps_order_and_index",
-         embeddings.one_dimension, embeddings.DIMENSIONS, EMBED),
-    Bite("embed_base64_differs", "test_embeddings.py::test_base64_decodes_to_the_float_vector",
-         embeddings.same_vector, embeddings.DIFFERS.titled(what="The base64 embedding"), EMBED),
-    Bite("embed_no_usage", "test_embeddings.py::test_a_single_input_gives_one_valid_vector",
-         embeddings.usage_counted, embeddings.NO_USAGE, EMBED),
-    Bite("embed_bad_input_200", "test_embeddings.py::test_bad_input_is_rejected[a-number]",
-         errors.rejected, errors.ACCEPTED, EMBED),
-    Bite("metrics_missing", "test_metrics.py::test_metrics_parse_as_prometheus_text",
-         metrics.parse, metrics.NO_METRICS),
-    Bite("metrics_unparseable", "test_metrics.py::test_metrics_parse_as_prometheus_text",
-         metrics.prometheus_text, metrics.UNPARSEABLE, [], (metrics.parse,)),
-    Bite("metrics_names_missing", "test_metrics.py::test_the_engine_metrics_are_exposed",
-         metrics.names_present, metrics.NAMES_MISSING.titled(engine="vllm")),
-    Bite("metrics_counter_decreases", "test_metrics.py::test_counters_only_grow_across_a_request",
-         metrics.counters_only_grow, metrics.COUNTER_DOWN),
-    Bite("metrics_histogram_stuck",
-         "test_metrics.py::test_the_latency_histogram_counts_each_request", metrics.grew_by,
-         metrics.NOT_COUNTED.titled(sample="vllm:e2e_request_latency_seconds_count")),
-    Bite("metrics_ttft_off", "test_metrics.py::test_server_ttft_agrees_with_the_client",
-         metrics.same_order_of_magnitude, metrics.DISAGREES.titled(what="TTFT")),
+    Bite("error_shape", f"{INVALID}[missing-messages]", errors.error_body, errors.NOT_ERROR_OBJECT),
+    Bite(
+        "no_auth",
+        "test_errors.py::test_the_api_key_is_enforced[wrong-key]",
+        errors.rejected,
+        errors.ACCEPTED,
+        ["--vllm-api-key=sk-the-key"],
+    ),
+    Bite(
+        "stream_no_done",
+        "test_streaming.py::test_stream_ends_with_done[chat]",
+        streaming.ends_with_done,
+        streaming.NO_DONE,
+    ),
+    Bite(
+        "stream_non_json",
+        "test_streaming.py::test_every_event_is_one_json_chunk[completions]",
+        streaming.data_lines_are_json,
+        streaming.NOT_JSON,
+    ),
+    Bite(
+        "stream_bad_frame",
+        "test_streaming.py::test_every_event_is_one_json_chunk[chat]",
+        streaming.framing_is_clean,
+        streaming.BAD_FRAMING,
+    ),
+    Bite(
+        "stream_wrong_type",
+        "test_streaming.py::test_content_type_is_event_stream[chat-usage]",
+        streaming.content_type_is_event_stream,
+        streaming.NOT_EVENT_STREAM,
+    ),
+    Bite(
+        "stream_id_changes",
+        "test_streaming.py::test_one_id_across_the_stream[completions]",
+        streaming.one_id,
+        streaming.IDS_DIFFER,
+    ),
+    Bite(
+        "stream_no_role",
+        "test_streaming.py::test_first_chat_chunk_carries_the_role[chat]",
+        streaming.first_chat_chunk_has_role,
+        streaming.NO_ROLE,
+    ),
+    Bite(
+        "stream_finish_early",
+        "test_streaming.py::test_finish_reason_only_on_the_last_chunk[chat-n-2]",
+        streaming.finish_reason_only_on_last,
+        streaming.FINISH_EARLY,
+    ),
+    Bite(
+        "stream_usage_with_choices",
+        "test_streaming.py::test_usage_chunk_is_last_with_empty_choices[completions-usage]",
+        streaming.usage_chunk_shape,
+        streaming.USAGE_WITH_CHOICES,
+    ),
+    Bite(
+        "embed_order",
+        "test_embeddings.py::test_a_batch_keeps_order_and_index",
+        embeddings.same_vector,
+        embeddings.DIFFERS.titled(what="Batched embedding of *"),
+        EMBED,
+        (embeddings.vectors, embeddings.decode, embeddings.finite_vector),
+    ),
+    Bite(
+        "embed_dims",
+        "test_embeddings.py::test_a_batch_keeps_order_and_index",
+        embeddings.one_dimension,
+        embeddings.DIMENSIONS,
+        EMBED,
+    ),
+    Bite(
+        "embed_base64_differs",
+        "test_embeddings.py::test_base64_decodes_to_the_float_vector",
+        embeddings.same_vector,
+        embeddings.DIFFERS.titled(what="The base64 embedding"),
+        EMBED,
+    ),
+    Bite(
+        "embed_no_usage",
+        "test_embeddings.py::test_a_single_input_gives_one_valid_vector",
+        embeddings.usage_counted,
+        embeddings.NO_USAGE,
+        EMBED,
+    ),
+    Bite(
+        "embed_bad_input_200",
+        "test_embeddings.py::test_bad_input_is_rejected[a-number]",
+        errors.rejected,
+        errors.ACCEPTED,
+        EMBED,
+    ),
+    Bite(
+        "metrics_missing",
+        "test_metrics.py::test_metrics_parse_as_prometheus_text",
+        metrics.parse,
+        metrics.NO_METRICS,
+    ),
+    Bite(
+        "metrics_unparseable",
+        "test_metrics.py::test_metrics_parse_as_prometheus_text",
+        metrics.prometheus_text,
+        metrics.UNPARSEABLE,
+        [],
+        (metrics.parse,),
+    ),
+    Bite(
+        "metrics_names_missing",
+        "test_metrics.py::test_the_engine_metrics_are_exposed",
+        metrics.names_present,
+        metrics.NAMES_MISSING.titled(engine="vllm"),
+    ),
+    Bite(
+        "metrics_counter_decreases",
+        "test_metrics.py::test_counters_only_grow_across_a_request",
+        metrics.counters_only_grow,
+        metrics.COUNTER_DOWN,
+    ),
+    Bite(
+        "metrics_histogram_stuck",
+        "test_metrics.py::test_the_latency_histogram_counts_each_request",
+        metrics.grew_by,
+        metrics.NOT_COUNTED.titled(sample="vllm:e2e_request_latency_seconds_count"),
+    ),
+    Bite(
+        "metrics_ttft_off",
+        "test_metrics.py::test_server_ttft_agrees_with_the_client",
+        metrics.same_order_of_magnitude,
+        metrics.DISAGREES.titled(what="TTFT"),
+    ),
     Bite("diverge_sometimes", BURST, determinism.one_output, BURST_DIFFERS),
-    Bite("logprob_drift", BURST, determinism.logprobs_agree,
-         determinism.LOGPROBS.titled(what="across the burst"), ["--vllm-profile=batch-invariant"]),
-    Bite("batch_differs",
-         "test_determinism.py::test_alone_batched_and_among_others_give_the_same_output",
-         determinism.one_output,
-         determinism.BATCHED.titled(prompt="'short'", how="in a batched request")),
-    Bite("cache_differs",
-         "test_determinism.py::test_prefix_cache_cold_and_warm_give_the_same_output",
-         determinism.one_output, determinism.CACHED),
-    Bite("seed_ignored", "test_determinism.py::test_seeded_sampling_reproduces",
-         determinism.one_output, determinism.SEEDED),
+    Bite(
+        "logprob_drift",
+        BURST,
+        determinism.logprobs_agree,
+        determinism.LOGPROBS.titled(what="across the burst"),
+        ["--vllm-profile=batch-invariant"],
+    ),
+    Bite(
+        "batch_differs",
+        "test_determinism.py::test_alone_batched_and_among_others_give_the_same_output",
+        determinism.one_output,
+        determinism.BATCHED.titled(prompt="'short'", how="in a batched request"),
+    ),
+    Bite(
+        "cache_differs",
+        "test_determinism.py::test_prefix_cache_cold_and_warm_give_the_same_output",
+        determinism.one_output,
+        determinism.CACHED,
+    ),
+    Bite(
+        "seed_ignored",
+        "test_determinism.py::test_seeded_sampling_reproduces",
+        determinism.one_output,
+        determinism.SEEDED,
+    ),
     # issue 14: determinism judges what the user receives
     Bite("text_differs", BURST, determinism.one_output, BURST_DIFFERS),
-    Bite("seeded_text_differs", "test_determinism.py::test_seeded_sampling_reproduces",
-         determinism.one_output, determinism.SEEDED),
+    Bite(
+        "seeded_text_differs",
+        "test_determinism.py::test_seeded_sampling_reproduces",
+        determinism.one_output,
+        determinism.SEEDED,
+    ),
     Bite("token_ids_differ", BURST, determinism.one_output, BURST_DIFFERS),
-    Bite("logprobs_misspell", f"{SPELL}[/v1/completions]", logprobs.tokens_spell_text,
-         logprobs.MISSPELLED),
-    Bite("cancel_leak", "test_cancellation.py::test_dropped_streams_are_freed",
-         cancellation.streams_freed, cancellation.KEPT_RUNNING),
+    Bite(
+        "logprobs_misspell",
+        f"{SPELL}[/v1/completions]",
+        logprobs.tokens_spell_text,
+        logprobs.MISSPELLED,
+    ),
+    Bite(
+        "cancel_leak",
+        "test_cancellation.py::test_dropped_streams_are_freed",
+        cancellation.streams_freed,
+        cancellation.KEPT_RUNNING,
+    ),
     # issue 14: idle means zero
-    Bite("running_stuck", "test_cancellation.py::test_dropped_streams_are_freed",
-         cancellation.idle_at_zero, cancellation.NOT_IDLE),
-    Bite("slow_first_token", LATENCY_C1, slo.slo_met, SLO_MISSED,
-         ["--vllm-slo=ttft_p95_ms=500", *FEW]),
+    Bite(
+        "running_stuck",
+        "test_cancellation.py::test_dropped_streams_are_freed",
+        cancellation.idle_at_zero,
+        cancellation.NOT_IDLE,
+    ),
+    Bite(
+        "slow_first_token",
+        LATENCY_C1,
+        slo.slo_met,
+        SLO_MISSED,
+        ["--vllm-slo=ttft_p95_ms=500", *FEW],
+    ),
     Bite("slow_tokens", LATENCY_C1, slo.slo_met, SLO_MISSED, ["--vllm-slo=tpot_p95_ms=20", *FEW]),
-    Bite("errors_under_load",
-         "test_latency.py::test_streamed_completions_at_each_concurrency_level[c8]", slo.slo_met,
-         LOAD_FAILED, QUICK),
-    Bite("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[single]", slo.slo_met,
-         SLO_MISSED, [*EMBED, *FEW]),
+    Bite(
+        "errors_under_load",
+        "test_latency.py::test_streamed_completions_at_each_concurrency_level[c8]",
+        slo.slo_met,
+        LOAD_FAILED,
+        QUICK,
+    ),
+    Bite(
+        "embed_slow",
+        "test_latency.py::test_embeddings_latency_and_rate[single]",
+        slo.slo_met,
+        SLO_MISSED,
+        [*EMBED, *FEW],
+    ),
     Bite("memory_grows", MEMORY, memory.memory_flat, memory.GROWS, QUICK),
     # issue 15: the harness checks itself
-    Bite("server_histogram_slow", LATENCY_C1, slo.harness_sound, slo.IMPOSSIBLE, FEW,
-         (slo.slo_met,)),
+    Bite(
+        "server_histogram_slow", LATENCY_C1, slo.harness_sound, slo.IMPOSSIBLE, FEW, (slo.slo_met,)
+    ),
     # More checks proven by a fault that already has a row above, or by one of its own.
-    Bite("health_missing", "test_health.py::test_health_endpoint_answers_200",
-         checks.request_succeeded, failed("/health is not 200 on a ready server")),
-    Bite("models_500", "test_health.py::test_models_lists_the_model_under_test",
-         checks.request_succeeded, failed("GET /v1/models failed"), [f"--vllm-model={MODEL}"]),
-    Bite("extra_field", "test_compliance.py::test_models_match_the_schema", schema.matches,
-         schema.EXTRA_FIELD, ["--vllm-profile=openai"]),
-    Bite("logprobs_count_wrong", f"{LOGPROB_COUNT}[/v1/completions]",
-         semantics.completion_logprobs_count, semantics.TOP_COUNT),
-    Bite("usage_mismatch", "test_generated.py::test_generated_valid_requests_succeed",
-         semantics.usage_adds_up, semantics.USAGE_SUM, [], CONFORMS),
-    Bite("error_shape", "test_generated.py::test_generated_wrong_types_are_rejected",
-         errors.error_body, errors.NOT_ERROR_OBJECT),
-    Bite("embed_no_token_ids", "test_embeddings.py::test_token_ids_are_accepted",
-         checks.request_succeeded, failed("POST /v1/embeddings failed"), EMBED),
-    Bite("metrics_busy_500", "test_metrics.py::test_metrics_scrape_under_load_does_not_fail",
-         checks.request_succeeded, failed("A request failed while /metrics was scraped")),
-    Bite("slow_first_token",
-         "test_latency.py::test_streamed_completions_at_an_open_loop_arrival_rate", slo.slo_met,
-         SLO_MISSED, ["--vllm-slo=ttft_p95_ms=500", "--vllm-latency-rate=10", *FEW]),
-    Bite("embed_slow", "test_latency.py::test_embeddings_latency_and_rate[batch-16]",
-         slo.slo_met, SLO_MISSED, [*EMBED, *FEW]),
+    Bite(
+        "health_missing",
+        "test_health.py::test_health_endpoint_answers_200",
+        checks.request_succeeded,
+        failed("/health is not 200 on a ready server"),
+    ),
+    Bite(
+        "models_500",
+        "test_health.py::test_models_lists_the_model_under_test",
+        checks.request_succeeded,
+        failed("GET /v1/models failed"),
+        [f"--vllm-model={MODEL}"],
+    ),
+    Bite(
+        "extra_field",
+        "test_compliance.py::test_models_match_the_schema",
+        schema.matches,
+        schema.EXTRA_FIELD,
+        ["--vllm-profile=openai"],
+    ),
+    Bite(
+        "logprobs_count_wrong",
+        f"{LOGPROB_COUNT}[/v1/completions]",
+        semantics.completion_logprobs_count,
+        semantics.TOP_COUNT,
+    ),
+    Bite(
+        "usage_mismatch",
+        "test_generated.py::test_generated_valid_requests_succeed",
+        semantics.usage_adds_up,
+        semantics.USAGE_SUM,
+        [],
+        CONFORMS,
+    ),
+    Bite(
+        "error_shape",
+        "test_generated.py::test_generated_wrong_types_are_rejected",
+        errors.error_body,
+        errors.NOT_ERROR_OBJECT,
+    ),
+    Bite(
+        "embed_no_token_ids",
+        "test_embeddings.py::test_token_ids_are_accepted",
+        checks.request_succeeded,
+        failed("POST /v1/embeddings failed"),
+        EMBED,
+    ),
+    Bite(
+        "metrics_busy_500",
+        "test_metrics.py::test_metrics_scrape_under_load_does_not_fail",
+        checks.request_succeeded,
+        failed("A request failed while /metrics was scraped"),
+    ),
+    Bite(
+        "slow_first_token",
+        "test_latency.py::test_streamed_completions_at_an_open_loop_arrival_rate",
+        slo.slo_met,
+        SLO_MISSED,
+        ["--vllm-slo=ttft_p95_ms=500", "--vllm-latency-rate=10", *FEW],
+    ),
+    Bite(
+        "embed_slow",
+        "test_latency.py::test_embeddings_latency_and_rate[batch-16]",
+        slo.slo_met,
+        SLO_MISSED,
+        [*EMBED, *FEW],
+    ),
     Bite("stream_no_done", MEMORY, memory.load_served, LOAD_FAILED, QUICK),
     # issue 14: determinism judges what the user receives
-    Bite("logprobs_misspell", f"{SPELL}[/v1/chat/completions]", logprobs.tokens_spell_text,
-         logprobs.MISSPELLED),
+    Bite(
+        "logprobs_misspell",
+        f"{SPELL}[/v1/chat/completions]",
+        logprobs.tokens_spell_text,
+        logprobs.MISSPELLED,
+    ),
     # issue 14: every server value validated before use
     Bite("metrics_unparseable", MEMORY, metrics.prometheus_text, metrics.UNPARSEABLE, QUICK),
-    Bite("metrics_nan", "test_metrics.py::test_server_ttft_agrees_with_the_client",
-         values.finite_number, values.INFINITE),
+    Bite(
+        "metrics_nan",
+        "test_metrics.py::test_server_ttft_agrees_with_the_client",
+        values.finite_number,
+        values.INFINITE,
+    ),
     # issue 16: every registered check bites
-    Bite("choices_string", f"{COMPLETIONS_SCHEMA}[stream]", schema.stream_matches,
-         schema.VIOLATION, [], CONFORMS),
-    Bite("max_tokens_ignored", "test_health.py::test_canary_request_with_one_token"
-         "[/v1/completions]", health.one_token, health.CANARY_OVERRUN),
-    Bite("stream_no_done", "test_health.py::test_canary_stream_ends_with_done",
-         streaming.ends_with_done, streaming.NO_DONE, [], (streaming.well_formed,)),
-    Bite("stream_text_differs",
-         "test_determinism.py::test_streaming_and_non_streaming_give_the_same_tokens",
-         determinism.streams_as_returned, determinism.STREAMED.titled(prompt="*")),
+    Bite(
+        "choices_string",
+        f"{COMPLETIONS_SCHEMA}[stream]",
+        schema.stream_matches,
+        schema.VIOLATION,
+        [],
+        CONFORMS,
+    ),
+    Bite(
+        "max_tokens_ignored",
+        "test_health.py::test_canary_request_with_one_token[/v1/completions]",
+        health.one_token,
+        health.CANARY_OVERRUN,
+    ),
+    Bite(
+        "stream_no_done",
+        "test_health.py::test_canary_stream_ends_with_done",
+        streaming.ends_with_done,
+        streaming.NO_DONE,
+        [],
+        (streaming.well_formed,),
+    ),
+    Bite(
+        "stream_text_differs",
+        "test_determinism.py::test_streaming_and_non_streaming_give_the_same_tokens",
+        determinism.streams_as_returned,
+        determinism.STREAMED.titled(prompt="*"),
+    ),
 ]
 #: Registered checks no fault of the fault server reaches, and why.
 UNPROVEN: dict[AnyCheck, str] = {
     harness.answer_read: "none: it names a harness bug; the clean fault server's run must "
-                         "never show it",
+    "never show it",
     checks.json_object: "none yet: every fault answers a JSON object",
     health.lists_model: "none yet: the fault server lists the model it serves",
     memory.sampled: "none: it judges the harness's sampling (a window too short to fit)",
     metrics.histogram_buckets: "none: a NaN bucket only loses the latency cross-check; "
-                               "tests/test_hostile_values.py",
+    "tests/test_hostile_values.py",
     streaming.first_token_at: "none yet: every fault stream carries text",
     streaming.some_chunk: "none yet: every fault stream carries chunks",
     topology.reached_backend: "none: needs the two-instance service (tests/test_containers.py)",
     topology.health_drops: "none: needs the two-instance service (tests/test_containers.py)",
-    topology.health_recovers: "none: needs the two-instance service "
-                              "(tests/test_containers.py)",
+    topology.health_recovers: "none: needs the two-instance service (tests/test_containers.py)",
 }
 # Covered by tests/test_health_suite.py and tests/test_readiness.py.
-ELSEWHERE = {"health_503", "models_401", "completions_500", "hang", "huge_body", "echo_key",
-             "stream_stalls", "replica_differs",  # tests/test_determinism_suite.py
-             "html_injection"}  # tests/test_html_report.py
+ELSEWHERE = {
+    "health_503",
+    "models_401",
+    "completions_500",
+    "hang",
+    "huge_body",
+    "echo_key",
+    "stream_stalls",
+    "replica_differs",  # tests/test_determinism_suite.py
+    "html_injection",
+}  # tests/test_html_report.py
 # issue 14: load runs fit the server
 ELSEWHERE |= {"embeddings_not_served"}  # tests/test_locust_fit.py
 # issue 14: bounded requests and SSE as the spec defines it (tests/test_hostile_transport.py)
-ELSEWHERE |= {"trickle", "huge_announced_body", "many_headers", "http_101", "sse_cr_only",
-              "sse_other_fields"}
+ELSEWHERE |= {
+    "trickle",
+    "huge_announced_body",
+    "many_headers",
+    "http_101",
+    "sse_cr_only",
+    "sse_other_fields",
+}
 # issue 14: secrets and untrusted text (tests/test_untrusted_text.py)
 ELSEWHERE |= {"echo_key_everywhere", "model_id_escapes", "model_id_surrogate", "models_10000"}
 # issue 14: every server value validated before use (tests/test_hostile_values.py)
@@ -283,18 +578,30 @@ def test_every_fault_has_a_check() -> None:
 
 
 @pytest.mark.parametrize("profile", ["openai", "vllm"])
-def test_the_clean_fault_server_passes_every_suite(pytester: pytest.Pytester,
-                                                   fault: FaultServer, profile: str) -> None:
+def test_the_clean_fault_server_passes_every_suite(
+    pytester: pytest.Pytester, fault: FaultServer, profile: str
+) -> None:
     fault.api_key = "sk-the-key"
-    result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-profile={profile}",
-                                "--vllm-api-key=sk-the-key", *EMBED, "-rfEs", "-p", "no:randomly",
-                                "--vllm-determinism-requests=20", *QUICK)
+    result = pytester.runpytest(
+        f"--vllm-url={fault.url}",
+        f"--vllm-profile={profile}",
+        "--vllm-api-key=sk-the-key",
+        *EMBED,
+        "-rfEs",
+        "-p",
+        "no:randomly",
+        "--vllm-determinism-requests=20",
+        *QUICK,
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
     assert "Harness could not read the answer" not in result.stdout.str()  # no harness bug
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
-    allowed = ("the vllm profile allows this", "one --vllm-url given",
-               "needs the two-instance service started by the plugin")
+    allowed = (
+        "the vllm profile allows this",
+        "one --vllm-url given",
+        "needs the two-instance service started by the plugin",
+    )
     assert all(any(a in line for a in allowed) for line in skipped), skipped
 
 
@@ -334,18 +641,21 @@ def test_each_row_shows_a_verdict_of_its_check(row: Bite) -> None:
 
 def test_the_checks_page_is_current() -> None:
     page = Path(__file__).parent.parent / "docs" / "checks.md"
-    assert page.read_text(encoding="utf-8") == markdown(), \
+    assert page.read_text(encoding="utf-8") == markdown(), (
         "regenerate it: python -m tests.test_checks_bite > docs/checks.md"
+    )
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{r.fault}:{r.node.split('::')[1]}" for r in ROWS])
-def test_the_check_fails_on_its_defect(pytester: pytest.Pytester, fault: FaultServer,
-                                       row: Bite) -> None:
+def test_the_check_fails_on_its_defect(
+    pytester: pytest.Pytester, fault: FaultServer, row: Bite
+) -> None:
     fault.faults = {row.fault}
     if row.fault == "no_auth":
         fault.api_key = "sk-the-key"
-    result = pytester.runpytest(f"--vllm-url={fault.url}", row.node, *row.extra, "-p",
-                                "no:randomly")
+    result = pytester.runpytest(
+        f"--vllm-url={fault.url}", row.node, *row.extra, "-p", "no:randomly"
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*{pattern(row.verdict)}*"])
     assert "Traceback" not in result.stdout.str()

@@ -14,8 +14,9 @@ from pytest_vllm_conformance.perf.locust import LOCUSTFILE
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,8 +45,9 @@ def test_only_certify_takes_options_after_the_separator() -> None:
     assert exit_.value.code == 2
 
 
-def test_verify_reports_a_folder_that_is_no_bundle(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_reports_a_folder_that_is_no_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["verify", str(tmp_path)]) == 1
     assert "SHA256SUMS is missing" in capsys.readouterr().out
 
@@ -60,7 +62,8 @@ def test_the_old_module_spellings_still_work() -> None:
 
 
 def test_checks_prints_the_registry_or_says_it_is_missing(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code = main(["checks"])
     out, err = capsys.readouterr()
     if code == 0:

@@ -28,16 +28,21 @@ from tests.conftest import Writer
 from tests.fault_server import MODEL, FaultServer
 
 KEY = "sk-DISTINCTIVE-client-key-42"
-CHAT = {"model": MODEL, "max_tokens": 4, "stream": True, "temperature": 0,
-        "messages": [{"role": "user", "content": "hi"}]}
+CHAT = {
+    "model": MODEL,
+    "max_tokens": 4,
+    "stream": True,
+    "temperature": 0,
+    "messages": [{"role": "user", "content": "hi"}],
+}
 
 
 # -- SSE decoding --------------------------------------------------------------------------
 def test_events_split_across_reads_keep_the_time_of_the_completing_read() -> None:
     d = SSEDecoder()
     d.feed(b'data: {"a"', 1.0)
-    d.feed(b': 1}\n', 2.0)
-    d.feed(b'\ndata: [DONE]\n\n', 3.0)
+    d.feed(b": 1}\n", 2.0)
+    d.feed(b"\ndata: [DONE]\n\n", 3.0)
     assert [(e.t, e.data) for e in d.events] == [(3.0, b'{"a": 1}'), (3.0, b"[DONE]")]
     assert d.done_seen and not d.problems
 
@@ -49,10 +54,13 @@ def test_crlf_comments_and_multi_line_data_are_understood() -> None:
     assert not d.problems
 
 
-@pytest.mark.parametrize(("raw", "problem"), [
-    (b"garbage\n\n", "not an SSE field line: b'garbage'"),
-    (b"data: [DONE]\n\ndata: late\n\n", "data after [DONE]: b'late'"),
-])
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"garbage\n\n", "not an SSE field line: b'garbage'"),
+        (b"data: [DONE]\n\ndata: late\n\n", "data after [DONE]: b'late'"),
+    ],
+)
 def test_framing_faults_are_recorded(raw: bytes, problem: str) -> None:
     d = SSEDecoder()
     d.feed(raw, 0.0)
@@ -61,20 +69,24 @@ def test_framing_faults_are_recorded(raw: bytes, problem: str) -> None:
 
 def test_an_unterminated_last_event_is_a_problem() -> None:
     d = SSEDecoder()
-    d.feed(b"data: {}\n\ndata: {\"cut", 0.0)
+    d.feed(b'data: {}\n\ndata: {"cut', 0.0)
     d.close()
     assert len(d.events) == 1
     assert d.problems[0].startswith("the stream ended inside an event")
 
 
-@given(st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b and
-                                                         b"\r" not in b), max_size=8),
-       st.integers(min_value=1, max_value=17))
+@given(
+    st.lists(
+        st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b and b"\r" not in b),
+        max_size=8,
+    ),
+    st.integers(min_value=1, max_value=17),
+)
 def test_any_read_boundaries_give_the_same_events(payloads: list[bytes], step: int) -> None:
     raw = b"".join(b"data: " + p + b"\n\n" for p in payloads)
     d = SSEDecoder()
     for i in range(0, len(raw), step):
-        d.feed(raw[i:i + step], float(i))
+        d.feed(raw[i : i + step], float(i))
     assert [e.data for e in d.events] == payloads
 
 
@@ -104,27 +116,34 @@ def test_a_non_json_data_line_is_a_typed_failure(client: Client, fault: FaultSer
         r.chunks()
 
 
-def test_a_stalled_stream_times_out_and_says_how_far_it_got(client: Client,
-                                                            fault: FaultServer) -> None:
+def test_a_stalled_stream_times_out_and_says_how_far_it_got(
+    client: Client, fault: FaultServer
+) -> None:
     fault.faults = {"stream_stalls"}
     with pytest.raises(RequestTimeout) as info:
         client.stream("/v1/chat/completions", CHAT, timeout=0.5)
     assert "no complete answer within 0.5 s; 3 events arrived but the stream never ended" in str(
-        info.value)
+        info.value
+    )
     assert info.value.curl.startswith("curl -sS -N ")
 
 
 def test_an_oversize_body_is_cut_off(fault: FaultServer) -> None:
     fault.faults = {"huge_body"}
-    with Client(AsyncClient(fault.url, max_body=1_000_000)) as c, pytest.raises(
-            BodyTooLarge, match="past 1000000 bytes"):
+    with (
+        Client(AsyncClient(fault.url, max_body=1_000_000)) as c,
+        pytest.raises(BodyTooLarge, match="past 1000000 bytes"),
+    ):
         c.post("/v1/completions", {"model": MODEL, "prompt": "x"})
 
 
 def test_a_non_json_body_names_the_request(client: Client) -> None:
     r = client.get("/health")
-    with pytest.raises(MalformedResponse, match=r"GET http://.*/health answered HTTP 200 with a "
-                                                r"body that is not JSON"):
+    with pytest.raises(
+        MalformedResponse,
+        match=r"GET http://.*/health answered HTTP 200 with a "
+        r"body that is not JSON",
+    ):
         r.json()
 
 
@@ -143,19 +162,28 @@ def test_connection_refused_is_a_connect_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with Client(AsyncClient(f"http://127.0.0.1:{port}")) as c, pytest.raises(
-            ConnectError, match="connection refused"):
+    with (
+        Client(AsyncClient(f"http://127.0.0.1:{port}")) as c,
+        pytest.raises(ConnectError, match="connection refused"),
+    ):
         c.get("/health")
 
 
-@pytest.mark.parametrize(("reply", "error", "text"), [
-    (b"NOT HTTP AT ALL\r\n\r\n", MalformedResponse, "the server sent invalid HTTP"),
-    (b"", MalformedResponse, "closed the connection before answering"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", MalformedResponse,
-     "closed the connection while sending the body"),
-])
-def test_broken_http_is_a_clear_failure(raw_server: tuple[str, list[Writer]], reply: bytes,
-                                        error: type[Exception], text: str) -> None:
+@pytest.mark.parametrize(
+    ("reply", "error", "text"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", MalformedResponse, "the server sent invalid HTTP"),
+        (b"", MalformedResponse, "closed the connection before answering"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+            MalformedResponse,
+            "closed the connection while sending the body",
+        ),
+    ],
+)
+def test_broken_http_is_a_clear_failure(
+    raw_server: tuple[str, list[Writer]], reply: bytes, error: type[Exception], text: str
+) -> None:
     url, writers = raw_server
     writers.append(lambda conn: conn.sendall(reply))
     with Client(AsyncClient(url, timeout=2)) as c, pytest.raises(error, match=text):
@@ -163,10 +191,14 @@ def test_broken_http_is_a_clear_failure(raw_server: tuple[str, list[Writer]], re
 
 
 def test_a_body_ended_by_closing_the_connection_is_complete(
-        raw_server: tuple[str, list[Writer]]) -> None:
+    raw_server: tuple[str, list[Writer]],
+) -> None:
     url, writers = raw_server
-    writers.append(lambda conn: conn.sendall(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\": true}"))
+    writers.append(
+        lambda conn: conn.sendall(
+            b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"ok": true}'
+        )
+    )
     with Client(AsyncClient(url, timeout=2)) as c:
         assert c.get("/x").json() == {"ok": True}
 
@@ -175,6 +207,7 @@ def test_the_loop_thread_serves_concurrent_requests(client: Client) -> None:
     async def many() -> list[int]:
         rs = await asyncio.gather(*(client.aio.get("/health") for _ in range(50)))
         return [r.status for r in rs]
+
     assert client.run(many()) == [200] * 50
 
 

@@ -25,19 +25,31 @@ START = REPO / "containers" / "vllm" / "start.py"
 
 def _dry_run(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("MODEL", "STRICT")}
-    return subprocess.run([sys.executable, str(START), "--dry-run", "--max-num-seqs", "8"],
-                          capture_output=True, text=True, env={**clean, **env}, check=False)
+    return subprocess.run(
+        [sys.executable, str(START), "--dry-run", "--max-num-seqs", "8"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        check=False,
+    )
 
 
 def test_start_builds_vllm_serve_from_the_environment() -> None:
-    done = _dry_run(MODEL="Qwen/Qwen2.5-0.5B-Instruct", PORT="9000", MAX_MODEL_LEN="4096",
-                    GPU_MEMORY_UTILIZATION="0.5", HF_TOKEN="hf_secret_value",
-                    VLLM_API_KEY="sk-secret-value")
+    done = _dry_run(
+        MODEL="Qwen/Qwen2.5-0.5B-Instruct",
+        PORT="9000",
+        MAX_MODEL_LEN="4096",
+        GPU_MEMORY_UTILIZATION="0.5",
+        HF_TOKEN="hf_secret_value",
+        VLLM_API_KEY="sk-secret-value",
+    )
     assert done.returncode == 0, done.stderr
     line = done.stdout.splitlines()[-1]
-    assert line.startswith("start.py: vllm serve Qwen/Qwen2.5-0.5B-Instruct --host 0.0.0.0 "
-                           "--port 9000 --served-model-name Qwen/Qwen2.5-0.5B-Instruct "
-                           "--gpu-memory-utilization 0.5 --max-model-len 4096")
+    assert line.startswith(
+        "start.py: vllm serve Qwen/Qwen2.5-0.5B-Instruct --host 0.0.0.0 "
+        "--port 9000 --served-model-name Qwen/Qwen2.5-0.5B-Instruct "
+        "--gpu-memory-utilization 0.5 --max-model-len 4096"
+    )
     assert line.endswith("--no-enable-prefix-caching --seed 0 --max-num-seqs 8")
     assert "secret" not in done.stdout  # tokens stay in the environment, out of argv and logs
 
@@ -61,8 +73,9 @@ def test_start_enables_batch_invariance_and_can_turn_it_off() -> None:
 def test_start_without_a_model_is_one_line() -> None:
     done = _dry_run()
     assert done.returncode == 2
-    assert done.stderr.strip() == ("start.py: set MODEL to a Hugging Face model id or a path "
-                                   "inside the container")
+    assert done.stderr.strip() == (
+        "start.py: set MODEL to a Hugging Face model id or a path inside the container"
+    )
 
 
 def test_the_gpu_request_the_launcher_builds() -> None:
@@ -79,8 +92,9 @@ def test_the_gpu_request_the_launcher_builds() -> None:
     assert resolve_gpus("auto", ["runc", "nvidia"]) == "all"
     assert resolve_gpus("auto", ["runc"]) == "none"
     assert resolve_gpus("0", ["runc"]) == "0"
-    text = explain_docker_error(Exception('could not select device driver "" with '
-                                          'capabilities: [[gpu]]'), spec)
+    text = explain_docker_error(
+        Exception('could not select device driver "" with capabilities: [[gpu]]'), spec
+    )
     assert "no NVIDIA runtime" in text and "--vllm-gpus=none" in text
 
 
@@ -93,15 +107,21 @@ def test_compose_symlink_is_the_bundled_router_config() -> None:
 def test_compose_files_are_valid(name: str) -> None:
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose is missing; make test installs it", pytrace=False)
-    done = subprocess.run(["docker-compose", "-f", name, "config"], capture_output=True,
-                          text=True, cwd=REPO / "containers", check=False,
-                          env={**os.environ, "MODEL": "m", "EMBED_MODEL": "e"})
+    done = subprocess.run(
+        ["docker-compose", "-f", name, "config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "containers",
+        check=False,
+        env={**os.environ, "MODEL": "m", "EMBED_MODEL": "e"},
+    )
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
     for svc in services.values():
         if svc.get("image", "").startswith("vllm-batch-invariant"):
             assert svc["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == [
-                "gpu"]
+                "gpu"
+            ]
     if name == "compose.split.yaml":
         assert services["gen"]["depends_on"]["embed"]["condition"] == "service_healthy"
         assert services["embed"]["environment"]["RUNNER"] == "pooling"

@@ -37,9 +37,9 @@ KEY = "CUDA" if GPU else "CPU"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if GPU else [])
 EPS = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-FEW = settings(max_examples=25, deadline=None, derandomize=True,
-               suppress_health_check=[HealthCheck.too_slow])
-
+FEW = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,22 +59,29 @@ def randn(seed: int, *shape: int, dtype: torch.dtype = torch.float32) -> torch.T
 
 
 def same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
-    return x.shape == y.shape and torch.equal(x.reshape(-1).view(torch.uint8),
-                                              y.reshape(-1).view(torch.uint8))
+    return x.shape == y.shape and torch.equal(
+        x.reshape(-1).view(torch.uint8), y.reshape(-1).view(torch.uint8)
+    )
 
 
 def mm_invariance(mm: MatMul) -> Callable[..., None]:
     """The property, for any matmul: row i alone has the bits of row i in the batch."""
 
     @FEW
-    @given(dtype=st.sampled_from(DTYPES), batch=st.integers(1, 48), k=st.integers(1, 96),
-           n=st.integers(1, 40), row=st.integers(0, 47), seed=st.integers(0, 2**16))
+    @given(
+        dtype=st.sampled_from(DTYPES),
+        batch=st.integers(1, 48),
+        k=st.integers(1, 96),
+        n=st.integers(1, 40),
+        row=st.integers(0, 47),
+        seed=st.integers(0, 2**16),
+    )
     @example(dtype=torch.float32, batch=8, k=96, n=8, row=3, seed=1)
     def prop(dtype: torch.dtype, batch: int, k: int, n: int, row: int, seed: int) -> None:
         row %= batch
         a, b = randn(seed, batch, k, dtype=dtype), randn(seed + 1, k, n, dtype=dtype)
         together = mm(a, b)
-        alone = mm(a[row:row + 1], b)
+        alone = mm(a[row : row + 1], b)
         assert same_bits(alone[0], together[row]), (dtype, batch, k, n, row)
 
     return prop
@@ -90,43 +97,64 @@ def test_the_property_fails_for_a_batch_dependent_matmul() -> None:
     def batch_dependent(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         t = tiles_for(a.dtype)
         k = t.block_k // 2 if a.shape[0] == 1 else t.block_k
-        return bio.matmul(a, b, tiles=Tiles(t.block_m, t.block_n, k))
+        out: torch.Tensor = bio.matmul(a, b, tiles=Tiles(t.block_m, t.block_n, k))
+        return out
 
     with pytest.raises(AssertionError):
         mm_invariance(batch_dependent)()
 
 
 @FEW
-@given(dtype=st.sampled_from(DTYPES), batch=st.integers(1, 24), k=st.integers(1, 80),
-       n=st.integers(1, 40), row=st.integers(0, 23), seed=st.integers(0, 2**16),
-       bias_2d=st.booleans())
-def test_addmm_row_alone_equals_row_in_batch(dtype: torch.dtype, batch: int, k: int, n: int,
-                                             row: int, seed: int, bias_2d: bool) -> None:
+@given(
+    dtype=st.sampled_from(DTYPES),
+    batch=st.integers(1, 24),
+    k=st.integers(1, 80),
+    n=st.integers(1, 40),
+    row=st.integers(0, 23),
+    seed=st.integers(0, 2**16),
+    bias_2d=st.booleans(),
+)
+def test_addmm_row_alone_equals_row_in_batch(
+    dtype: torch.dtype, batch: int, k: int, n: int, row: int, seed: int, bias_2d: bool
+) -> None:
     row %= batch
     a, b = randn(seed, batch, k, dtype=dtype), randn(seed + 1, k, n, dtype=dtype)
     bias = randn(seed + 2, batch, n, dtype=dtype) if bias_2d else randn(seed + 2, n, dtype=dtype)
     together = bio.matmul(a, b, bias, alpha=0.5, beta=2.0)
-    alone = bio.matmul(a[row:row + 1], b, bias[row:row + 1] if bias_2d else bias,
-                       alpha=0.5, beta=2.0)
+    alone = bio.matmul(
+        a[row : row + 1], b, bias[row : row + 1] if bias_2d else bias, alpha=0.5, beta=2.0
+    )
     assert same_bits(alone[0], together[row])
 
 
 @FEW
-@given(dtype=st.sampled_from(DTYPES), batch=st.integers(1, 24), n=st.integers(1, 300),
-       row=st.integers(0, 23), seed=st.integers(0, 2**16))
+@given(
+    dtype=st.sampled_from(DTYPES),
+    batch=st.integers(1, 24),
+    n=st.integers(1, 300),
+    row=st.integers(0, 23),
+    seed=st.integers(0, 2**16),
+)
 def test_log_softmax_and_mean_rows_alone_equal_rows_in_batch(
-        dtype: torch.dtype, batch: int, n: int, row: int, seed: int) -> None:
+    dtype: torch.dtype, batch: int, n: int, row: int, seed: int
+) -> None:
     row %= batch
     x = randn(seed, batch, n, dtype=dtype) * 4
-    assert same_bits(bio.log_softmax(x[row:row + 1], -1)[0], bio.log_softmax(x, -1)[row])
-    assert same_bits(bio.mean(x[row:row + 1], [1])[0], bio.mean(x, [1])[row])
+    assert same_bits(bio.log_softmax(x[row : row + 1], -1)[0], bio.log_softmax(x, -1)[row])
+    assert same_bits(bio.mean(x[row : row + 1], [1])[0], bio.mean(x, [1])[row])
 
 
 @FEW
-@given(dtype=st.sampled_from(DTYPES), m=st.integers(1, 40), k=st.integers(1, 96),
-       n=st.integers(1, 40), seed=st.integers(0, 2**16))
-def test_matmul_accuracy_against_float64(dtype: torch.dtype, m: int, k: int, n: int,
-                                         seed: int) -> None:
+@given(
+    dtype=st.sampled_from(DTYPES),
+    m=st.integers(1, 40),
+    k=st.integers(1, 96),
+    n=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_matmul_accuracy_against_float64(
+    dtype: torch.dtype, m: int, k: int, n: int, seed: int
+) -> None:
     """|C - C64| <= (|A| @ |B|) * (k * 2^-24 + eps(dtype)): fp32 accumulation, one rounding."""
     a, b = randn(seed, m, k, dtype=dtype), randn(seed + 1, k, n, dtype=dtype)
     exact = a.double() @ b.double()
@@ -135,10 +163,15 @@ def test_matmul_accuracy_against_float64(dtype: torch.dtype, m: int, k: int, n: 
 
 
 @FEW
-@given(dtype=st.sampled_from(DTYPES), rows=st.integers(1, 8), n=st.integers(1, 300),
-       seed=st.integers(0, 2**16))
-def test_reductions_accuracy_against_float64(dtype: torch.dtype, rows: int, n: int,
-                                             seed: int) -> None:
+@given(
+    dtype=st.sampled_from(DTYPES),
+    rows=st.integers(1, 8),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+def test_reductions_accuracy_against_float64(
+    dtype: torch.dtype, rows: int, n: int, seed: int
+) -> None:
     """log_softmax within 8 n 2^-24 (1 + |y|) + eps|y|; mean within n 2^-24 mean|x| + eps|m|."""
     x = randn(seed, rows, n, dtype=dtype) * 4
     x64 = x.double()
@@ -151,13 +184,23 @@ def test_reductions_accuracy_against_float64(dtype: torch.dtype, rows: int, n: i
 def test_the_override_routes_torch_and_restores_native_kernels() -> None:
     a, w, bias = randn(1, 6, 40), randn(2, 24, 40), randn(3, 24)
     x = randn(4, 3, 5, 40)
-    native = [torch.mm(a, w.t()), F.linear(a, w, bias), torch.log_softmax(a, -1),
-              a.mean(1), x.mean((0, 2), keepdim=True)]
+    native = [
+        torch.mm(a, w.t()),
+        F.linear(a, w, bias),
+        torch.log_softmax(a, -1),
+        a.mean(1),
+        x.mean((0, 2), keepdim=True),
+    ]
     before = bio.calls.copy()
     with bio.batch_invariant(KEY):
         assert bio.is_enabled()
-        routed = [torch.mm(a, w.t()), F.linear(a, w, bias), torch.log_softmax(a, -1),
-                  a.mean(1), x.mean((0, 2), keepdim=True)]
+        routed = [
+            torch.mm(a, w.t()),
+            F.linear(a, w, bias),
+            torch.log_softmax(a, -1),
+            a.mean(1),
+            x.mean((0, 2), keepdim=True),
+        ]
         F.linear(x, w)  # 3-D input, no bias
         assert same_bits(routed[0], bio.matmul(a, w.t()))
         assert same_bits(routed[1], bio.matmul(a, w.t(), bias))
@@ -170,8 +213,13 @@ def test_the_override_routes_torch_and_restores_native_kernels() -> None:
         assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-5)
     # restored exactly: the native kernels again, bit for bit, and no more calls to ours
     after = bio.calls.copy()
-    again = [torch.mm(a, w.t()), F.linear(a, w, bias), torch.log_softmax(a, -1), a.mean(1),
-             x.mean((0, 2), keepdim=True)]
+    again = [
+        torch.mm(a, w.t()),
+        F.linear(a, w, bias),
+        torch.log_softmax(a, -1),
+        a.mean(1),
+        x.mean((0, 2), keepdim=True),
+    ]
     assert not bio.is_enabled() and bio.calls == after
     assert all(same_bits(g, n) for g, n in zip(again, native, strict=True))
 
@@ -180,7 +228,7 @@ def test_backward_and_other_dtypes_under_the_override() -> None:
     a = randn(5, 4, 16).requires_grad_()
     w = randn(6, 8, 16).requires_grad_()
     with bio.batch_invariant(KEY):
-        F.linear(a, w).log_softmax(-1).mean(-1).sum().backward()
+        F.linear(a, w).log_softmax(-1).mean(-1).sum().backward()  # type: ignore[no-untyped-call]
         d = torch.mm(a.detach().double(), w.detach().double().t())  # fp64: the native path
     assert a.grad is not None and w.grad is not None and torch.isfinite(a.grad).all()
     assert torch.allclose(d, a.detach().double() @ w.detach().double().t())
@@ -196,20 +244,27 @@ def test_enable_twice_for_another_key_is_refused() -> None:
 
 
 def _python(code: str, switch: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(KERNELS), "BATCH_INVARIANT_OPS": switch,
-           "BATCH_INVARIANT_OPS_KEY": KEY}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(KERNELS),
+        "BATCH_INVARIANT_OPS": switch,
+        "BATCH_INVARIANT_OPS_KEY": KEY,
+    }
     if not GPU:
         env["TRITON_INTERPRET"] = "1"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     return out.stdout.strip()
 
 
 @pytest.mark.parametrize(("switch", "expected"), [("1", "True 1"), ("0", "False 0")])
 def test_sitecustomize_enables_on_import_of_torch(switch: str, expected: str) -> None:
-    code = ("import sys; assert 'torch' not in sys.modules\n"
-            "import torch, batch_invariant_ops as b\n"
-            f"torch.mm(torch.ones(2, 3, device='{DEVICE}'), torch.ones(3, 4, device='{DEVICE}'))\n"
-            "print(b.is_enabled(), b.calls['mm'])")
+    code = (
+        "import sys; assert 'torch' not in sys.modules\n"
+        "import torch, batch_invariant_ops as b\n"
+        f"torch.mm(torch.ones(2, 3, device='{DEVICE}'), torch.ones(3, 4, device='{DEVICE}'))\n"
+        "print(b.is_enabled(), b.calls['mm'])"
+    )
     assert _python(code, switch) == expected

@@ -42,14 +42,17 @@ vllm:time_to_first_token_seconds_sum{model_name="m"} 1.0
 
 
 def _level(e2e: list[float], errors: int = 0, wall: float = 1.0) -> Level:
-    samples = [Sample(True, e2e_ms=v, ttft_ms=v / 10, server_tokens=10, client_chunks=10)
-               for v in e2e] + [Sample(False, "HTTP 503: busy")] * errors
+    samples = [
+        Sample(True, e2e_ms=v, ttft_ms=v / 10, server_tokens=10, client_chunks=10) for v in e2e
+    ] + [Sample(False, "HTTP 503: busy")] * errors
     return Level("concurrency 4", samples, wall)
 
 
 def test_slo_sources_and_judgement() -> None:
-    assert parsers.slo("ttft_p95_ms=500, error_rate=0.01") == {"ttft_p95_ms": 500.0,
-                                                              "error_rate": 0.01}
+    assert parsers.slo("ttft_p95_ms=500, error_rate=0.01") == {
+        "ttft_p95_ms": 500.0,
+        "error_rate": 0.01,
+    }
     assert parsers.slo("none") is None
     for bad in ("ttft_p95=5", "latency=3", "ttft_p95_ms=-1", "e2e_p99_ms=fast"):
         with pytest.raises(pytest.UsageError, match="KEY=NUMBER"):
@@ -104,17 +107,18 @@ def test_theil_sen_interval_covers_the_true_slope_about_95_percent() -> None:
 
 
 def test_durations_parse() -> None:
-    assert [parsers.duration_s(x) for x in ("90", "90s", "10m", "24h")] == [90, 90, 600,
-                                                                                 86400]
+    assert [parsers.duration_s(x) for x in ("90", "90s", "10m", "24h")] == [90, 90, 600, 86400]
     for bad in ("", "h", "-5s", "soon"):
         with pytest.raises(ValueError):
             parsers.duration_s(bad)
 
 
 def test_process_tree_rss_counts_the_children() -> None:
-    code = ("import subprocess, sys, time; b = bytearray(60 * 2**20); "
-            "c = subprocess.Popen([sys.executable, '-c', "
-            "'b = bytearray(60 * 2**20); import time; time.sleep(30)']); time.sleep(30)")
+    code = (
+        "import subprocess, sys, time; b = bytearray(60 * 2**20); "
+        "c = subprocess.Popen([sys.executable, '-c', "
+        "'b = bytearray(60 * 2**20); import time; time.sleep(30)']); time.sleep(30)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
         read = memory.process_tree_rss(parent.pid)
@@ -129,8 +133,7 @@ def test_process_tree_rss_counts_the_children() -> None:
 
 
 def test_metrics_rss_sums_the_series() -> None:
-    text = ("# TYPE process_resident_memory_bytes gauge\n"
-            "process_resident_memory_bytes 1048576.0\n")
+    text = "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1048576.0\n"
     assert memory.metrics_rss(text) == 1048576.0
     assert memory.metrics_rss("# TYPE x counter\nx_total 1.0\n") is None
 
@@ -145,5 +148,7 @@ def test_a_window_without_a_finite_fit_could_not_be_sampled() -> None:
     assert "no finite slope" in memory.sampling_problem(run, run.server_fit())
     run.samples += [(10.0 + t, (101.0 + t) * memory.MB, 0.0) for t in range(1, 4)]
     assert memory.sampling_problem(run, run.server_fit()) == ""
-    assert memory.sampling_problem(memory.MemoryRun("rss", 0.0, run.samples[:9]),
-                                   run.server_fit()) == "9 samples"
+    assert (
+        memory.sampling_problem(memory.MemoryRun("rss", 0.0, run.samples[:9]), run.server_fit())
+        == "9 samples"
+    )

@@ -27,14 +27,43 @@ if importlib.util.find_spec("locust") is None:
 CHAT = "/v1/chat/completions"
 
 
-def locust(host: str, *args: str, seconds: int = 6, users: int = 2, cwd: Path,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def locust(
+    host: str,
+    *args: str,
+    seconds: int = 6,
+    users: int = 2,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """A headless run of the shipped locustfile, writing ``cwd/run_*.csv``."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-           "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(cwd / "run"),
-           "--host", host, "--only-summary", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--csv",
+        str(cwd / "run"),
+        "--host",
+        host,
+        "--only-summary",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_clean(report: LoadReport, out: subprocess.CompletedProcess[str]) -> None:
@@ -58,11 +87,13 @@ def assert_stream_timings(report: LoadReport, max_tokens: int) -> None:
 
 
 @pytest.mark.parametrize("engine", ["vllm", "llamacpp"])
-def test_headless_run_against_a_real_engine(engine: str, request: pytest.FixtureRequest,
-                                            tmp_path: Path) -> None:
+def test_headless_run_against_a_real_engine(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     url = request.getfixturevalue(f"{engine}_url")
-    out = locust(url, "--vllm-max-tokens", "16", "CompletionsUser", "StreamingChatUser",
-                 cwd=tmp_path)
+    out = locust(
+        url, "--vllm-max-tokens", "16", "CompletionsUser", "StreamingChatUser", cwd=tmp_path
+    )
     report = read(tmp_path / "run")
     assert_clean(report, out)
     assert report.entry("GET", "/v1/models")  # the model was discovered, not given
@@ -71,22 +102,35 @@ def test_headless_run_against_a_real_engine(engine: str, request: pytest.Fixture
 
 
 def test_embeddings_against_real_vllm(vllm_embed_url: str, tmp_path: Path) -> None:
-    out = locust(vllm_embed_url, "--vllm-embedding-batch", "4", "EmbeddingsUser",
-                 seconds=4, cwd=tmp_path)
+    out = locust(
+        vllm_embed_url, "--vllm-embedding-batch", "4", "EmbeddingsUser", seconds=4, cwd=tmp_path
+    )
     report = read(tmp_path / "run")
     assert_clean(report, out)
     embeddings = report.entry("POST", "/v1/embeddings")
     assert embeddings and embeddings.summary.count > 0 and embeddings.summary.p50 > 0
 
 
-def test_report_tables_json_and_plot(fault: FaultServer, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_tables_json_and_plot(
+    fault: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = locust(fault.url, "CompletionsUser", "StreamingChatUser", seconds=3, cwd=tmp_path)
     report = read(tmp_path / "run")
     assert_clean(report, out)
     assert_stream_timings(report, max_tokens=32)
-    assert cli(["load", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"),
-                        "--plot", str(tmp_path / "r.png")]) == 0
+    assert (
+        cli(
+            [
+                "load",
+                str(tmp_path / "run"),
+                "--json",
+                str(tmp_path / "r.json"),
+                "--plot",
+                str(tmp_path / "r.png"),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "| TTFT /v1/chat/completions |" in table
     assert "| TOKENS /v1/chat/completions (tokens) |" in table
@@ -98,17 +142,48 @@ def test_report_tables_json_and_plot(fault: FaultServer, tmp_path: Path,
 def test_master_and_two_workers_merge_their_counts(fault: FaultServer, tmp_path: Path) -> None:
     port = free_port()
     common = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master-port", str(port)]
-    workers = [subprocess.Popen([*common, "--worker", "--master-host", "127.0.0.1",
-                                 "CompletionsUser"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [*common, "--worker", "--master-host", "127.0.0.1", "CompletionsUser"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         before = fault.requests
         master = subprocess.run(
-            [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-             str(port), "--headless", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "-u", "4", "-r", "4", "-t", "4s", "--csv", str(tmp_path / "run"),
-             "--host", fault.url, "CompletionsUser"],
-            capture_output=True, text=True, timeout=90, cwd=tmp_path)
+            [
+                *common,
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--headless",
+                "--expect-workers",
+                "2",
+                "--expect-workers-max-wait",
+                "30",
+                "-u",
+                "4",
+                "-r",
+                "4",
+                "-t",
+                "4s",
+                "--csv",
+                str(tmp_path / "run"),
+                "--host",
+                fault.url,
+                "CompletionsUser",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=tmp_path,
+        )
         served = fault.requests - before
         for w in workers:
             assert w.wait(timeout=30) == 0, w.stderr.read() if w.stderr else ""
@@ -128,8 +203,9 @@ def test_master_and_two_workers_merge_their_counts(fault: FaultServer, tmp_path:
 def test_nothing_listening_is_a_clear_failure_and_ends_on_time(tmp_path: Path) -> None:
     host = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    out = locust(host, "--vllm-model", "m", "CompletionsUser", "StreamingChatUser",
-                 seconds=3, cwd=tmp_path)
+    out = locust(
+        host, "--vllm-model", "m", "CompletionsUser", "StreamingChatUser", seconds=3, cwd=tmp_path
+    )
     took = time.monotonic() - started
     report = read(tmp_path / "run")
     assert out.returncode == 1  # locust's own "there were failures"
@@ -156,8 +232,14 @@ def test_a_broken_stream_is_a_failure(fault: FaultServer, tmp_path: Path) -> Non
 
 def test_a_bad_prompt_file_is_one_line(fault: FaultServer, tmp_path: Path) -> None:
     (tmp_path / "p.jsonl").write_text('{"text": "no prompt key"}\n')
-    out = locust(fault.url, "--vllm-prompts", str(tmp_path / "p.jsonl"), "CompletionsUser",
-                 seconds=2, cwd=tmp_path)
+    out = locust(
+        fault.url,
+        "--vllm-prompts",
+        str(tmp_path / "p.jsonl"),
+        "CompletionsUser",
+        seconds=2,
+        cwd=tmp_path,
+    )
     assert out.returncode != 0
     assert "locust: --vllm-prompts: line 1 of" in out.stderr
     assert "Traceback" not in out.stderr
@@ -166,8 +248,9 @@ def test_a_bad_prompt_file_is_one_line(fault: FaultServer, tmp_path: Path) -> No
 def test_the_key_is_sent_and_never_printed(fault: FaultServer, tmp_path: Path) -> None:
     key = "sk-locust-distinctive-7f3a9"
     fault.api_key = key
-    out = locust(fault.url, "CompletionsUser", seconds=2, users=1, cwd=tmp_path,
-                 env={"VLLM_API_KEY": key})
+    out = locust(
+        fault.url, "CompletionsUser", seconds=2, users=1, cwd=tmp_path, env={"VLLM_API_KEY": key}
+    )
     assert_clean(read(tmp_path / "run"), out)
     written = out.stdout + out.stderr + "".join(p.read_text() for p in tmp_path.glob("run*.csv"))
     assert key not in written

@@ -29,7 +29,8 @@ def _sent(fault: FaultServer, before: Counter[str], path: str) -> int:
 
 
 def test_a_class_whose_endpoint_is_not_served_sends_only_its_probe(
-        fault: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fault: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fault.faults = {"embeddings_not_served"}
     before = fault.hits_by_path.copy()
     out = locust(fault.url, seconds=4, users=6, cwd=tmp_path)  # no class named: all three
@@ -50,13 +51,22 @@ def test_a_class_whose_endpoint_is_not_served_sends_only_its_probe(
     assert all(e["type"] != "NOT RUN" for e in doc["entries"])
 
 
-def test_a_refused_key_idles_every_class_with_its_reason(fault: FaultServer,
-                                                         tmp_path: Path) -> None:
+def test_a_refused_key_idles_every_class_with_its_reason(
+    fault: FaultServer, tmp_path: Path
+) -> None:
     fault.api_key = "sk-right"
     before = fault.hits_by_path.copy()
-    out = locust(fault.url, "--vllm-model", "fault-model", "--vllm-embedding-model",
-                 "fault-model", seconds=3, users=3, cwd=tmp_path,
-                 env={"VLLM_API_KEY": "sk-wrong"})
+    out = locust(
+        fault.url,
+        "--vllm-model",
+        "fault-model",
+        "--vllm-embedding-model",
+        "fault-model",
+        seconds=3,
+        users=3,
+        cwd=tmp_path,
+        env={"VLLM_API_KEY": "sk-wrong"},
+    )
     report = read(tmp_path / "run")
     assert set(report.not_run) == {"CompletionsUser", "StreamingChatUser", "EmbeddingsUser"}
     assert all("HTTP 401: Incorrect API key provided" in r for r in report.not_run.values())
@@ -83,17 +93,48 @@ def test_each_worker_probes_once(fault: FaultServer, tmp_path: Path) -> None:
     port = free_port()
     common = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master-port", str(port)]
     classes = ["CompletionsUser", "EmbeddingsUser"]
-    workers = [subprocess.Popen([*common, "--worker", "--master-host", "127.0.0.1", *classes],
-                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [*common, "--worker", "--master-host", "127.0.0.1", *classes],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         before = fault.hits_by_path.copy()
         master = subprocess.run(
-            [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-             str(port), "--headless", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "-u", "8", "-r", "8", "-t", "4s", "--csv", str(tmp_path / "run"),
-             "--host", fault.url, *classes], capture_output=True, text=True, timeout=90,
-            cwd=tmp_path)
+            [
+                *common,
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--headless",
+                "--expect-workers",
+                "2",
+                "--expect-workers-max-wait",
+                "30",
+                "-u",
+                "8",
+                "-r",
+                "8",
+                "-t",
+                "4s",
+                "--csv",
+                str(tmp_path / "run"),
+                "--host",
+                fault.url,
+                *classes,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=tmp_path,
+        )
         for w in workers:
             w.wait(timeout=30)
     finally:
@@ -118,9 +159,20 @@ def test_backoff_pauses_only_while_the_same_failure_repeats() -> None:
         assert backoff.after("HTTP 503: y") <= 2.0
 
 
-@pytest.mark.parametrize(("status", "refused"), [
-    (400, True), (401, True), (404, True), (501, True), (408, False), (429, False),
-    (500, False), (503, False), (200, False)])
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [
+        (400, True),
+        (401, True),
+        (404, True),
+        (501, True),
+        (408, False),
+        (429, False),
+        (500, False),
+        (503, False),
+        (200, False),
+    ],
+)
 def test_which_answers_mean_the_class_cannot_run(status: int, refused: bool) -> None:
     assert refused_as_is(status) is refused
 
@@ -135,16 +187,27 @@ def test_server_text_is_one_safe_bounded_line() -> None:
 
 
 # issue 14: every server value validated before use (locust reads answers through fit)
-@pytest.mark.parametrize(("fault_name", "args", "name", "said"), [
-    ("models_data_not_list", (), "/v1/models",
-     "/v1/models lists no model (pass --vllm-model): Response body has the wrong shape at "
-     "$.data: expected a list, received an integer"),
-    ("usage_list", ("--vllm-model", "fault-model"), "/v1/completions",
-     "Response body has the wrong shape at $.usage: expected an object, received a list"),
-])
+@pytest.mark.parametrize(
+    ("fault_name", "args", "name", "said"),
+    [
+        (
+            "models_data_not_list",
+            (),
+            "/v1/models",
+            "/v1/models lists no model (pass --vllm-model): Response body has the wrong shape at "
+            "$.data: expected a list, received an integer",
+        ),
+        (
+            "usage_list",
+            ("--vllm-model", "fault-model"),
+            "/v1/completions",
+            "Response body has the wrong shape at $.usage: expected an object, received a list",
+        ),
+    ],
+)
 def test_a_malformed_answer_is_a_failure_entry_not_a_traceback(
-        fault: FaultServer, tmp_path: Path, fault_name: str, args: tuple[str, ...], name: str,
-        said: str) -> None:
+    fault: FaultServer, tmp_path: Path, fault_name: str, args: tuple[str, ...], name: str, said: str
+) -> None:
     fault.faults = {fault_name}
     out = locust(fault.url, "CompletionsUser", *args, seconds=3, users=2, cwd=tmp_path)
     report = read(tmp_path / "run")
@@ -158,15 +221,18 @@ def test_a_malformed_answer_is_a_failure_entry_not_a_traceback(
     assert out.returncode == 1
 
 
-@pytest.mark.parametrize(("body", "read", "said"), [
-    (b"{not json", fit.completion_tokens, "Response body is not JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, fit.first_model_id, "Response body is not JSON"),
-    (b'{"usage": {"completion_tokens": 1e400}}', fit.completion_tokens, "wrong shape"),
-    (b'{"usage": {"completion_tokens": -2}}', fit.completion_tokens, "non-negative"),
-    (b'{"choices": []}', fit.completion_tokens, "no usage"),
-    (b'{"data": [{"id": 5}]}', fit.first_model_id, "$.data[0].id"),
-    (b'{"data": "x"}', fit.embeddings_data, "$.data"),
-])
+@pytest.mark.parametrize(
+    ("body", "read", "said"),
+    [
+        (b"{not json", fit.completion_tokens, "Response body is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, fit.first_model_id, "Response body is not JSON"),
+        (b'{"usage": {"completion_tokens": 1e400}}', fit.completion_tokens, "wrong shape"),
+        (b'{"usage": {"completion_tokens": -2}}', fit.completion_tokens, "non-negative"),
+        (b'{"choices": []}', fit.completion_tokens, "no usage"),
+        (b'{"data": [{"id": 5}]}', fit.first_model_id, "$.data[0].id"),
+        (b'{"data": "x"}', fit.embeddings_data, "$.data"),
+    ],
+)
 def test_answers_are_read_with_every_value_checked(body: bytes, read: Any, said: str) -> None:
     with pytest.raises(CheckFailure) as caught:
         read(body)
@@ -187,8 +253,17 @@ def test_the_key_reaches_no_locust_output(fault: FaultServer, tmp_path: Path) ->
     in no console line, CSV or report."""
     key = "sk-conformance-secret-0123456789"
     fault.api_key, fault.faults = key, {"echo_key_everywhere"}
-    out = locust(fault.url, "--vllm-embedding-model", "nope", "--vllm-max-tokens", "100000",
-                 seconds=3, users=3, cwd=tmp_path, env={"VLLM_API_KEY": key})
+    out = locust(
+        fault.url,
+        "--vllm-embedding-model",
+        "nope",
+        "--vllm-max-tokens",
+        "100000",
+        seconds=3,
+        users=3,
+        cwd=tmp_path,
+        env={"VLLM_API_KEY": key},
+    )
     report = read(tmp_path / "run")
     assert "EmbeddingsUser" in report.not_run and report.failures, report.markdown()
     assert "***" in report.not_run["EmbeddingsUser"], report.not_run

@@ -21,47 +21,83 @@ from pytest_vllm_conformance.failures import CheckFailure
 
 
 def completion(text: str, tokens: list[Any], finish: str = "length") -> dict[str, Any]:
-    return {"choices": [{"index": 0, "text": text, "finish_reason": finish,
-                         "logprobs": {"tokens": tokens,
-                                      "token_logprobs": [-0.1] * len(tokens)}}]}
+    return {
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "finish_reason": finish,
+                "logprobs": {"tokens": tokens, "token_logprobs": [-0.1] * len(tokens)},
+            }
+        ]
+    }
 
 
 def chat_style(tokens: list[str]) -> dict[str, Any]:
-    return {"content": [{"token": t, "logprob": -0.1, "bytes": list(t.encode()),
-                         "top_logprobs": []} for t in tokens]}
+    return {
+        "content": [
+            {"token": t, "logprob": -0.1, "bytes": list(t.encode()), "top_logprobs": []}
+            for t in tokens
+        ]
+    }
 
 
 def chat(content: str | None, tokens: list[str], **message: Any) -> dict[str, Any]:
-    return {"choices": [{"index": 0, "finish_reason": "length", "logprobs": chat_style(tokens),
-                         "message": {"role": "assistant", "content": content, **message}}]}
+    return {
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "length",
+                "logprobs": chat_style(tokens),
+                "message": {"role": "assistant", "content": content, **message},
+            }
+        ]
+    }
 
 
-@pytest.mark.parametrize(("body", "spelling"), [
-    (completion(" a b", [" a", " b"]), Spelling(2, 0)),
-    (completion("é b", ["", "é", " b"]), Spelling(3, 0)),  # vLLM's repaired byte fallback
-    (completion("é b", ["\ufffd", "\ufffd", " b"]), Spelling(3, 2)),  # not repaired
-    (completion("\u2019s", ["bytes:\\xe2\\x80", "bytes:\\x99", "s"]), Spelling(3, 2)),
-    (completion(" a b", [" a", " b", "</s>"], finish="stop"), Spelling(3, 0)),  # end of text
-    (completion(" a b", [" a", " b", "."], finish="stop"), Spelling(3, 0)),  # a stop string
-    (chat(" a b", [" a", " b"]), Spelling(2, 0)),
-    (chat(None, []), Spelling(0, 0)),
-    ({"choices": [{"index": 0, "text": " a b", "finish_reason": "length",  # llama.cpp
-                   "logprobs": chat_style([" a", " b"])}]}, Spelling(2, 0)),
-    (chat(" b", [" <think>", " a", " </think>", " b"], reasoning_content=" a"), Spelling(0, 0)),
-    ({"choices": [{"index": 0, "text": " a", "logprobs": None}]}, Spelling(0, 0)),
-])
+@pytest.mark.parametrize(
+    ("body", "spelling"),
+    [
+        (completion(" a b", [" a", " b"]), Spelling(2, 0)),
+        (completion("é b", ["", "é", " b"]), Spelling(3, 0)),  # vLLM's repaired byte fallback
+        (completion("é b", ["\ufffd", "\ufffd", " b"]), Spelling(3, 2)),  # not repaired
+        (completion("\u2019s", ["bytes:\\xe2\\x80", "bytes:\\x99", "s"]), Spelling(3, 2)),
+        (completion(" a b", [" a", " b", "</s>"], finish="stop"), Spelling(3, 0)),  # end of text
+        (completion(" a b", [" a", " b", "."], finish="stop"), Spelling(3, 0)),  # a stop string
+        (chat(" a b", [" a", " b"]), Spelling(2, 0)),
+        (chat(None, []), Spelling(0, 0)),
+        (
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": " a b",
+                        "finish_reason": "length",  # llama.cpp
+                        "logprobs": chat_style([" a", " b"]),
+                    }
+                ]
+            },
+            Spelling(2, 0),
+        ),
+        (chat(" b", [" <think>", " a", " </think>", " b"], reasoning_content=" a"), Spelling(0, 0)),
+        ({"choices": [{"index": 0, "text": " a", "logprobs": None}]}, Spelling(0, 0)),
+    ],
+)
 def test_tokens_that_spell_the_text_pass(body: dict[str, Any], spelling: Spelling) -> None:
     assert tokens_spell_text(body) == spelling
 
 
-@pytest.mark.parametrize(("body", "received"), [
-    (completion(" a b", [" A", " b"]), "token 0 ' A' where the text has ' a b'"),
-    (completion(" a b", [" a"]), "token 1 <no more tokens> where the text has ' b'"),
-    (completion(" a", [" a", " b"]), "token 1 ' b' where the text has ''"),
-    (completion(" a b", [" a", " b", "</s>"]), "token 2 '</s>' where the text has ''"),
-    (completion(" a b c", [" a", " x", " c", "</s>"], finish="stop"), "token 1 ' x'"),
-    (chat(" a b", [" a", " B"]), "token 1 ' B' where the text has ' b'"),
-])
+@pytest.mark.parametrize(
+    ("body", "received"),
+    [
+        (completion(" a b", [" A", " b"]), "token 0 ' A' where the text has ' a b'"),
+        (completion(" a b", [" a"]), "token 1 <no more tokens> where the text has ' b'"),
+        (completion(" a", [" a", " b"]), "token 1 ' b' where the text has ''"),
+        (completion(" a b", [" a", " b", "</s>"]), "token 2 '</s>' where the text has ''"),
+        (completion(" a b c", [" a", " x", " c", "</s>"], finish="stop"), "token 1 ' x'"),
+        (chat(" a b", [" a", " B"]), "token 1 ' B' where the text has ' b'"),
+    ],
+)
 def test_tokens_that_misspell_the_text_fail(body: dict[str, Any], received: str) -> None:
     with pytest.raises(CheckFailure) as info:
         tokens_spell_text(body, Context(curl="curl x"))
@@ -69,13 +105,16 @@ def test_tokens_that_misspell_the_text_fail(body: dict[str, Any], received: str)
     assert info.value.received.startswith(received) and info.value.curl == "curl x"
 
 
-@pytest.mark.parametrize(("body", "title"), [
-    ({"choices": "nope"}, "Response has no choices"),
-    ({"choices": [7]}, "Response has no choices"),
-    (completion(" a", [" a", 7]), "logprobs malformed"),
-    ({"choices": [{"text": " a", "logprobs": [1, 2]}]}, "logprobs malformed"),
-    ({"choices": [{"text": 5, "logprobs": {"tokens": []}}]}, "Text malformed"),
-])
+@pytest.mark.parametrize(
+    ("body", "title"),
+    [
+        ({"choices": "nope"}, "Response has no choices"),
+        ({"choices": [7]}, "Response has no choices"),
+        (completion(" a", [" a", 7]), "logprobs malformed"),
+        ({"choices": [{"text": " a", "logprobs": [1, 2]}]}, "logprobs malformed"),
+        ({"choices": [{"text": 5, "logprobs": {"tokens": []}}]}, "Text malformed"),
+    ],
+)
 def test_malformed_logprobs_are_titled_failures(body: dict[str, Any], title: str) -> None:
     with pytest.raises(CheckFailure) as info:
         tokens_spell_text(body)
@@ -97,6 +136,7 @@ def test_two_unspellable_tail_tokens_do_not_cover_the_rest_of_the_text() -> None
     with pytest.raises(CheckFailure) as info:
         tokens_spell_text(body)
     assert info.value.title == "Logprob tokens do not spell the text"
-    near = completion(" a b\u2019", [" a", " b", "bytes:\\xe2\\x80", "bytes:\\x99"],
-                      finish="stop")  # the text ends within their reach: still passes
+    near = completion(
+        " a b\u2019", [" a", " b", "bytes:\\xe2\\x80", "bytes:\\x99"], finish="stop"
+    )  # the text ends within their reach: still passes
     assert tokens_spell_text(near) == Spelling(4, 2)

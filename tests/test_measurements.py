@@ -38,10 +38,19 @@ def _example(hint: Any, finite: bool) -> Any:
         return _example(next(a for a in args if a is not type(None)), finite)
     if dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
-        return hint(**{f.name: _example(hints[f.name], finite)  # type: ignore[operator]
-                       for f in dataclasses.fields(hint) if f.init})
-    examples: dict[Any, Any] = {float: 1.25 if finite else math.nan, bool: True, int: 3,
-                                str: "concurrency 2"}
+        return hint(
+            **{
+                f.name: _example(hints[f.name], finite)  # type: ignore[operator]
+                for f in dataclasses.fields(hint)
+                if f.init
+            }
+        )
+    examples: dict[Any, Any] = {
+        float: 1.25 if finite else math.nan,
+        bool: True,
+        int: 3,
+        str: "concurrency 2",
+    }
     if hint in examples:
         return examples[hint]
     if origin is tuple:
@@ -68,24 +77,30 @@ def test_every_kind_round_trips_through_strict_json(kind: str, finite: bool) -> 
     if finite:
         assert back == value and back.properties() == value.properties()
     else:
-        assert "null" in text or not any(
-            isinstance(v, float) for v in dataclasses.astuple(value))
+        assert "null" in text or not any(isinstance(v, float) for v in dataclasses.astuple(value))
         back.properties()  # renders with NaN and None too
 
 
 def test_the_bundled_kinds_are_registered() -> None:
-    assert {"latency_level", "memory_growth", "determinism_burst", "logprob_spelling",
-            "idle_gauge"} <= set(measurements.kinds())
+    assert {
+        "latency_level",
+        "memory_growth",
+        "determinism_burst",
+        "logprob_spelling",
+        "idle_gauge",
+    } <= set(measurements.kinds())
 
 
 def test_a_kind_is_a_frozen_dataclass_with_one_owner() -> None:
     with pytest.raises(TypeError, match="frozen dataclass"):
+
         @measurements.measurement("not_frozen")
         @dataclass
         class NotFrozen:
             value: int
 
     with pytest.raises(ValueError, match="taken"):
+
         @measurements.measurement("latency_level")
         @dataclass(frozen=True)
         class Impostor:
@@ -94,8 +109,9 @@ def test_a_kind_is_a_frozen_dataclass_with_one_owner() -> None:
 
 def test_unknown_kinds_are_left_out_when_read_back() -> None:
     verdict = DeterminismVerdict(5, 1, logprob_drift_max=0.0)
-    read = measurements.load([{"kind": "from_a_newer_harness", "x": 1},
-                              measurements.to_json(verdict)])
+    read = measurements.load(
+        [{"kind": "from_a_newer_harness", "x": 1}, measurements.to_json(verdict)]
+    )
     assert read == [verdict]
 
 
@@ -103,20 +119,37 @@ def _pytester_run(pytester: pytest.Pytester, fault: FaultServer) -> dict[str, An
     fault.faults = {"diverge_sometimes"}
     fault.divergence_rate = 0.5
     pytester.runpytest_subprocess(
-        f"--vllm-url={fault.url}", "test_latency.py", "test_memory.py",
+        f"--vllm-url={fault.url}",
+        "test_latency.py",
+        "test_memory.py",
         "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output",
-        "--vllm-determinism-requests=4", "--vllm-latency-concurrency=2",
-        "--vllm-latency-requests=6", "--vllm-latency-warmup=0", "--vllm-memory-duration=5s",
-        "--vllm-memory-max-growth=1000", "--vllm-latency-harness-tolerance=50",
-        "--vllm-json=out/r.json", "--vllm-html=out/r.html", "--vllm-openmetrics=out/m.txt",
-        "-n", "2", "-p", "xdist", "-p", "no:randomly", "-p", "no:cacheprovider")
+        "--vllm-determinism-requests=4",
+        "--vllm-latency-concurrency=2",
+        "--vllm-latency-requests=6",
+        "--vllm-latency-warmup=0",
+        "--vllm-memory-duration=5s",
+        "--vllm-memory-max-growth=1000",
+        "--vllm-latency-harness-tolerance=50",
+        "--vllm-json=out/r.json",
+        "--vllm-html=out/r.html",
+        "--vllm-openmetrics=out/m.txt",
+        "-n",
+        "2",
+        "-p",
+        "xdist",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+    )
     doc: dict[str, Any] = json.loads((pytester.path / "out" / "r.json").read_text())
     Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(doc)
     return doc
 
 
-def test_reports_show_the_figures_the_workers_measured(pytester: pytest.Pytester,
-                                                       fault: FaultServer) -> None:
+def test_reports_show_the_figures_the_workers_measured(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     doc = _pytester_run(pytester, fault)
     found = [(t, m) for t in doc["tests"] for m in measurements.load(t["measurements"])]
     levels = [m for _, m in found if isinstance(m, LevelFigures)]
@@ -138,15 +171,22 @@ def test_reports_show_the_figures_the_workers_measured(pytester: pytest.Pytester
 
     text = (pytester.path / "out" / "m.txt").read_text()
     families = {f.name: f for f in text_string_to_metric_families(text)}  # type: ignore[no-untyped-call]
-    latency = {(s.labels["level"], s.labels["metric"], s.labels["stat"]): s.value
-               for s in families["vllm_conformance_latency_milliseconds"].samples}
+    latency = {
+        (s.labels["level"], s.labels["metric"], s.labels["stat"]): s.value
+        for s in families["vllm_conformance_latency_milliseconds"].samples
+    }
     assert latency[("concurrency 2", "ttft", "p95")] == pytest.approx(ttft_p95)
-    rates = {(s.labels["level"], s.labels["measure"]): s.value
-             for s in families["vllm_conformance_level"].samples}
+    rates = {
+        (s.labels["level"], s.labels["measure"]): s.value
+        for s in families["vllm_conformance_level"].samples
+    }
     assert rates[("concurrency 2", "requests_per_s")] == pytest.approx(
-        round(level.rates["requests_per_s"], 3))
-    growth = {s.labels["bound"]: s.value for s in
-              families["vllm_conformance_memory_growth_megabytes_per_hour"].samples}
+        round(level.rates["requests_per_s"], 3)
+    )
+    growth = {
+        s.labels["bound"]: s.value
+        for s in families["vllm_conformance_memory_growth_megabytes_per_hour"].samples
+    }
     if math.isfinite(memory[0].server.slope):
         assert growth["estimate"] == pytest.approx(slope)
     distinct = sorted(s.value for s in families["vllm_conformance_distinct_outputs"].samples)

@@ -24,48 +24,84 @@ from pytest_vllm_conformance.config import (
 
 def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines([
-        "*OpenAI-compatible server conformance*",
-        "*--vllm-url=URL*",
-        "*--vllm-serve=MODEL*",
-        "*--vllm-api-key=KEY*",
-        "*--vllm-timeout=SECONDS*",
-        "*vllm_url (linelist)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*OpenAI-compatible server conformance*",
+            "*--vllm-url=URL*",
+            "*--vllm-serve=MODEL*",
+            "*--vllm-api-key=KEY*",
+            "*--vllm-timeout=SECONDS*",
+            "*vllm_url (linelist)*",
+        ]
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--vllm-url=ftp://host"], "ERROR: --vllm-url must be http(s)://host[:port], got 'ftp://host'."),
-    (["--vllm-url=http://"], "ERROR: --vllm-url must be http(s)://host[:port], got 'http://'."),
-    (["--vllm-url=http://h:99999"], "ERROR: --vllm-url must be http(s)://host[:port]*"),
-    (["--vllm-url=http://a:1", "--vllm-serve=tiny"],
-     "ERROR: use one of --vllm-url, --vllm-serve and --vllm-image."),
-    (["--vllm-image=i"], "ERROR: --vllm-image needs --vllm-model=MODEL, the model the image*"),
-    (["--vllm-topology=split"], "ERROR: --vllm-topology=split needs --vllm-image=IMAGE."),
-    (["--vllm-image=i", "--vllm-model=m", "--vllm-topology=split"],
-     "ERROR: --vllm-topology=split needs --vllm-embedding-model=MODEL for its embedding server."),
-    (["--vllm-topology=triple"], "ERROR: --vllm-topology must be one of single, split*"),
-    (["--vllm-gpus=some"], "ERROR: --vllm-gpus must be auto, all, none or device ids like 0,1*"),
-    (["--vllm-shm-size=lots"], "ERROR: --vllm-shm-size must be a size like 512m or 16g*"),
-    (["--vllm-image=i", "--vllm-model=m", "--vllm-topology=split", "--vllm-embedding-model=e",
-      "--vllm-gpu-share=0.6,0.6"], "ERROR: --vllm-gpu-share must be two fractions like 0.2,0.7*"),
-    (["--vllm-gpu-share=0"], "ERROR: --vllm-gpu-share must be one fraction in (0, 1]*"),
-    (["--vllm-router-config=nope.cfg"], "ERROR: --vllm-router-config must name a readable file*"),
-    (["--vllm-container-env=1TOKEN=hf_abc"], "ERROR: --vllm-container-env must be NAME or*"),
-    (["--vllm-timeout=0"], "ERROR: --vllm-timeout must be a positive number of seconds, got '0'."),
-    (["--vllm-ready-timeout=soon"], "ERROR: --vllm-ready-timeout must be a positive number*"),
-    (["--vllm-profile=lenient"], "ERROR: --vllm-profile must be one of auto, openai, vllm*"),
-    (["--vllm-suites=maybe"], "ERROR: --vllm-suites must be one of auto, on, off*"),
-    (["--vllm-latency-concurrency=1,x"], "ERROR: --vllm-latency-concurrency must be whole*"),
-    (["--vllm-latency-requests=0"], "ERROR: --vllm-latency-requests must be a whole number "
-                                    "of at least 1, got '0'."),
-    (["--vllm-latency-rate=-2"], "ERROR: --vllm-latency-rate must be a number above 0*"),
-    (["--vllm-slo=ttft=5"], "ERROR: --vllm-slo: 'ttft=5' is not KEY=NUMBER with a known key*"),
-    (["--vllm-memory-duration=2s"], "ERROR: --vllm-memory-duration must be a duration from 5s*"),
-    (["--vllm-memory-max-growth=lots"], "ERROR: --vllm-memory-max-growth must be a number*"),
-])
-def test_bad_values_are_one_usage_error(pytester: pytest.Pytester, args: list[str],
-                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--vllm-url=ftp://host"],
+            "ERROR: --vllm-url must be http(s)://host[:port], got 'ftp://host'.",
+        ),
+        (["--vllm-url=http://"], "ERROR: --vllm-url must be http(s)://host[:port], got 'http://'."),
+        (["--vllm-url=http://h:99999"], "ERROR: --vllm-url must be http(s)://host[:port]*"),
+        (
+            ["--vllm-url=http://a:1", "--vllm-serve=tiny"],
+            "ERROR: use one of --vllm-url, --vllm-serve and --vllm-image.",
+        ),
+        (["--vllm-image=i"], "ERROR: --vllm-image needs --vllm-model=MODEL, the model the image*"),
+        (["--vllm-topology=split"], "ERROR: --vllm-topology=split needs --vllm-image=IMAGE."),
+        (
+            ["--vllm-image=i", "--vllm-model=m", "--vllm-topology=split"],
+            "ERROR: --vllm-topology=split needs --vllm-embedding-model=MODEL"
+            " for its embedding server.",
+        ),
+        (["--vllm-topology=triple"], "ERROR: --vllm-topology must be one of single, split*"),
+        (
+            ["--vllm-gpus=some"],
+            "ERROR: --vllm-gpus must be auto, all, none or device ids like 0,1*",
+        ),
+        (["--vllm-shm-size=lots"], "ERROR: --vllm-shm-size must be a size like 512m or 16g*"),
+        (
+            [
+                "--vllm-image=i",
+                "--vllm-model=m",
+                "--vllm-topology=split",
+                "--vllm-embedding-model=e",
+                "--vllm-gpu-share=0.6,0.6",
+            ],
+            "ERROR: --vllm-gpu-share must be two fractions like 0.2,0.7*",
+        ),
+        (["--vllm-gpu-share=0"], "ERROR: --vllm-gpu-share must be one fraction in (0, 1]*"),
+        (
+            ["--vllm-router-config=nope.cfg"],
+            "ERROR: --vllm-router-config must name a readable file*",
+        ),
+        (["--vllm-container-env=1TOKEN=hf_abc"], "ERROR: --vllm-container-env must be NAME or*"),
+        (
+            ["--vllm-timeout=0"],
+            "ERROR: --vllm-timeout must be a positive number of seconds, got '0'.",
+        ),
+        (["--vllm-ready-timeout=soon"], "ERROR: --vllm-ready-timeout must be a positive number*"),
+        (["--vllm-profile=lenient"], "ERROR: --vllm-profile must be one of auto, openai, vllm*"),
+        (["--vllm-suites=maybe"], "ERROR: --vllm-suites must be one of auto, on, off*"),
+        (["--vllm-latency-concurrency=1,x"], "ERROR: --vllm-latency-concurrency must be whole*"),
+        (
+            ["--vllm-latency-requests=0"],
+            "ERROR: --vllm-latency-requests must be a whole number of at least 1, got '0'.",
+        ),
+        (["--vllm-latency-rate=-2"], "ERROR: --vllm-latency-rate must be a number above 0*"),
+        (["--vllm-slo=ttft=5"], "ERROR: --vllm-slo: 'ttft=5' is not KEY=NUMBER with a known key*"),
+        (
+            ["--vllm-memory-duration=2s"],
+            "ERROR: --vllm-memory-duration must be a duration from 5s*",
+        ),
+        (["--vllm-memory-max-growth=lots"], "ERROR: --vllm-memory-max-growth must be a number*"),
+    ],
+)
+def test_bad_values_are_one_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
@@ -88,8 +124,9 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
     assert settings.timeout == 7.0
 
 
-def test_api_key_comes_from_the_environment(pytester: pytest.Pytester,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_comes_from_the_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-openai-env")
     settings = read_settings(pytester.parseconfigure())
@@ -100,13 +137,16 @@ def test_api_key_comes_from_the_environment(pytester: pytest.Pytester,
     assert "sk-from" not in repr(settings)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("http://h:8000", "http://h:8000"),
-    ("http://h:8000/", "http://h:8000"),
-    ("http://h:8000/v1", "http://h:8000"),
-    ("https://h/prefix/v1/", "https://h/prefix"),
-    ("http://user:pw@h:1", "http://h:1"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("http://h:8000", "http://h:8000"),
+        ("http://h:8000/", "http://h:8000"),
+        ("http://h:8000/v1", "http://h:8000"),
+        ("https://h/prefix/v1/", "https://h/prefix"),
+        ("http://user:pw@h:1", "http://h:1"),
+    ],
+)
 def test_urls_are_normalised(raw: str, expected: str) -> None:
     assert normalise_url(raw, "--vllm-url") == expected
 
@@ -134,8 +174,9 @@ def test_our_markers_are_registered(pytester: pytest.Pytester) -> None:
     """)
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.determinism: identical outputs*",
-                                 "@pytest.mark.latency: *"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.determinism: identical outputs*", "@pytest.mark.latency: *"]
+    )
 
 
 def test_collect_only_does_not_contact_the_server(pytester: pytest.Pytester) -> None:
@@ -148,8 +189,9 @@ def test_named_paths_keep_the_bundled_suites_out_unless_asked(pytester: pytest.P
     pytester.makepyfile(test_own="def test_own(): pass")
     auto = pytester.runpytest("--collect-only", "-q", "--vllm-url=http://h:1", "test_own.py")
     assert "test_health.py" not in auto.stdout.str()
-    on = pytester.runpytest("--collect-only", "-q", "--vllm-url=http://h:1", "--vllm-suites=on",
-                            "test_own.py")
+    on = pytester.runpytest(
+        "--collect-only", "-q", "--vllm-url=http://h:1", "--vllm-suites=on", "test_own.py"
+    )
     on.stdout.fnmatch_lines(["test_own.py::test_own", "test_health.py::*"])
 
 
@@ -164,15 +206,19 @@ def test_every_setting_is_set_by_exactly_one_option() -> None:
 
 
 def test_without_options_the_settings_are_the_dataclass_defaults(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("VLLM_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     read = read_settings(pytester.parseconfigure())
     out = pytester.path / "reports"
     assert read == Settings(
-        output_dir=out, json_path=out / "results.json", html_path=out / "report.html",
+        output_dir=out,
+        json_path=out / "results.json",
+        html_path=out / "report.html",
         openmetrics_path=out / "metrics.txt",
-        container=ContainerSettings(hf_cache=Path("~/.cache/huggingface").expanduser()))
+        container=ContainerSettings(hf_cache=Path("~/.cache/huggingface").expanduser()),
+    )
 
 
 def test_every_option_has_its_ini_twin_and_says_its_default(pytester: pytest.Pytester) -> None:
@@ -180,30 +226,43 @@ def test_every_option_has_its_ini_twin_and_says_its_default(pytester: pytest.Pyt
     for option in OPTIONS:
         if option.ini_name is not None:
             config.getini(option.ini_name)  # raises ValueError when not registered
-        assert option.full_help.endswith(f"Default: {option.default_text}"
-                                         + (f" (ini: {option.ini_name})." if option.ini_name
-                                            else "."))
+        assert option.full_help.endswith(
+            f"Default: {option.default_text}"
+            + (f" (ini: {option.ini_name})." if option.ini_name else ".")
+        )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--vllm-examples=0"], "ERROR: --vllm-examples must be a whole number of at least 1, "
-                            "got '0'."),
-    (["--vllm-latency-warmup=-1"], "ERROR: --vllm-latency-warmup must be a whole number of at "
-                                   "least 0, got '-1'."),
-    (["--vllm-memory-concurrency=1.5"], "ERROR: --vllm-memory-concurrency must be a whole number "
-                                        "of at least 1, got '1.5'."),
-])
-def test_every_count_option_words_its_error_alike(pytester: pytest.Pytester, args: list[str],
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--vllm-examples=0"],
+            "ERROR: --vllm-examples must be a whole number of at least 1, got '0'.",
+        ),
+        (
+            ["--vllm-latency-warmup=-1"],
+            "ERROR: --vllm-latency-warmup must be a whole number of at least 0, got '-1'.",
+        ),
+        (
+            ["--vllm-memory-concurrency=1.5"],
+            "ERROR: --vllm-memory-concurrency must be a whole number of at least 1, got '1.5'.",
+        ),
+    ],
+)
+def test_every_count_option_words_its_error_alike(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in result.stderr.lines if line.startswith("ERROR:")] == [message]
 
 
 def test_ini_values_are_parsed_like_the_command_line(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nvllm_latency_concurrency = 2,4\nvllm_slo = none\n"
-                     "vllm_memory_duration = 10m\nvllm_latency_early_stop = off\n"
-                     "vllm_container_env =\n    A=1\n    B\n")
+    pytester.makeini(
+        "[pytest]\nvllm_latency_concurrency = 2,4\nvllm_slo = none\n"
+        "vllm_memory_duration = 10m\nvllm_latency_early_stop = off\n"
+        "vllm_container_env =\n    A=1\n    B\n"
+    )
     read = read_settings(pytester.parseconfigure())
     assert read.perf.concurrency == (2, 4) and read.perf.slo is None
     assert read.perf.memory_duration_s == 600 and read.perf.early_stop is False
@@ -222,13 +281,19 @@ def test_the_options_reference_is_generated_from_the_table() -> None:
 def test_the_configuration_imports_no_domain_module() -> None:
     """config/ depends on pytest and the standard library only (plus secrets): domain
     modules import their parsed values from it, never the other way round."""
-    code = ("import sys, pytest_vllm_conformance.config as c; "
-            "import json; print(json.dumps(sorted(m for m in sys.modules "
-            "if m.startswith('pytest_vllm_conformance'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert json.loads(out) == ["pytest_vllm_conformance", "pytest_vllm_conformance.config",
-                         "pytest_vllm_conformance.config.parsers",
-                         "pytest_vllm_conformance.config.run_settings",
-                         "pytest_vllm_conformance.config.table",
-                         "pytest_vllm_conformance.secrets"]
+    code = (
+        "import sys, pytest_vllm_conformance.config as c; "
+        "import json; print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith('pytest_vllm_conformance'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == [
+        "pytest_vllm_conformance",
+        "pytest_vllm_conformance.config",
+        "pytest_vllm_conformance.config.parsers",
+        "pytest_vllm_conformance.config.run_settings",
+        "pytest_vllm_conformance.config.table",
+        "pytest_vllm_conformance.secrets",
+    ]

@@ -17,11 +17,17 @@ from tests.engines import harness_cpus
 
 # Latency and memory sized for a 2-core CPU box, with SLOs a tiny CPU model meets (the
 # defaults are for real deployments: 100 requests per level, 60 s of memory load).
-CPU_PERF = ["--vllm-latency-concurrency=1,8", "--vllm-latency-requests=16",
-            "--vllm-latency-warmup=2", "--vllm-latency-max-tokens=32", "--vllm-latency-rate=8",
-            "--vllm-memory-duration=15s", "--vllm-memory-max-growth=500",
-            "--vllm-slo=ttft_p95_ms=1000,tpot_p95_ms=100,e2e_p95_ms=5000,"
-            "embeddings_p95_ms=2000,embeddings_per_s=20,error_rate=0"]
+CPU_PERF = [
+    "--vllm-latency-concurrency=1,8",
+    "--vllm-latency-requests=16",
+    "--vllm-latency-warmup=2",
+    "--vllm-latency-max-tokens=32",
+    "--vllm-latency-rate=8",
+    "--vllm-memory-duration=15s",
+    "--vllm-memory-max-growth=500",
+    "--vllm-slo=ttft_p95_ms=1000,tpot_p95_ms=100,e2e_p95_ms=5000,"
+    "embeddings_p95_ms=2000,embeddings_per_s=20,error_rate=0",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -53,73 +59,122 @@ def test_llamacpp_is_identified(llamacpp_url: str) -> None:
     assert (name, model) == ("llama.cpp", "smollm2")
 
 
-def test_every_bundled_suite_passes_against_vllm(pytester: pytest.Pytester, vllm_url: str,
-                                                 vllm_embed_url: str) -> None:
-    result = pytester.runpytest(f"--vllm-url={vllm_url}", f"--vllm-embedding-url={vllm_embed_url}",
-                                "--vllm-embedding-model=tiny-embed", "-rfEs", "-p", "no:randomly",
-                                *CPU_PERF)
+def test_every_bundled_suite_passes_against_vllm(
+    pytester: pytest.Pytester, vllm_url: str, vllm_embed_url: str
+) -> None:
+    result = pytester.runpytest(
+        f"--vllm-url={vllm_url}",
+        f"--vllm-embedding-url={vllm_embed_url}",
+        "--vllm-embedding-model=tiny-embed",
+        "-rfEs",
+        "-p",
+        "no:randomly",
+        *CPU_PERF,
+    )
     result.stdout.fnmatch_lines(["*vllm-conformance: * (vllm 0.32.0), model tiny, profile vllm"])
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
-    reasons = ("the vllm profile allows this", "no --vllm-api-key given", "one --vllm-url given",
-               "needs the two-instance service started by the plugin")
+    reasons = (
+        "the vllm profile allows this",
+        "no --vllm-api-key given",
+        "one --vllm-url given",
+        "needs the two-instance service started by the plugin",
+    )
     assert all(any(r in line for r in reasons) for line in skipped), skipped
 
 
-def test_determinism_raises_no_false_alarm_on_vllm(pytester: pytest.Pytester,
-                                                  vllm_url: str) -> None:
+def test_determinism_raises_no_false_alarm_on_vllm(
+    pytester: pytest.Pytester, vllm_url: str
+) -> None:
     """Twice more, the replica mode included (two spellings of one server)."""
     for _ in range(2):
-        result = pytester.runpytest(f"--vllm-url={vllm_url}", f"--vllm-url={vllm_url}/v1",
-                                    "-m", "determinism", "-p", "no:randomly", "-W",
-                                    "error::UserWarning")
+        result = pytester.runpytest(
+            f"--vllm-url={vllm_url}",
+            f"--vllm-url={vllm_url}/v1",
+            "-m",
+            "determinism",
+            "-p",
+            "no:randomly",
+            "-W",
+            "error::UserWarning",
+        )
         result.assert_outcomes(passed=10)
 
 
-def test_the_suites_give_the_same_results_under_xdist(pytester: pytest.Pytester,
-                                                      vllm_url: str) -> None:
+def test_the_suites_give_the_same_results_under_xdist(
+    pytester: pytest.Pytester, vllm_url: str
+) -> None:
     # Three processes (controller, two workers) share the harness's one core here, so the
     # self-check may rightly call a 0.4 s latency level client-limited (one CI run: loop lag
     # p99 2.5 ms against 2 ms). This test is about equal outcomes; test_selfcheck holds the
     # self-check, so its tolerance is widened here as in test_certify.
-    result = pytester.runpytest_subprocess(f"--vllm-url={vllm_url}", "-n", "2", "-p", "xdist",
-                                           "-m", "not embeddings", *CPU_PERF,
-                                           "--vllm-latency-harness-tolerance=50")
+    result = pytester.runpytest_subprocess(
+        f"--vllm-url={vllm_url}",
+        "-n",
+        "2",
+        "-p",
+        "xdist",
+        "-m",
+        "not embeddings",
+        *CPU_PERF,
+        "--vllm-latency-harness-tolerance=50",
+    )
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.OK and outcomes.get("failed", 0) == 0, result.stdout.str()
 
 
-def test_the_suites_run_to_the_end_against_llamacpp(pytester: pytest.Pytester, llamacpp_url: str,
-                                                    llamacpp_embed_url: str) -> None:
-    result = pytester.runpytest(f"--vllm-url={llamacpp_url}", "-p", "no:randomly",
-                                f"--vllm-embedding-url={llamacpp_embed_url}",
-                                "--vllm-embedding-model=smollm2-embed", "--vllm-timeout=30",
-                                "--vllm-determinism-requests=10", *CPU_PERF)
+def test_the_suites_run_to_the_end_against_llamacpp(
+    pytester: pytest.Pytester, llamacpp_url: str, llamacpp_embed_url: str
+) -> None:
+    result = pytester.runpytest(
+        f"--vllm-url={llamacpp_url}",
+        "-p",
+        "no:randomly",
+        f"--vllm-embedding-url={llamacpp_embed_url}",
+        "--vllm-embedding-model=smollm2-embed",
+        "--vllm-timeout=30",
+        "--vllm-determinism-requests=10",
+        *CPU_PERF,
+    )
     result.stdout.fnmatch_lines(["*(llama.cpp *), model smollm2, profile openai"])
     _no_harness_errors(result)
     # Its real departures, each caught by the check meant for it.
-    result.stdout.fnmatch_lines_random([
-        "FAILED *test_an_invalid_request_is_rejected[[]unknown-model]*",
-        "FAILED *test_usage_chunk_is_last_with_empty_choices[[]completions-usage]*",
-    ])
+    result.stdout.fnmatch_lines_random(
+        [
+            "FAILED *test_an_invalid_request_is_rejected[[]unknown-model]*",
+            "FAILED *test_usage_chunk_is_last_with_empty_choices[[]completions-usage]*",
+        ]
+    )
     # Determinism holds on llama.cpp but for its prompt cache, which changes greedy answers
     # now and then (seen in 5 of 7 runs here): a real finding, so either outcome is accepted.
-    failed = [line for line in result.stdout.lines
-              if line.startswith("FAILED") and "test_determinism" in line]
+    failed = [
+        line
+        for line in result.stdout.lines
+        if line.startswith("FAILED") and "test_determinism" in line
+    ]
     assert all("test_prefix_cache_cold_and_warm" in line for line in failed), failed
 
 
 def test_transformers_serve_is_reported_for_its_missing_done(
-        pytester: pytest.Pytester, transformers_url: tuple[str, str]) -> None:
+    pytester: pytest.Pytester, transformers_url: tuple[str, str]
+) -> None:
     url, model = transformers_url
-    result = pytester.runpytest(f"--vllm-url={url}", f"--vllm-model={model}", "-m", "streaming",
-                                "--vllm-timeout=60", "-p", "no:randomly")
+    result = pytester.runpytest(
+        f"--vllm-url={url}",
+        f"--vllm-model={model}",
+        "-m",
+        "streaming",
+        "--vllm-timeout=60",
+        "-p",
+        "no:randomly",
+    )
     _no_harness_errors(result)
     result.stdout.fnmatch_lines(["*Stream does not end with [[]DONE]*"])
 
 
 def test_replicas_are_all_checked_for_readiness(pytester: pytest.Pytester, vllm_url: str) -> None:
-    result = pytester.runpytest(f"--vllm-url={vllm_url}", f"--vllm-url={vllm_url}/v1",
-                                "-m", "health")
+    result = pytester.runpytest(
+        f"--vllm-url={vllm_url}", f"--vllm-url={vllm_url}/v1", "-m", "health"
+    )
     result.stdout.fnmatch_lines(["vllm-conformance: replicas *"])
     assert result.ret == pytest.ExitCode.OK

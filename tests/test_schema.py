@@ -10,10 +10,21 @@ import pytest
 from pytest_vllm_conformance.schemas import _vendor
 from pytest_vllm_conformance.schemas import validate as schema
 
-CHAT = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": "hi", "refusal": None}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+CHAT = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "logprobs": None,
+            "message": {"role": "assistant", "content": "hi", "refusal": None},
+        }
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
 
 
 def test_the_vendored_file_is_what_the_extractor_makes() -> None:
@@ -29,7 +40,7 @@ def test_a_conforming_answer_passes_both_profiles() -> None:
 def _with(**changes: Any) -> dict[str, Any]:
     body = copy.deepcopy(CHAT)
     for path, value in changes.items():
-        node = body
+        node: Any = body
         *parents, last = path.split("__")
         for p in parents:
             node = node[int(p)] if p.isdigit() else node[p]
@@ -37,15 +48,19 @@ def _with(**changes: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize(("body", "openai_fails", "vllm_fails"), [
-    (_with(stop_reason=None), True, False),  # vLLM extension
-    (_with(totally_new=1), True, True),  # an unknown extension
-    (_with(usage__completion_tokens_details=None), True, False),  # null-for-absent
-    (_with(choices__0__finish_reason="bored"), True, True),  # outside the enum
-    (_with(created="yesterday"), True, True),
-])
-def test_profiles_differ_only_by_the_named_allowances(body: dict[str, Any], openai_fails: bool,
-                                                      vllm_fails: bool) -> None:
+@pytest.mark.parametrize(
+    ("body", "openai_fails", "vllm_fails"),
+    [
+        (_with(stop_reason=None), True, False),  # vLLM extension
+        (_with(totally_new=1), True, True),  # an unknown extension
+        (_with(usage__completion_tokens_details=None), True, False),  # null-for-absent
+        (_with(choices__0__finish_reason="bored"), True, True),  # outside the enum
+        (_with(created="yesterday"), True, True),
+    ],
+)
+def test_profiles_differ_only_by_the_named_allowances(
+    body: dict[str, Any], openai_fails: bool, vllm_fails: bool
+) -> None:
     assert bool(schema.validate("CreateChatCompletionResponse", body, "openai")) is openai_fails
     assert bool(schema.validate("CreateChatCompletionResponse", body, "vllm")) is vllm_fails
 
@@ -58,8 +73,13 @@ def test_integer_error_codes_are_a_vllm_allowance() -> None:
 
 
 def test_streamed_completion_chunks_may_have_no_finish_reason_yet() -> None:
-    chunk = {"id": "c", "object": "text_completion", "created": 1, "model": "m",
-             "choices": [{"index": 0, "text": "a", "finish_reason": None, "logprobs": None}]}
+    chunk = {
+        "id": "c",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "text": "a", "finish_reason": None, "logprobs": None}],
+    }
     assert schema.validate("CreateCompletionResponse", chunk, "openai") == []
 
 

@@ -28,32 +28,52 @@ from pytest_vllm_conformance.perf.latency import Level, Sample
 from tests.fault_server import FaultServer
 
 LATENCY_C1 = "test_latency.py::test_streamed_completions_at_each_concurrency_level[c1]"
-SMALL = ["--vllm-latency-concurrency=1", "--vllm-latency-requests=12",
-         "--vllm-latency-warmup=0", "--vllm-latency-max-tokens=16"]
+SMALL = [
+    "--vllm-latency-concurrency=1",
+    "--vllm-latency-requests=12",
+    "--vllm-latency-warmup=0",
+    "--vllm-latency-max-tokens=16",
+]
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="schedstat is Linux's")
 
 # -- the rule, with synthetic figures ---------------------------------------------------------
-CALM: dict[str, Any] = dict(wall_s=1.0, source="schedstat", runqueue_per_wakeup_ms=0.05,
-                            involuntary_switches=3, loop_lag_p99_ms=0.4, cpu_percent=8.0,
-                            text_chunks=1000, merged_chunks=20, read_gap_p50_ms=10.0,
-                            requests=100, slow_writes=0, tolerance_ms=2.0)
+CALM: dict[str, Any] = dict(
+    wall_s=1.0,
+    source="schedstat",
+    runqueue_per_wakeup_ms=0.05,
+    involuntary_switches=3,
+    loop_lag_p99_ms=0.4,
+    cpu_percent=8.0,
+    text_chunks=1000,
+    merged_chunks=20,
+    read_gap_p50_ms=10.0,
+    requests=100,
+    slow_writes=0,
+    tolerance_ms=2.0,
+)
 
 
 def test_a_calm_level_is_not_client_limited() -> None:
     assert selfcheck.judge(**CALM) == []
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    ({"runqueue_per_wakeup_ms": 41.0}, "waited 41 ms per wake-up for a CPU (tolerance 2 ms)"),
-    ({"loop_lag_p99_ms": 3.0}, "event loop ran 3 ms late at p99"),
-    ({"merged_chunks": 101}, "101 of 1000 text chunks arrived several to a read"),
-    ({"slow_writes": 2}, "2 of 100 requests blocked in their write"),
-    ({"cpu_percent": 95.0}, "the harness used 95% of a core"),
-    ({"source": "rusage", "runqueue_per_wakeup_ms": math.nan, "involuntary_switches": 51},
-     "preempted 51 times"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"runqueue_per_wakeup_ms": 41.0}, "waited 41 ms per wake-up for a CPU (tolerance 2 ms)"),
+        ({"loop_lag_p99_ms": 3.0}, "event loop ran 3 ms late at p99"),
+        ({"merged_chunks": 101}, "101 of 1000 text chunks arrived several to a read"),
+        ({"slow_writes": 2}, "2 of 100 requests blocked in their write"),
+        ({"cpu_percent": 95.0}, "the harness used 95% of a core"),
+        (
+            {"source": "rusage", "runqueue_per_wakeup_ms": math.nan, "involuntary_switches": 51},
+            "preempted 51 times",
+        ),
+    ],
+)
 def test_each_figure_beyond_its_limit_makes_the_level_client_limited(
-        change: dict[str, Any], words: str) -> None:
+    change: dict[str, Any], words: str
+) -> None:
     reasons = selfcheck.judge(**(CALM | change))
     assert len(reasons) == 1 and words in reasons[0], reasons
 
@@ -81,6 +101,7 @@ def test_the_tolerance_is_five_percent_of_the_smallest_p50() -> None:
 
 def test_a_blocked_event_loop_is_seen_standalone() -> None:
     """The benchmark's use: a loop blocked 30 ms at a time is client-limited, with a reason."""
+
     async def blocked() -> selfcheck.ClientHealth:
         with selfcheck.Monitor(asyncio.get_running_loop()) as m:
             for _ in range(20):
@@ -119,7 +140,8 @@ def _exchange(transport: _Transport) -> Timings:
     try:
         timings = Timings(scheduled=time.perf_counter())
         http._Exchange(b"GET / HTTP/1.1\r\n\r\n", timings, 1024, None, loop).connection_made(
-            transport)
+            transport
+        )
         return timings
     finally:
         loop.close()
@@ -170,12 +192,25 @@ def test_the_bucket_floor_is_the_lower_bound_of_the_medians_bucket() -> None:
 
 def _limited(level: Level) -> Level:
     level.client = selfcheck.ClientHealth(
-        wall_s=1.0, source="schedstat", runqueue_delay_ms=400.0, timeslices=10,
-        runqueue_per_wakeup_ms=40.0, involuntary_switches=9, loop_lag_p99_ms=1.0,
-        loop_lag_max_ms=1.0, cpu_percent=5.0, text_chunks=0, merged_chunks=0,
-        read_gap_p50_ms=math.nan, requests=9, slow_writes=0, write_max_ms=0.1,
-        tolerance_ms=2.0, client_limited=True,
-        reason="the harness waited 40 ms per wake-up for a CPU (tolerance 2 ms)")
+        wall_s=1.0,
+        source="schedstat",
+        runqueue_delay_ms=400.0,
+        timeslices=10,
+        runqueue_per_wakeup_ms=40.0,
+        involuntary_switches=9,
+        loop_lag_p99_ms=1.0,
+        loop_lag_max_ms=1.0,
+        cpu_percent=5.0,
+        text_chunks=0,
+        merged_chunks=0,
+        read_gap_p50_ms=math.nan,
+        requests=9,
+        slow_writes=0,
+        write_max_ms=0.1,
+        tolerance_ms=2.0,
+        client_limited=True,
+        reason="the harness waited 40 ms per wake-up for a CPU (tolerance 2 ms)",
+    )
     return level
 
 
@@ -226,8 +261,15 @@ def _cpu() -> int:
 
 
 def _need_realtime() -> None:
-    probe = subprocess.run([sys.executable, "-c", "import os; os.sched_setscheduler(0, "
-                            "os.SCHED_FIFO, os.sched_param(1))"], capture_output=True, check=False)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))",
+        ],
+        capture_output=True,
+        check=False,
+    )
     if probe.returncode:
         pytest.skip("real-time scheduling is not permitted here (EPERM)")
 
@@ -235,8 +277,9 @@ def _need_realtime() -> None:
 @contextmanager
 def _busy_loop(cpu: int, seconds: float) -> Iterator[None]:
     """A real-time process taking ``cpu`` 150 ms of every 200, bounded to ``seconds``."""
-    proc = subprocess.Popen([sys.executable, "-c", _BUSY, str(cpu), str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BUSY, str(cpu), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "spinning"
         yield
@@ -245,19 +288,32 @@ def _busy_loop(cpu: int, seconds: float) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
-def _suite(pytester: pytest.Pytester, fault: FaultServer, policy: str,
-           *extra: str) -> tuple[pytest.RunResult, dict[str, Any], Path]:
-    args = [f"--vllm-url={fault.url}", LATENCY_C1, "-p", "no:randomly", "-p", "no:cacheprovider",
-            "-rf", *SMALL, "--vllm-json=r.json", "--vllm-html=r.html", "--junitxml=j.xml", *extra]
-    result = pytester.run(sys.executable, "-c", _PINNED, str(_cpu()), policy, *args,
-                          timeout=240)
+def _suite(
+    pytester: pytest.Pytester, fault: FaultServer, policy: str, *extra: str
+) -> tuple[pytest.RunResult, dict[str, Any], Path]:
+    args = [
+        f"--vllm-url={fault.url}",
+        LATENCY_C1,
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        "-rf",
+        *SMALL,
+        "--vllm-json=r.json",
+        "--vllm-html=r.html",
+        "--junitxml=j.xml",
+        *extra,
+    ]
+    result = pytester.run(sys.executable, "-c", _PINNED, str(_cpu()), policy, *args, timeout=240)
     props = json.loads((pytester.path / "r.json").read_text())["tests"][0]["properties"]
     return result, props, pytester.path
 
 
 @LINUX
-def test_a_starved_harness_says_so_and_gives_no_verdict(pytester: pytest.Pytester,
-                                                        fault: FaultServer) -> None:
+def test_a_starved_harness_says_so_and_gives_no_verdict(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     _need_realtime()
     with _busy_loop(_cpu(), 200):
         result, props, where = _suite(pytester, fault, "normal")
@@ -271,12 +327,13 @@ def test_a_starved_harness_says_so_and_gives_no_verdict(pytester: pytest.Pyteste
     assert "the harness was client-limited" in (where / "r.html").read_text()
     junit = {p.get("name"): p.get("value") for p in ET.parse(where / "j.xml").iter("property")}
     assert junit["concurrency 1: client_limited"] == "True"
-    assert "client-limited" in junit["concurrency 1: harness"]
+    assert "client-limited" in (junit["concurrency 1: harness"] or "")
 
 
 @LINUX
-def test_a_calm_harness_is_not_client_limited(pytester: pytest.Pytester,
-                                              fault: FaultServer) -> None:
+def test_a_calm_harness_is_not_client_limited(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     """Pinned and at real-time priority, as a harness kept off the server's cores would be."""
     _need_realtime()
     result, props, _ = _suite(pytester, fault, "fifo")

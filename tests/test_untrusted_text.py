@@ -61,16 +61,27 @@ def test_a_property_output_and_warning_quote_the_server(text, record_property):
     print(text.replace("\\n", " "))  # the test's own output may have lines; not one forged
     warnings.warn(UserWarning(text))
 '''
-SUITES = ["test_health.py", "test_compliance.py::test_completions_match_the_schema",
-          "test_streaming.py::test_stream_ends_with_done",
-          "test_metrics.py::test_metrics_parse_as_prometheus_text"]
+SUITES = [
+    "test_health.py",
+    "test_compliance.py::test_completions_match_the_schema",
+    "test_streaming.py::test_stream_ends_with_done",
+    "test_metrics.py::test_metrics_parse_as_prometheus_text",
+]
 OUTPUTS = ("reports/results.json", "reports/report.html", "reports/metrics.txt", "junit.xml")
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makepyfile(test_hostile=HOSTILE)
-    return pytester.runpytest("test_hostile.py", *args, "--junitxml=junit.xml", "-rA",
-                              "-p", "no:randomly", "-p", "no:cacheprovider")
+    return pytester.runpytest(
+        "test_hostile.py",
+        *args,
+        "--junitxml=junit.xml",
+        "-rA",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+    )
 
 
 def _written(pytester: pytest.Pytester) -> dict[str, str]:
@@ -84,17 +95,25 @@ def _written(pytester: pytest.Pytester) -> dict[str, str]:
 
 
 def _everything(pytester: pytest.Pytester, result: pytest.RunResult) -> str:
-    files = [p.read_text(encoding="utf-8", errors="backslashreplace")
-             for p in pytester.path.rglob("*") if p.is_file() and p.name != "test_hostile.py"]
+    files = [
+        p.read_text(encoding="utf-8", errors="backslashreplace")
+        for p in pytester.path.rglob("*")
+        if p.is_file() and p.name != "test_hostile.py"
+    ]
     return "\n".join([result.stdout.str(), result.stderr.str(), *files])
 
 
 def test_the_key_appears_in_no_output(pytester: pytest.Pytester, fault: FaultServer) -> None:
     fault.faults = {"echo_key_everywhere", "error_shape", "stream_text_differs"}
     fault.api_key = KEY
-    result = _run(pytester, f"--vllm-url={fault.url}", f"--vllm-api-key={KEY}",
-                  *SUITES, "test_errors.py", "test_compliance.py::test_streamed_text_"
-                  "equals_non_streamed_text")
+    result = _run(
+        pytester,
+        f"--vllm-url={fault.url}",
+        f"--vllm-api-key={KEY}",
+        *SUITES,
+        "test_errors.py",
+        "test_compliance.py::test_streamed_text_equals_non_streamed_text",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "INTERNALERROR" not in result.stdout.str()
     _written(pytester)
@@ -104,16 +123,29 @@ def test_the_key_appears_in_no_output(pytester: pytest.Pytester, fault: FaultSer
         assert form not in everything, form
 
 
-def test_the_key_appears_in_no_output_under_xdist(pytester: pytest.Pytester,
-                                                  fault: FaultServer) -> None:
+def test_the_key_appears_in_no_output_under_xdist(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     """Workers make their reports safe before they travel; the controller writes them."""
     fault.faults = {"echo_key_everywhere", "error_shape"}
     fault.api_key = KEY
     pytester.makepyfile(test_hostile=HOSTILE)
     result = pytester.runpytest_subprocess(
-        "test_hostile.py", f"--vllm-url={fault.url}", f"--vllm-api-key={KEY}",
-        "test_errors.py::test_the_api_key_is_enforced", "--junitxml=junit.xml", "-rA",
-        "-n", "2", "-p", "xdist", "-p", "no:randomly", "-p", "no:cacheprovider")
+        "test_hostile.py",
+        f"--vllm-url={fault.url}",
+        f"--vllm-api-key={KEY}",
+        "test_errors.py::test_the_api_key_is_enforced",
+        "--junitxml=junit.xml",
+        "-rA",
+        "-n",
+        "2",
+        "-p",
+        "xdist",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     _written(pytester)
     everything = _everything(pytester, result)
@@ -122,8 +154,9 @@ def test_the_key_appears_in_no_output_under_xdist(pytester: pytest.Pytester,
         assert form not in everything, form
 
 
-def test_escape_sequences_in_a_model_id_stay_escaped(pytester: pytest.Pytester,
-                                                     fault: FaultServer) -> None:
+def test_escape_sequences_in_a_model_id_stay_escaped(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     fault.faults = {"model_id_escapes"}
     result = _run(pytester, f"--vllm-url={fault.url}", *SUITES)
     outcomes = result.parseoutcomes()
@@ -140,11 +173,17 @@ def test_escape_sequences_in_a_model_id_stay_escaped(pytester: pytest.Pytester,
     assert "fault-model\\x1b[31m-red" in texts["reports/report.html"]
 
 
-def test_a_lone_surrogate_breaks_no_writer(pytester: pytest.Pytester,
-                                          fault: FaultServer) -> None:
+def test_a_lone_surrogate_breaks_no_writer(pytester: pytest.Pytester, fault: FaultServer) -> None:
     fault.faults = {"model_id_surrogate"}
-    result = pytester.runpytest(f"--vllm-url={fault.url}", *SUITES, "--junitxml=junit.xml",
-                                "-p", "no:randomly", "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        f"--vllm-url={fault.url}",
+        *SUITES,
+        "--junitxml=junit.xml",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+    )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     texts = _written(pytester)
     assert json.loads(texts["reports/results.json"])["target"]["model"] == "fault-model-\\ud800"
@@ -153,16 +192,16 @@ def test_a_lone_surrogate_breaks_no_writer(pytester: pytest.Pytester,
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
-def test_a_hostile_run_still_writes_everything(pytester: pytest.Pytester,
-                                              fault: FaultServer) -> None:
+def test_a_hostile_run_still_writes_everything(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     fault.faults = {"model_id_surrogate"}
     result = _run(pytester, f"--vllm-url={fault.url}", "test_health.py")
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the hostile file's two failures only
     _written(pytester)
 
 
-def test_a_long_listing_is_cut_with_a_count(pytester: pytest.Pytester,
-                                           fault: FaultServer) -> None:
+def test_a_long_listing_is_cut_with_a_count(pytester: pytest.Pytester, fault: FaultServer) -> None:
     fault.faults = {"models_10000"}
     result = _run(pytester, f"--vllm-url={fault.url}")
     result.assert_outcomes(passed=1, failed=2, skipped=1)
@@ -179,11 +218,13 @@ def test_a_long_listing_is_cut_with_a_count(pytester: pytest.Pytester,
     assert recorded["measured"] is None and "more characters)" in recorded["hostile"]
 
 
-def test_an_unserved_model_among_10000_is_one_bounded_error(pytester: pytest.Pytester,
-                                                          fault: FaultServer) -> None:
+def test_an_unserved_model_among_10000_is_one_bounded_error(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
     fault.faults = {"models_10000"}
-    result = pytester.runpytest(f"--vllm-url={fault.url}", "--vllm-model=not-served",
-                                "test_health.py")
+    result = pytester.runpytest(
+        f"--vllm-url={fault.url}", "--vllm-model=not-served", "test_health.py"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     error = result.stderr.str()
     assert "does not serve model 'not-served'" in error and "more characters)" in error
@@ -193,19 +234,25 @@ def test_an_unserved_model_among_10000_is_one_bounded_error(pytester: pytest.Pyt
 def test_results_json_has_no_bare_nan(tmp_path: Path) -> None:
     from pytest_vllm_conformance import untrusted
 
-    doc = untrusted.clean({"slope": float("nan"), "values": [1.5, float("inf"),
-                                                             float("-inf")], "n": 3})
+    doc = untrusted.clean(
+        {"slope": float("nan"), "values": [1.5, float("inf"), float("-inf")], "n": 3}
+    )
     assert doc == {"slope": None, "values": [1.5, None, None], "n": 3}
     json.dumps(doc, allow_nan=False)
 
 
 def test_a_failing_writer_stops_no_other(pytester: pytest.Pytester, fault: FaultServer) -> None:
     (pytester.path / "taken").mkdir()  # report.html cannot be written over a folder
-    result = pytester.runpytest(f"--vllm-url={fault.url}", "test_health.py",
-                                "--vllm-html=taken", "-p", "no:randomly")
+    result = pytester.runpytest(
+        f"--vllm-url={fault.url}", "test_health.py", "--vllm-html=taken", "-p", "no:randomly"
+    )
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["verdict: PASS; results in *results.json, *metrics.txt",
-                                 "vllm-conformance: could not write *taken: IsADirectoryError*"])
+    result.stdout.fnmatch_lines(
+        [
+            "verdict: PASS; results in *results.json, *metrics.txt",
+            "vllm-conformance: could not write *taken: IsADirectoryError*",
+        ]
+    )
     assert (pytester.path / "reports" / "results.json").is_file()
     assert (pytester.path / "reports" / "metrics.txt").is_file()
 
@@ -213,9 +260,16 @@ def test_a_failing_writer_stops_no_other(pytester: pytest.Pytester, fault: Fault
 def test_every_spelling_and_cut_off_piece_of_a_key_is_redacted() -> None:
     from pytest_vllm_conformance import untrusted
 
-    key = "sk-proj-Ab/cd+ef\"gh\\ij-0123456789"
-    echoed = [key, quote(key, safe=""), json.dumps(key)[1:-1], repr(key)[1:-1],
-              key.replace("/", "\\/"), key[:20], key[-9:]]
+    key = 'sk-proj-Ab/cd+ef"gh\\ij-0123456789'
+    echoed = [
+        key,
+        quote(key, safe=""),
+        json.dumps(key)[1:-1],
+        repr(key)[1:-1],
+        key.replace("/", "\\/"),
+        key[:20],
+        key[-9:],
+    ]
     text = untrusted.redact(" | ".join(f"<{e}>" for e in echoed), [key])
     assert text == " | ".join(["<***>"] * len(echoed))
     assert untrusted.redact("sk-proj", [key]) == "sk-proj"  # under 8 characters: not the key
@@ -256,10 +310,16 @@ def test_the_controller_cleans_a_worker_report_before_any_writer() -> None:
     from pytest_vllm_conformance.session import ConformanceSession
 
     session = object.__new__(ConformanceSession)  # the hooks use no state of the session
-    report = pytest.TestReport("t.py::t", ("t.py", 1, "t"), {}, "failed",
-                               f"token {KEY} said \x1b[31mred", "call",
-                               sections=[("Captured stdout", f"echo {KEY}\x07")],
-                               user_properties=[("said", f"Bearer {KEY}")])
+    report = pytest.TestReport(
+        "t.py::t",
+        ("t.py", 1, "t"),
+        {},
+        "failed",
+        f"token {KEY} said \x1b[31mred",
+        "call",
+        sections=[("Captured stdout", f"echo {KEY}\x07")],
+        user_properties=[("said", f"Bearer {KEY}")],
+    )
     collected = pytest.CollectReport("t.py", "failed", f"cannot collect: {KEY}", [])
     secret = Secret(KEY)  # known to the controller only: the worker sent it unredacted
     untrusted.register(secret)
@@ -273,6 +333,8 @@ def test_the_controller_cleans_a_worker_report_before_any_writer() -> None:
     assert report.sections == [("Captured stdout", "echo ***\\x07")]
     assert report.user_properties == [("said", "Bearer ***")]
     assert str(collected.longrepr) == "cannot collect: ***"
-    for hook in (ConformanceSession.pytest_runtest_logreport,
-                 ConformanceSession.pytest_collectreport):  # before terminal and junitxml
+    for hook in (
+        ConformanceSession.pytest_runtest_logreport,
+        ConformanceSession.pytest_collectreport,
+    ):  # before terminal and junitxml
         assert getattr(hook, "pytest_impl", {}).get("tryfirst"), hook

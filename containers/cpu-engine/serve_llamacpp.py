@@ -32,8 +32,11 @@ def main() -> int:
     params.sampling.seed = int(env.get("SEED", "0"))
     if env.get("VLLM_API_KEY"):
         params.api_keys = [env["VLLM_API_KEY"]]
-    print(f"serve_llamacpp: model {model} on port {params.port}, "
-          f"{'embeddings' if pooling else 'generation'}", flush=True)
+    print(
+        f"serve_llamacpp: model {model} on port {params.port}, "
+        f"{'embeddings' if pooling else 'generation'}",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

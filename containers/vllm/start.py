@@ -37,20 +37,35 @@ def vllm_has_batch_invariant_mode() -> bool:
         return False
 
 
-def build(env: Mapping[str, str], extra: list[str],
-          native_batch_invariant: bool) -> tuple[list[str], dict[str, str]]:
+def build(
+    env: Mapping[str, str], extra: list[str], native_batch_invariant: bool
+) -> tuple[list[str], dict[str, str]]:
     """The argv and the environment for ``vllm serve``; raise ValueError on a bad setting."""
     model = env.get("MODEL", "").strip()
     if not model:
         raise ValueError("set MODEL to a Hugging Face model id or a path inside the container")
-    argv = ["vllm", "serve", model, "--host", env.get("HOST", "0.0.0.0"),
-            "--port", env.get("PORT", "8000"),
-            "--served-model-name", env.get("SERVED_MODEL_NAME") or model,
-            "--gpu-memory-utilization", env.get("GPU_MEMORY_UTILIZATION", "0.90")]
-    for name, flag in (("MAX_MODEL_LEN", "--max-model-len"), ("DTYPE", "--dtype"),
-                       ("TENSOR_PARALLEL_SIZE", "--tensor-parallel-size"),
-                       ("MAX_NUM_SEQS", "--max-num-seqs"), ("RUNNER", "--runner"),
-                       ("CONVERT", "--convert"), ("ATTENTION_BACKEND", "--attention-backend")):
+    argv = [
+        "vllm",
+        "serve",
+        model,
+        "--host",
+        env.get("HOST", "0.0.0.0"),
+        "--port",
+        env.get("PORT", "8000"),
+        "--served-model-name",
+        env.get("SERVED_MODEL_NAME") or model,
+        "--gpu-memory-utilization",
+        env.get("GPU_MEMORY_UTILIZATION", "0.90"),
+    ]
+    for name, flag in (
+        ("MAX_MODEL_LEN", "--max-model-len"),
+        ("DTYPE", "--dtype"),
+        ("TENSOR_PARALLEL_SIZE", "--tensor-parallel-size"),
+        ("MAX_NUM_SEQS", "--max-num-seqs"),
+        ("RUNNER", "--runner"),
+        ("CONVERT", "--convert"),
+        ("ATTENTION_BACKEND", "--attention-backend"),
+    ):
         if env.get(name, "").strip():
             argv += [flag, env[name].strip()]
     out = dict(env)
@@ -79,8 +94,13 @@ def main(args: list[str]) -> int:
     except ValueError as exc:
         print(f"start.py: {exc}", file=sys.stderr)
         return 2
-    mode = ("vLLM's VLLM_BATCH_INVARIANT" if env.get("VLLM_BATCH_INVARIANT") == "1" else
-            "batch_invariant_ops (kernels/)" if env.get("BATCH_INVARIANT_OPS") == "1" else "off")
+    mode = (
+        "vLLM's VLLM_BATCH_INVARIANT"
+        if env.get("VLLM_BATCH_INVARIANT") == "1"
+        else "batch_invariant_ops (kernels/)"
+        if env.get("BATCH_INVARIANT_OPS") == "1"
+        else "off"
+    )
     print(f"start.py: batch-invariant mode: {mode}", flush=True)
     print("start.py: " + shlex.join(argv), flush=True)
     if dry:

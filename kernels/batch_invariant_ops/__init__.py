@@ -16,9 +16,16 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-_WHERE = {"matmul": "persistent_mm", "log_softmax": "rowwise", "mean": "rowwise",
-          "batch_invariant": "override", "calls": "override", "disable": "override",
-          "enable": "override", "is_enabled": "override"}
+_WHERE = {
+    "matmul": "persistent_mm",
+    "log_softmax": "rowwise",
+    "mean": "rowwise",
+    "batch_invariant": "override",
+    "calls": "override",
+    "disable": "override",
+    "enable": "override",
+    "is_enabled": "override",
+}
 __all__ = sorted(_WHERE)
 
 

@@ -36,8 +36,9 @@ def _enable_now() -> None:
 class _AfterTorch(importlib.abc.MetaPathFinder):
     """Finds torch through the other finders and runs the enable step after it loads."""
 
-    def find_spec(self, name: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name != "torch":
             return None
         sys.meta_path.remove(self)  # one shot; the lookup below must not find us again

@@ -34,13 +34,13 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a.unsqueeze(0), b.unsqueeze(0)).squeeze(0)
 
 
-def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *,
-           beta: float = 1, alpha: float = 1) -> torch.Tensor:
+def _addmm(
+    bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1, alpha: float = 1
+) -> torch.Tensor:
     calls["addmm"] += 1
     if a.dtype in SUPPORTED and a.dtype == b.dtype == bias.dtype:
         return matmul(a, b, bias, alpha=alpha, beta=beta)
-    return torch.baddbmm(bias, a.unsqueeze(0), b.unsqueeze(0), beta=beta,
-                         alpha=alpha).squeeze(0)
+    return torch.baddbmm(bias, a.unsqueeze(0), b.unsqueeze(0), beta=beta, alpha=alpha).squeeze(0)
 
 
 def _log_softmax(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor:
@@ -51,14 +51,21 @@ def _log_softmax(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor
     return x - torch.logsumexp(x, dim, keepdim=True)
 
 
-def _mean_dim(x: torch.Tensor, dim: Sequence[int] | None, keepdim: bool = False, *,
-              dtype: torch.dtype | None = None) -> torch.Tensor:
+def _mean_dim(
+    x: torch.Tensor,
+    dim: Sequence[int] | None,
+    keepdim: bool = False,
+    *,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     calls["mean.dim"] += 1
     if (dtype or x.dtype) in SUPPORTED:
         return mean(x, dim, keepdim, dtype)
     if not (dtype or x.dtype).is_floating_point and not (dtype or x.dtype).is_complex:
-        raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either "
-                           f"a floating point or complex dtype. Got: {x.dtype}")
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either "
+            f"a floating point or complex dtype. Got: {x.dtype}"
+        )
     dims = list(dim) if dim else list(range(x.dim()))
     count = 1
     for d in dims:
@@ -76,8 +83,9 @@ def enable(key: str = "CUDA") -> None:
         if _library is not None:
             if _key == key:
                 return
-            raise RuntimeError(f"batch-invariant ops are already enabled for {_key}; "
-                               "disable() them first")
+            raise RuntimeError(
+                f"batch-invariant ops are already enabled for {_key}; disable() them first"
+            )
         library = torch.library.Library("aten", "IMPL")
         with warnings.catch_warnings():  # "Overriding a previously registered kernel": wanted
             warnings.simplefilter("ignore", UserWarning)

@@ -56,12 +56,33 @@ def _programs(device_index: int) -> int:
 
 
 @triton.jit
-def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
-                   stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-                   stride_biasm, stride_biasn, alpha, beta,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                   GROUP_M: tl.constexpr, NUM_PROGRAMS: tl.constexpr,
-                   HAS_BIAS: tl.constexpr, USE_DOT: tl.constexpr, IEEE: tl.constexpr):
+def _matmul_kernel(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    NUM_PROGRAMS: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    IEEE: tl.constexpr,
+):
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
@@ -79,10 +100,16 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for k in range(0, tl.cdiv(K, BLOCK_K)):
             offs_k = k * BLOCK_K + tl.arange(0, BLOCK_K)
-            a = tl.load(a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak,
-                        mask=mask_m & (offs_k[None, :] < K), other=0.0)
-            b = tl.load(b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn,
-                        mask=(offs_k[:, None] < K) & mask_n, other=0.0)
+            a = tl.load(
+                a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak,
+                mask=mask_m & (offs_k[None, :] < K),
+                other=0.0,
+            )
+            b = tl.load(
+                b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn,
+                mask=(offs_k[:, None] < K) & mask_n,
+                other=0.0,
+            )
             if USE_DOT:
                 if IEEE:  # noqa: SIM108  fp32 stays fp32 (torch's default), not TF32
                     acc = tl.dot(a, b, acc, input_precision="ieee")
@@ -91,19 +118,30 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
             else:
                 # The interpreter runs tl.dot as numpy's BLAS matmul, whose rounding depends on
                 # a row's place in the tile; this product-sum reduces k in order for every row.
-                acc += tl.sum(a.to(tl.float32)[:, :, None] * b.to(tl.float32)[None, :, :],
-                              axis=1)
+                acc += tl.sum(a.to(tl.float32)[:, :, None] * b.to(tl.float32)[None, :, :], axis=1)
         acc = acc * alpha
         if HAS_BIAS:
-            bias = tl.load(bias_ptr + offs_m[:, None] * stride_biasm
-                           + offs_n[None, :] * stride_biasn, mask=mask_m & mask_n, other=0.0)
+            bias = tl.load(
+                bias_ptr + offs_m[:, None] * stride_biasm + offs_n[None, :] * stride_biasn,
+                mask=mask_m & mask_n,
+                other=0.0,
+            )
             acc += beta * bias.to(tl.float32)
-        tl.store(c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn,
-                 acc.to(c_ptr.dtype.element_ty), mask=mask_m & mask_n)
+        tl.store(
+            c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn,
+            acc.to(c_ptr.dtype.element_ty),
+            mask=mask_m & mask_n,
+        )
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
-           alpha: float = 1.0, beta: float = 1.0, tiles: Tiles | None = None) -> torch.Tensor:
+def matmul(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    tiles: Tiles | None = None,
+) -> torch.Tensor:
     """``beta * bias + alpha * (a @ b)`` for 2-D ``a`` and ``b`` of one supported dtype.
 
     ``tiles`` exists for the negative control in the tests; callers leave it alone.
@@ -123,11 +161,32 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
     n_tiles = triton.cdiv(M, t.block_m) * triton.cdiv(N, t.block_n)
     programs = min(n_tiles, _programs(a.device.index or 0))
     _matmul_kernel[(programs,)](
-        a, b, c, bias if bias is not None else c, M, N, K,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
-        bias.stride(0) if bias is not None else 0, bias.stride(1) if bias is not None else 0,
-        float(alpha), float(beta),
-        BLOCK_M=t.block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k, GROUP_M=t.group_m,
-        NUM_PROGRAMS=programs, HAS_BIAS=bias is not None, USE_DOT=not interpreting(),
-        IEEE=a.dtype == torch.float32, num_warps=t.num_warps, num_stages=t.num_stages)
+        a,
+        b,
+        c,
+        bias if bias is not None else c,
+        M,
+        N,
+        K,
+        a.stride(0),
+        a.stride(1),
+        b.stride(0),
+        b.stride(1),
+        c.stride(0),
+        c.stride(1),
+        bias.stride(0) if bias is not None else 0,
+        bias.stride(1) if bias is not None else 0,
+        float(alpha),
+        float(beta),
+        BLOCK_M=t.block_m,
+        BLOCK_N=t.block_n,
+        BLOCK_K=t.block_k,
+        GROUP_M=t.group_m,
+        NUM_PROGRAMS=programs,
+        HAS_BIAS=bias is not None,
+        USE_DOT=not interpreting(),
+        IEEE=a.dtype == torch.float32,
+        num_warps=t.num_warps,
+        num_stages=t.num_stages,
+    )
     return c

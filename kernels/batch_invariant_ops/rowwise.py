@@ -78,13 +78,18 @@ def log_softmax(x: torch.Tensor, dim: int, half_to_float: bool = False) -> torch
     rows = moved.reshape(-1, moved.shape[-1])
     y = torch.empty(rows.shape, dtype=out_dtype, device=x.device)
     if rows.numel():
-        _log_softmax_kernel[(rows.shape[0],)](rows, y, rows.stride(0), y.stride(0),
-                                              rows.shape[1], BLOCK=_block())
+        _log_softmax_kernel[(rows.shape[0],)](
+            rows, y, rows.stride(0), y.stride(0), rows.shape[1], BLOCK=_block()
+        )
     return y.reshape(moved.shape).movedim(-1, dim)
 
 
-def mean(x: torch.Tensor, dims: Sequence[int] | None, keepdim: bool = False,
-         dtype: torch.dtype | None = None) -> torch.Tensor:
+def mean(
+    x: torch.Tensor,
+    dims: Sequence[int] | None,
+    keepdim: bool = False,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """``x.mean(dims, keepdim, dtype=dtype)``; ``dims`` None or empty means every dim."""
     if dtype is not None:
         x = x.to(dtype)

@@ -17,10 +17,15 @@ from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import Severity
 
 #: The suite names the request ("POST /v1/completions failed") and how much its failure matters.
-REQUEST_FAILED = Verdict("{title}", Severity.HIGH, about="the suite names the request "
-                         "(\"POST /v1/completions failed\") and may give another severity")
-NOT_AN_OBJECT = Verdict("{title}", Severity.HIGH,
-                        about="\"<the request> is not a JSON object\", named by the suite")
+REQUEST_FAILED = Verdict(
+    "{title}",
+    Severity.HIGH,
+    about="the suite names the request "
+    '("POST /v1/completions failed") and may give another severity',
+)
+NOT_AN_OBJECT = Verdict(
+    "{title}", Severity.HIGH, about='"<the request> is not a JSON object", named by the suite'
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +51,9 @@ def request_succeeded(response: Response, ctx: Status) -> None:
         raise REQUEST_FAILED.titled(title=ctx.title).failure(
             expected=f"HTTP {ctx.expected}",
             received=f"HTTP {response.status}: {response.error_message()}",
-            curl=response.curl, severity=ctx.severity)
+            curl=response.curl,
+            severity=ctx.severity,
+        )
 
 
 @check(NOT_AN_OBJECT)
@@ -55,5 +62,6 @@ def json_object(response: Response, ctx: Titled) -> dict[str, Any]:
     body = response.json()
     if not isinstance(body, dict):
         raise NOT_AN_OBJECT.titled(title=ctx.title).failure(
-            expected="a JSON object", received=type(body).__name__, curl=response.curl)
+            expected="a JSON object", received=type(body).__name__, curl=response.curl
+        )
     return body

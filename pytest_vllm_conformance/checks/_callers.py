@@ -34,8 +34,11 @@ def _references(node: ast.AST, names: dict[str, str], methods: dict[str, str]) -
     the local methods it calls (``embedder.ok(...)``: ``Embedder.ok``)."""
     found: set[str] = set()
     for sub in ast.walk(node):
-        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
-                and sub.value.id in names:
+        if (
+            isinstance(sub, ast.Attribute)
+            and isinstance(sub.value, ast.Name)
+            and sub.value.id in names
+        ):
             found.add(f"{names[sub.value.id]}.{sub.attr}")
         elif isinstance(sub, ast.Attribute) and sub.attr in methods:
             found.add(f"local:{methods[sub.attr]}")
@@ -80,8 +83,9 @@ def _scan(path: Path, label: str, tests_only: bool, dotted: str = "") -> dict[st
         if tests_only and not name.startswith("test_"):
             continue
         for ref in reach(name, {name}):
-            found.setdefault(ref, set()).add(f"{label}::{name}" if tests_only
-                                             else f"{label}.{name}")
+            found.setdefault(ref, set()).add(
+                f"{label}::{name}" if tests_only else f"{label}.{name}"
+            )
     return found
 
 
@@ -108,6 +112,9 @@ def callers() -> dict[str, list[str]]:
             out[name] = sorted(by_suite[name])
         elif name in by_module:
             short = f"{PACKAGE}.checks."
-            out[name] = sorted("through " + m.removeprefix(short).removeprefix(f"{PACKAGE}.")
-                               for m in by_module[name] if m != name)
+            out[name] = sorted(
+                "through " + m.removeprefix(short).removeprefix(f"{PACKAGE}.")
+                for m in by_module[name]
+                if m != name
+            )
     return out

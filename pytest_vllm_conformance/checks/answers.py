@@ -31,9 +31,17 @@ class Asked(Context):
     profile: str
 
 
-@check(streaming.NOT_JSON, streaming.NO_CHUNK, checks.NOT_AN_OBJECT, schema_checks.VIOLATION,
-       schema_checks.EXTRA_FIELD, semantics.NO_USAGE, semantics.USAGE_SUM,
-       semantics.NO_FINISH_REASON, semantics.N_CHOICES)
+@check(
+    streaming.NOT_JSON,
+    streaming.NO_CHUNK,
+    checks.NOT_AN_OBJECT,
+    schema_checks.VIOLATION,
+    schema_checks.EXTRA_FIELD,
+    semantics.NO_USAGE,
+    semantics.USAGE_SUM,
+    semantics.NO_FINISH_REASON,
+    semantics.N_CHOICES,
+)
 def answer_conforms(r: Response, ctx: Asked) -> None:
     """A completion answer (streamed or not) matches its schema, its usage adds up, every
     choice says why it finished, and the choices asked for come back indexed."""
@@ -42,18 +50,27 @@ def answer_conforms(r: Response, ctx: Asked) -> None:
     if ctx.request.get("stream"):
         chunks = streaming.data_lines_are_json(r)
         findings.check(streaming.some_chunk, chunks, curl)
-        findings.check(schema_checks.stream_matches, chunks, schema_checks.Schema(
-            root=ctx.chunk_root, profile=ctx.profile, curl=r.curl))
+        findings.check(
+            schema_checks.stream_matches,
+            chunks,
+            schema_checks.Schema(root=ctx.chunk_root, profile=ctx.profile, curl=r.curl),
+        )
         if (ctx.request.get("stream_options") or {}).get("include_usage") and chunks:
             findings.check(semantics.usage_adds_up, chunks[-1], curl)
     else:
-        data = checks.json_object(r, checks.Titled(title=f"POST {r.request.url} is not a JSON "
-                                                        "object"))
-        findings.check(schema_checks.matches, data, schema_checks.Schema(
-            root=ctx.root, profile=ctx.profile, curl=r.curl))
+        data = checks.json_object(
+            r, checks.Titled(title=f"POST {r.request.url} is not a JSON object")
+        )
+        findings.check(
+            schema_checks.matches,
+            data,
+            schema_checks.Schema(root=ctx.root, profile=ctx.profile, curl=r.curl),
+        )
         findings.check(semantics.usage_adds_up, data, curl)
         findings.check(semantics.finish_reasons_set, data, curl)
-        findings.check(semantics.n_choices_indexed, data,
-                       semantics.Count(n=shapes.expected_choices(dict(ctx.request)),
-                                       curl=r.curl))
+        findings.check(
+            semantics.n_choices_indexed,
+            data,
+            semantics.Count(n=shapes.expected_choices(dict(ctx.request)), curl=r.curl),
+        )
     findings.raise_any()

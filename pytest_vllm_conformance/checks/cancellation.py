@@ -33,8 +33,10 @@ class Gauge(Context):
 
 def idle_note(reading: Settled, ctx: Gauge) -> str:
     """What a gauge that stayed up while this run was idle says."""
-    return (f"{ctx.gauge} read {reading.lowest:g} or more for {ctx.settle_s:g} s with none of "
-            "this run's requests in flight")
+    return (
+        f"{ctx.gauge} read {reading.lowest:g} or more for {ctx.settle_s:g} s with none of "
+        "this run's requests in flight"
+    )
 
 
 @check(NOT_IDLE)
@@ -43,18 +45,23 @@ def idle_at_zero(reading: Settled, ctx: Gauge) -> None:
     with others' requests: there the suite notes the level instead)."""
     if reading.reached or ctx.shared:
         return
-    raise NOT_IDLE.failure(path=ctx.gauge, expected="0 with nothing in flight",
-                           received=f"{reading.lowest:g} for {ctx.settle_s:g} s",
-                           detail=f"{idle_note(reading, ctx)}: a leaked request slot, or a gauge "
-                                  "that lies. If the server also serves others, pass "
-                                  "--vllm-shared-server")
+    raise NOT_IDLE.failure(
+        path=ctx.gauge,
+        expected="0 with nothing in flight",
+        received=f"{reading.lowest:g} for {ctx.settle_s:g} s",
+        detail=f"{idle_note(reading, ctx)}: a leaked request slot, or a gauge "
+        "that lies. If the server also serves others, pass "
+        "--vllm-shared-server",
+    )
 
 
 @check(KEPT_RUNNING)
 def streams_freed(reading: Settled, ctx: Gauge) -> None:
     """Streams the client dropped stop running: the gauge gets back to its idle level."""
     if not reading.reached:
-        raise KEPT_RUNNING.failure(path=ctx.gauge,
-                                   expected=f"back to {ctx.level:g} within {ctx.settle_s:g} s",
-                                   received=f"{reading.lowest:g} or more for {ctx.settle_s:g} s",
-                                   detail=f"{ctx.streams} streams closed after their first event")
+        raise KEPT_RUNNING.failure(
+            path=ctx.gauge,
+            expected=f"back to {ctx.level:g} within {ctx.settle_s:g} s",
+            received=f"{reading.lowest:g} or more for {ctx.settle_s:g} s",
+            detail=f"{ctx.streams} streams closed after their first event",
+        )

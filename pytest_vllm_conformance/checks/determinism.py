@@ -61,10 +61,12 @@ def one_output(outcomes: list[det.Outcome], ctx: Mode) -> None:
     found = det.compare(outcomes)
     if found is None:
         return
-    raise ctx.verdict.failure(expected="1 distinct output",
-                              received=f"{len(found.counts)} distinct outputs",
-                              curl=found.odd.curl,
-                              detail=found.describe() + (f"\n{ctx.power}" if ctx.power else ""))
+    raise ctx.verdict.failure(
+        expected="1 distinct output",
+        received=f"{len(found.counts)} distinct outputs",
+        curl=found.odd.curl,
+        detail=found.describe() + (f"\n{ctx.power}" if ctx.power else ""),
+    )
 
 
 @check(STREAMED)
@@ -74,8 +76,10 @@ def streams_as_returned(outcomes: list[det.Outcome], ctx: Prompt) -> None:
     if found is not None:
         raise STREAMED.titled(prompt=ctx.prompt).failure(
             expected=f"the non-streamed {' and '.join(found.parts)}",
-            received=f"a different {' and '.join(found.parts)}", curl=ctx.curl,
-            detail=found.describe())
+            received=f"a different {' and '.join(found.parts)}",
+            curl=ctx.curl,
+            detail=found.describe(),
+        )
 
 
 @check(LOGPROBS)
@@ -91,8 +95,12 @@ def logprobs_agree(outcomes: list[det.Outcome], ctx: Drift) -> None:
         return
     if ctx.bitwise:
         raise LOGPROBS.titled(what=ctx.what).failure(
-            expected="bitwise-equal logprobs", received=f"largest difference {drift:.3g}",
-            curl=b.curl, detail="--vllm-profile=batch-invariant requires equal logprobs")
+            expected="bitwise-equal logprobs",
+            received=f"largest difference {drift:.3g}",
+            curl=b.curl,
+            detail="--vllm-profile=batch-invariant requires equal logprobs",
+        )
     # stacklevel 3: the suite's line (this function, then Check.__call__, then the suite)
-    warnings.warn(LogprobDrift(f"logprobs drift {ctx.what}: up to {drift:.3g} (tokens equal)"),
-                  stacklevel=3)
+    warnings.warn(
+        LogprobDrift(f"logprobs drift {ctx.what}: up to {drift:.3g} (tokens equal)"), stacklevel=3
+    )

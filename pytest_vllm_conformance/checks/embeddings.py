@@ -40,13 +40,20 @@ def vectors(body: dict[str, Any], ctx: Count) -> list[list[float]]:
     expected, curl = ctx.n, ctx.curl
     data = body.get("data")
     if not isinstance(data, list) or len(data) != expected:
-        raise COUNT.failure(path="$.data", expected=f"{expected} items",
-                            received=f"{len(data)}" if isinstance(data, list)
-                            else values.describe(data), curl=curl)
+        raise COUNT.failure(
+            path="$.data",
+            expected=f"{expected} items",
+            received=f"{len(data)}" if isinstance(data, list) else values.describe(data),
+            curl=curl,
+        )
     indices = [d.get("index") if isinstance(d, dict) else None for d in data]
     if indices != list(range(expected)):
-        raise ORDER.failure(path="$.data[*].index", expected=repr(list(range(expected))),
-                            received=repr(indices), curl=curl)
+        raise ORDER.failure(
+            path="$.data[*].index",
+            expected=repr(list(range(expected))),
+            received=repr(indices),
+            curl=curl,
+        )
     return [decode(d.get("embedding"), Context(curl=curl)) for d in data]
 
 
@@ -58,18 +65,28 @@ def decode(value: Any, ctx: Context = NO_CONTEXT) -> list[float]:
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise NOT_BASE64.failure(path="$.data[*].embedding",
-                                     expected="standard base64 of float32 values",
-                                     received=repr(value[:80]), curl=curl) from None
+            raise NOT_BASE64.failure(
+                path="$.data[*].embedding",
+                expected="standard base64 of float32 values",
+                received=repr(value[:80]),
+                curl=curl,
+            ) from None
         if len(raw) % 4:
-            raise NOT_FLOAT32.failure(path="$.data[*].embedding", expected="a multiple of 4 bytes",
-                                      received=f"{len(raw)} bytes", curl=curl)
+            raise NOT_FLOAT32.failure(
+                path="$.data[*].embedding",
+                expected="a multiple of 4 bytes",
+                received=f"{len(raw)} bytes",
+                curl=curl,
+            )
         return finite_vector(list(struct.unpack(f"<{len(raw) // 4}f", raw)), ctx)
     if isinstance(value, list) and all(values.is_kind(x, float) for x in value):
         return finite_vector([float(x) for x in value], ctx)
-    raise NOT_VECTOR.failure(path="$.data[*].embedding",
-                             expected="a list of numbers or a base64 string",
-                             received=repr(value)[:80], curl=curl)
+    raise NOT_VECTOR.failure(
+        path="$.data[*].embedding",
+        expected="a list of numbers or a base64 string",
+        received=repr(value)[:80],
+        curl=curl,
+    )
 
 
 @check(values.INFINITE)
@@ -77,9 +94,12 @@ def finite_vector(vector: list[float], ctx: Context = NO_CONTEXT) -> list[float]
     """Every component finite: a NaN makes every cosine NaN, and NaN passes any threshold."""
     for i, x in enumerate(vector):
         if not math.isfinite(x):
-            raise values.INFINITE.failure(path=f"$.data[*].embedding[{i}]",
-                                          expected="finite components", received=repr(x),
-                                          curl=ctx.curl)
+            raise values.INFINITE.failure(
+                path=f"$.data[*].embedding[{i}]",
+                expected="finite components",
+                received=repr(x),
+                curl=ctx.curl,
+            )
     return vector
 
 
@@ -88,9 +108,12 @@ def one_dimension(vecs: list[list[float]], ctx: Context = NO_CONTEXT) -> None:
     """Every vector of the model has one dimension, and it is not 0."""
     dims = sorted({len(v) for v in vecs})
     if len(dims) != 1 or dims[0] == 0:
-        raise DIMENSIONS.failure(path="$.data[*].embedding",
-                                 expected="one dimension for every vector", received=repr(dims),
-                                 curl=ctx.curl)
+        raise DIMENSIONS.failure(
+            path="$.data[*].embedding",
+            expected="one dimension for every vector",
+            received=repr(dims),
+            curl=ctx.curl,
+        )
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -105,9 +128,13 @@ def same_vector(a: list[float], ctx: Same) -> None:
     # not "> tolerance" alone: a NaN cosine (overflowing components) compares false
     if len(a) != len(b) or not 1 - cosine(a, b) <= tolerance:
         raise DIFFERS.titled(what=ctx.what).failure(
-            path="$.data[*].embedding", expected=f"the same vector (cosine > {1 - tolerance})",
-            received=f"cosine {cosine(a, b):.5f}" if len(a) == len(b)
-            else f"dimensions {len(a)} and {len(b)}", curl=ctx.curl)
+            path="$.data[*].embedding",
+            expected=f"the same vector (cosine > {1 - tolerance})",
+            received=f"cosine {cosine(a, b):.5f}"
+            if len(a) == len(b)
+            else f"dimensions {len(a)} and {len(b)}",
+            curl=ctx.curl,
+        )
 
 
 @check(NO_USAGE)
@@ -116,5 +143,9 @@ def usage_counted(body: dict[str, Any], ctx: Context = NO_CONTEXT) -> None:
     usage = body.get("usage")
     tokens: Any = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     if not values.is_kind(tokens, int) or tokens <= 0:
-        raise NO_USAGE.failure(path="$.usage.prompt_tokens", expected="a positive token count",
-                               received=repr(usage)[:80], curl=ctx.curl)
+        raise NO_USAGE.failure(
+            path="$.usage.prompt_tokens",
+            expected="a positive token count",
+            received=repr(usage)[:80],
+            curl=ctx.curl,
+        )

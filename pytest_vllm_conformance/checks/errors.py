@@ -38,15 +38,20 @@ def rejected(r: Response, ctx: Invalid) -> None:
     statuses, what = ctx.statuses, ctx.what
     allowed = f"HTTP {' or '.join(map(str, statuses))}" if statuses else "HTTP 4xx"
     if 200 <= r.status < 300:
-        raise ACCEPTED.failure(expected=allowed, received=f"HTTP {r.status}", curl=r.curl,
-                               detail=what)
+        raise ACCEPTED.failure(
+            expected=allowed, received=f"HTTP {r.status}", curl=r.curl, detail=what
+        )
     if r.status >= 500:
-        raise SERVER_ERROR.failure(expected=allowed,
-                                   received=f"HTTP {r.status}: {r.error_message()[:120]}",
-                                   curl=r.curl, detail=what)
+        raise SERVER_ERROR.failure(
+            expected=allowed,
+            received=f"HTTP {r.status}: {r.error_message()[:120]}",
+            curl=r.curl,
+            detail=what,
+        )
     if not 400 <= r.status < 500 or (statuses and r.status not in statuses):
-        raise WRONG_STATUS.failure(expected=allowed, received=f"HTTP {r.status}", curl=r.curl,
-                                   detail=what)
+        raise WRONG_STATUS.failure(
+            expected=allowed, received=f"HTTP {r.status}", curl=r.curl, detail=what
+        )
 
 
 @check(NOT_ERROR_OBJECT, NO_MESSAGE, schema_checks.VIOLATION, schema_checks.EXTRA_FIELD)
@@ -57,13 +62,19 @@ def error_body(r: Response, ctx: Profile) -> None:
     except Exception:  # any unreadable body is this failure
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        raise NOT_ERROR_OBJECT.failure(path="$.error",
-                                       expected='{"error": {"message": ..., "type": ...}}',
-                                       received=r.body[:120].decode("utf-8", "replace"),
-                                       curl=r.curl)
-    schema_checks.matches(body, schema_checks.Schema(root="ErrorResponse", profile=ctx.profile,
-                                                     curl=r.curl))
+        raise NOT_ERROR_OBJECT.failure(
+            path="$.error",
+            expected='{"error": {"message": ..., "type": ...}}',
+            received=r.body[:120].decode("utf-8", "replace"),
+            curl=r.curl,
+        )
+    schema_checks.matches(
+        body, schema_checks.Schema(root="ErrorResponse", profile=ctx.profile, curl=r.curl)
+    )
     if not str(body["error"].get("message") or "").strip():
-        raise NO_MESSAGE.failure(path="$.error.message", expected="a non-empty message",
-                                 received=repr(body["error"]), curl=r.curl)
-
+        raise NO_MESSAGE.failure(
+            path="$.error.message",
+            expected="a non-empty message",
+            received=repr(body["error"]),
+            curl=r.curl,
+        )

@@ -14,8 +14,16 @@ from pytest_vllm_conformance.checks.registry import NO_CONTEXT, Context, Verdict
 from pytest_vllm_conformance.failures import Severity
 
 #: What reading a malformed answer raises in Python; anything else is not about the answer.
-READING_ERRORS = (AttributeError, IndexError, KeyError, TypeError, ValueError,
-                  RecursionError, ZeroDivisionError, StopIteration)
+READING_ERRORS = (
+    AttributeError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+    RecursionError,
+    ZeroDivisionError,
+    StopIteration,
+)
 UNREADABLE = Verdict("Harness could not read the answer", Severity.HIGH)
 
 
@@ -25,9 +33,11 @@ def answer_read(exc: BaseException, ctx: Context = NO_CONTEXT) -> None:
     which the suite passes here); the error's notes (Hypothesis' failing example) follow."""
     failure = UNREADABLE.failure(
         expected="an answer of the shape the OpenAI API documents",
-        received=f"{type(exc).__name__} while reading it: {str(exc)[:300]}", curl=ctx.curl,
+        received=f"{type(exc).__name__} while reading it: {str(exc)[:300]}",
+        curl=ctx.curl,
         detail="a check met a value of a type it did not expect; if the server's answer is "
-               "well-formed, this is a harness bug: please report it")
+        "well-formed, this is a harness bug: please report it",
+    )
     for note in getattr(exc, "__notes__", []):  # Hypothesis: the example that failed
         failure.add_note(note)
     raise failure from exc

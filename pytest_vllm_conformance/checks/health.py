@@ -26,8 +26,9 @@ def lists_model(body: dict[str, Any], ctx: Model) -> None:
     models = values.field(body, "data", list, "$", ctx.curl)
     ids = [m.get("id") for m in models if isinstance(m, dict)]
     if ctx.model not in ids:
-        raise NOT_LISTED.failure(path="$.data[*].id", expected=repr(ctx.model),
-                                 received=repr(ids), curl=ctx.curl)
+        raise NOT_LISTED.failure(
+            path="$.data[*].id", expected=repr(ctx.model), received=repr(ids), curl=ctx.curl
+        )
 
 
 @check(CANARY_OVERRUN, values.SHAPE)
@@ -35,5 +36,6 @@ def one_token(body: dict[str, Any], ctx: Context = NO_CONTEXT) -> None:
     """A max_tokens=1 request generates at most one token (and says so in its usage)."""
     used = values.usage_count(body, "completion_tokens", ctx.curl)
     if used is None or used > 1:
-        raise CANARY_OVERRUN.failure(path="$.usage.completion_tokens", expected="<= 1",
-                                     received=repr(used), curl=ctx.curl)
+        raise CANARY_OVERRUN.failure(
+            path="$.usage.completion_tokens", expected="<= 1", received=repr(used), curl=ctx.curl
+        )

@@ -44,8 +44,10 @@ class Spelling:
         return Spelling(self.tokens + other.tokens, self.unspellable + other.unspellable)
 
     def properties(self) -> list[tuple[str, Any]]:
-        return [("logprob_tokens_compared", self.tokens),
-                ("logprob_tokens_unspellable", self.unspellable)]
+        return [
+            ("logprob_tokens_compared", self.tokens),
+            ("logprob_tokens_unspellable", self.unspellable),
+        ]
 
 
 def unspellable(token: str) -> bool:
@@ -53,10 +55,17 @@ def unspellable(token: str) -> bool:
     return REPLACEMENT in token or token.startswith(UNSPELLABLE_PREFIXES)
 
 
-def _fail(path: str, expected: str, received: str, curl: str, detail: str = "",
-          verdict: Verdict = MISSPELLED) -> CheckFailure:
-    return verdict.failure(path=path, expected=expected, received=received, curl=curl,
-                           detail=detail)
+def _fail(
+    path: str,
+    expected: str,
+    received: str,
+    curl: str,
+    detail: str = "",
+    verdict: Verdict = MISSPELLED,
+) -> CheckFailure:
+    return verdict.failure(
+        path=path, expected=expected, received=received, curl=curl, detail=detail
+    )
 
 
 def _tokens(choice: dict[str, Any], where: str, curl: str) -> list[str] | None:
@@ -65,14 +74,21 @@ def _tokens(choice: dict[str, Any], where: str, curl: str) -> list[str] | None:
     if lp is None:
         return None
     if not isinstance(lp, dict):
-        raise _fail(f"{where}.logprobs", "an object", repr(lp)[:100], curl,
-                    verdict=MALFORMED)
+        raise _fail(f"{where}.logprobs", "an object", repr(lp)[:100], curl, verdict=MALFORMED)
     content = lp.get("content")
-    tokens: Any = ([e.get("token") if isinstance(e, dict) else e for e in content]
-                   if isinstance(content, list) else lp.get("tokens"))
+    tokens: Any = (
+        [e.get("token") if isinstance(e, dict) else e for e in content]
+        if isinstance(content, list)
+        else lp.get("tokens")
+    )
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise _fail(f"{where}.logprobs", "tokens (or content[].token) as strings",
-                    repr(tokens)[:100], curl, verdict=MALFORMED)
+        raise _fail(
+            f"{where}.logprobs",
+            "tokens (or content[].token) as strings",
+            repr(tokens)[:100],
+            curl,
+            verdict=MALFORMED,
+        )
     return tokens
 
 
@@ -80,8 +96,11 @@ def _text(choice: dict[str, Any], where: str, curl: str) -> tuple[str, str] | No
     """(the text a user receives, its path); None when the message has more than text."""
     message = choice.get("message")
     if isinstance(message, dict):
-        if message.get("tool_calls") or message.get("reasoning_content") \
-                or message.get("reasoning"):
+        if (
+            message.get("tool_calls")
+            or message.get("reasoning_content")
+            or message.get("reasoning")
+        ):
             return None  # the logprob tokens spell those too, in an engine's own markup
         text, path = message.get("content"), f"{where}.message.content"
         text = "" if text is None else text
@@ -102,8 +121,10 @@ def spelled(tokens: list[str], text: str, tail_ok: bool) -> tuple[bool, int, int
     reach, best, stuck = {0}, 0, 0
     for i, token in enumerate(tokens):
         in_tail = tail_ok and i >= len(tokens) - STOP_TAIL_TOKENS
-        if in_tail and any(token.startswith(text[p:]) or (
-                unspellable(token) and len(text) - p <= len(token) + 2) for p in reach):
+        if in_tail and any(
+            token.startswith(text[p:]) or (unspellable(token) and len(text) - p <= len(token) + 2)
+            for p in reach
+        ):
             return True, len(text), i
         nxt: set[int] = set()
         for p in reach:
@@ -128,27 +149,32 @@ def tokens_spell_text(body: dict[str, Any], ctx: Context = NO_CONTEXT) -> Spelli
     total, curl = Spelling(0, 0), ctx.curl
     choices = body.get("choices")
     if not isinstance(choices, list):
-        raise _fail("$.choices", "a list of choices", repr(choices)[:100], curl,
-                    verdict=NO_CHOICES)
+        raise _fail("$.choices", "a list of choices", repr(choices)[:100], curl, verdict=NO_CHOICES)
     for i, choice in enumerate(choices):
         where = f"$.choices[{i}]"
         if not isinstance(choice, dict):
-            raise _fail(where, "a choice object", repr(choice)[:100], curl,
-                        verdict=NO_CHOICES)
+            raise _fail(where, "a choice object", repr(choice)[:100], curl, verdict=NO_CHOICES)
         tokens, found = _tokens(choice, where, curl), _text(choice, where, curl)
         if tokens is None or found is None:
             continue
         text, path = found
         loose = sum(map(unspellable, tokens))
-        if len(text) + sum(map(len, tokens)) > MAX_CHARS or len(tokens) > MAX_TOKENS \
-                or loose > MAX_UNSPELLABLE:
+        if (
+            len(text) + sum(map(len, tokens)) > MAX_CHARS
+            or len(tokens) > MAX_TOKENS
+            or loose > MAX_UNSPELLABLE
+        ):
             total += Spelling(len(tokens), len(tokens))
             continue
         ok, at, k = spelled(tokens, text, choice.get("finish_reason") == "stop")
         if not ok:
             token = repr(tokens[k]) if k < len(tokens) else "<no more tokens>"
-            raise _fail(f"{where}.logprobs", f"tokens that join to {path}",
-                        f"token {k} {token} where the text has {text[at:at + 20]!r}", curl,
-                        detail=f"the tokens spell the text up to character {at} of {len(text)}")
+            raise _fail(
+                f"{where}.logprobs",
+                f"tokens that join to {path}",
+                f"token {k} {token} where the text has {text[at : at + 20]!r}",
+                curl,
+                detail=f"the tokens spell the text up to character {at} of {len(text)}",
+            )
         total += Spelling(len(tokens), loose)
     return total

@@ -34,18 +34,22 @@ def sampled(run: MemoryRun, ctx: Budget) -> None:
     from pytest_vllm_conformance.perf import memory
 
     if problem := memory.sampling_problem(run, run.server_fit()):
-        raise UNSAMPLED.failure(expected=f">= {memory.MIN_SAMPLES} samples, "
-                                         f"{memory.MIN_KEPT_SAMPLES} after the warm-up, "
-                                         "and a finite slope through them",
-                                received=problem, detail=ctx.summary)
+        raise UNSAMPLED.failure(
+            expected=f">= {memory.MIN_SAMPLES} samples, "
+            f"{memory.MIN_KEPT_SAMPLES} after the warm-up, "
+            "and a finite slope through them",
+            received=problem,
+            detail=ctx.summary,
+        )
 
 
 @check(LOAD_FAILED)
 def load_served(level: Level, ctx: Context) -> None:
     """Every request of the load succeeded."""
     if not level.ok:
-        raise LOAD_FAILED.failure(path=level.name, expected="requests succeed",
-                                  received=str(level.errors())[:300])
+        raise LOAD_FAILED.failure(
+            path=level.name, expected="requests succeed", received=str(level.errors())[:300]
+        )
 
 
 @check(GROWS)
@@ -55,10 +59,15 @@ def memory_flat(run: MemoryRun, ctx: Budget) -> None:
     fit, own = run.server_fit(), run.harness_fit()
     grown = fit.slope * ctx.measured_s / 3600
     if fit.low > ctx.max_growth and grown >= ctx.min_growth:
-        blame = ("\nthe harness itself grew too: look at the client before the server"
-                 if own.low > ctx.max_growth else "")
+        blame = (
+            "\nthe harness itself grew too: look at the client before the server"
+            if own.low > ctx.max_growth
+            else ""
+        )
         raise GROWS.failure(
-            path=run.source, expected=f"growth <= {ctx.max_growth:g} MB/h",
+            path=run.source,
+            expected=f"growth <= {ctx.max_growth:g} MB/h",
             received=f"{fit.slope:+.1f} MB/h (95% interval {fit.low:+.1f} to {fit.high:+.1f}), "
-                     f"{grown:+.0f} MB over the measured {ctx.measured_s:g} s",
-            detail=ctx.summary + blame)
+            f"{grown:+.0f} MB over the measured {ctx.measured_s:g} s",
+            detail=ctx.summary + blame,
+        )

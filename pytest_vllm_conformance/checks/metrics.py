@@ -25,15 +25,22 @@ DISAGREES = Verdict("Server {what} disagrees with the client's", Severity.MEDIUM
 #: Names each engine must expose; a tuple means any one of them (names changed across versions).
 EXPECTED_NAMES: dict[str, list[str | tuple[str, ...]]] = {
     "vllm": [
-        "vllm:num_requests_running", "vllm:num_requests_waiting",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
         ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
-        "vllm:prompt_tokens", "vllm:generation_tokens", "vllm:request_success",
-        "vllm:time_to_first_token_seconds", "vllm:e2e_request_latency_seconds",
+        "vllm:prompt_tokens",
+        "vllm:generation_tokens",
+        "vllm:request_success",
+        "vllm:time_to_first_token_seconds",
+        "vllm:e2e_request_latency_seconds",
         ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
     ],
     "llama.cpp": [
-        "llamacpp:prompt_tokens", "llamacpp:tokens_predicted", "llamacpp:prompt_seconds",
-        "llamacpp:tokens_predicted_seconds", "llamacpp:requests_processing",
+        "llamacpp:prompt_tokens",
+        "llamacpp:tokens_predicted",
+        "llamacpp:prompt_seconds",
+        "llamacpp:tokens_predicted_seconds",
+        "llamacpp:requests_processing",
         "llamacpp:requests_deferred",
     ],
 }
@@ -87,8 +94,12 @@ def sample_total(scrape: Scrape, ctx: Sample) -> float | None:
         return None
     found = scrape.value(ctx.name)
     if found < 0:
-        raise NEGATIVE.failure(path=f"GET /metrics {ctx.name}", expected="a value >= 0",
-                               received=f"{found:g}", curl=scrape.curl)
+        raise NEGATIVE.failure(
+            path=f"GET /metrics {ctx.name}",
+            expected="a value >= 0",
+            received=f"{found:g}",
+            curl=scrape.curl,
+        )
     return found
 
 
@@ -104,11 +115,16 @@ def histogram_buckets(scrape: Scrape, ctx: Sample) -> dict[float, float]:
         try:
             bound = float(labels["le"])
         except (KeyError, ValueError):
-            raise NO_BOUND.failure(path=where, expected='an le="<number>" label',
-                                   received=repr(labels)[:120], curl=scrape.curl) from None
+            raise NO_BOUND.failure(
+                path=where,
+                expected='an le="<number>" label',
+                received=repr(labels)[:120],
+                curl=scrape.curl,
+            ) from None
         if math.isnan(bound):
-            raise values.INFINITE.failure(path=where, expected="a numeric le bound",
-                                          received="le=NaN", curl=scrape.curl)
+            raise values.INFINITE.failure(
+                path=where, expected="a numeric le bound", received="le=NaN", curl=scrape.curl
+            )
         count = values.finite(value, f"{where}{{le={labels['le']!r}}}", scrape.curl)
         out[bound] = out.get(bound, 0.0) + count
     return out
@@ -137,10 +153,12 @@ def prometheus_text(text: str, ctx: Context = NO_CONTEXT) -> Scrape:
                 out.samples[s.name] = out.samples.get(s.name, 0.0) + value
                 out.series.append((s.name, dict(s.labels), value))
     except Exception as exc:  # whatever the parser trips on is this finding
-        raise UNPARSEABLE.failure(path="GET /metrics",
-                                  expected="text that prometheus_client parses",
-                                  received=f"{type(exc).__name__}: {str(exc)[:160]}",
-                                  curl=curl) from None
+        raise UNPARSEABLE.failure(
+            path="GET /metrics",
+            expected="text that prometheus_client parses",
+            received=f"{type(exc).__name__}: {str(exc)[:160]}",
+            curl=curl,
+        ) from None
     return out
 
 
@@ -148,11 +166,13 @@ def prometheus_text(text: str, ctx: Context = NO_CONTEXT) -> Scrape:
 def parse(r: Response, ctx: Context = NO_CONTEXT) -> Scrape:
     """GET /metrics answers 200 with Prometheus text; returns the scrape."""
     if r.status == 404:
-        raise NO_METRICS.failure(path="GET /metrics", expected="Prometheus text",
-                                 received="HTTP 404", curl=r.curl)
+        raise NO_METRICS.failure(
+            path="GET /metrics", expected="Prometheus text", received="HTTP 404", curl=r.curl
+        )
     if r.status != 200:
-        raise METRICS_FAILED.failure(path="GET /metrics", expected="HTTP 200",
-                                     received=f"HTTP {r.status}", curl=r.curl)
+        raise METRICS_FAILED.failure(
+            path="GET /metrics", expected="HTTP 200", received=f"HTTP {r.status}", curl=r.curl
+        )
     return parse_text(r.body.decode("utf-8", "replace"), r.curl)
 
 
@@ -192,12 +212,18 @@ class Agreement(Context):
 def names_present(scrape: Scrape, ctx: Engine) -> None:
     """Every metric the engine documents is exposed."""
     engine = ctx.engine
-    missing = [n if isinstance(n, str) else " or ".join(n) for n in EXPECTED_NAMES[engine]
-               if not any(scrape.has(x) for x in ((n,) if isinstance(n, str) else n))]
+    missing = [
+        n if isinstance(n, str) else " or ".join(n)
+        for n in EXPECTED_NAMES[engine]
+        if not any(scrape.has(x) for x in ((n,) if isinstance(n, str) else n))
+    ]
     if missing:
         raise NAMES_MISSING.titled(engine=engine).failure(
-            path="GET /metrics", expected="every metric the engine documents",
-            received="missing " + ", ".join(missing), curl=ctx.curl)
+            path="GET /metrics",
+            expected="every metric the engine documents",
+            received="missing " + ", ".join(missing),
+            curl=ctx.curl,
+        )
 
 
 @check(COUNTER_DOWN, values.INFINITE)
@@ -208,14 +234,21 @@ def counters_only_grow(change: Change, ctx: Context = NO_CONTEXT) -> None:
         for name in scrape.samples:
             if name.endswith("_total") and scrape.types.get(name[: -len("_total")]) == "counter":
                 scrape.value(name)  # a NaN counter is a finding, not a counter that held
-    shrunk = [f"{name}: {before.samples[name]:g} -> {value:g}"
-              for name, value in after.samples.items()
-              if name.endswith("_total") and name in before.samples
-              and before.types.get(name[: -len("_total")]) == "counter"
-              and value < before.samples[name]]
+    shrunk = [
+        f"{name}: {before.samples[name]:g} -> {value:g}"
+        for name, value in after.samples.items()
+        if name.endswith("_total")
+        and name in before.samples
+        and before.types.get(name[: -len("_total")]) == "counter"
+        and value < before.samples[name]
+    ]
     if shrunk:
-        raise COUNTER_DOWN.failure(path="GET /metrics", expected="counters never decrease",
-                                   received="; ".join(shrunk[:3]), curl=ctx.curl)
+        raise COUNTER_DOWN.failure(
+            path="GET /metrics",
+            expected="counters never decrease",
+            received="; ".join(shrunk[:3]),
+            curl=ctx.curl,
+        )
 
 
 @check(NOT_COUNTED, values.INFINITE)
@@ -225,8 +258,11 @@ def grew_by(change: Change, ctx: Growth) -> None:
     delta = change.after.value(sample) - change.before.value(sample)
     if delta < at_least:
         raise NOT_COUNTED.titled(sample=sample).failure(
-            path=sample, expected=f"an increase of at least {at_least:g}",
-            received=f"an increase of {delta:g}", curl=ctx.curl)
+            path=sample,
+            expected=f"an increase of at least {at_least:g}",
+            received=f"an increase of {delta:g}",
+            curl=ctx.curl,
+        )
 
 
 @check(DISAGREES)
@@ -236,8 +272,10 @@ def same_order_of_magnitude(server_s: float, ctx: Agreement) -> None:
     close = abs(server_s - client_s) <= ctx.slack_s
     if not close and not (client_s / 10 <= server_s <= client_s * 10):
         raise DISAGREES.titled(what=what).failure(
-            path=what, expected=f"within 10x of the client's {client_s * 1000:.1f} ms",
-            received=f"{server_s * 1000:.1f} ms")
+            path=what,
+            expected=f"within 10x of the client's {client_s * 1000:.1f} ms",
+            received=f"{server_s * 1000:.1f} ms",
+        )
 
 
 @measurement("idle_gauge")

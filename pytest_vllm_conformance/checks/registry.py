@@ -70,13 +70,28 @@ class Verdict:
         """This verdict with its placeholders filled (by the suite: which prompt, which mode)."""
         return replace(self, args=tuple((k, str(v)) for k, v in args.items()))
 
-    def failure(self, *, expected: str, received: str, path: str = "", curl: str = "",
-                detail: str = "", severity: Severity | None = None,
-                kind: type[CheckFailure] = CheckFailure) -> CheckFailure:
+    def failure(
+        self,
+        *,
+        expected: str,
+        received: str,
+        path: str = "",
+        curl: str = "",
+        detail: str = "",
+        severity: Severity | None = None,
+        kind: type[CheckFailure] = CheckFailure,
+    ) -> CheckFailure:
         """The :class:`CheckFailure` this verdict raises (a suite may lower or raise the
         severity of a request-level verdict it names itself; ``kind`` a subclass)."""
-        return kind(self.text, expected=expected, received=received, path=path, curl=curl,
-                    severity=severity or self.severity, detail=detail)
+        return kind(
+            self.text,
+            expected=expected,
+            received=received,
+            path=path,
+            curl=curl,
+            severity=severity or self.severity,
+            detail=detail,
+        )
 
     def same_kind(self, other: Verdict) -> bool:
         return (self.title, self.severity) == (other.title, other.severity)
@@ -144,8 +159,9 @@ def _fits(verdict: Verdict, title: str) -> bool:
     return re.fullmatch(".+".join(map(re.escape, parts)), title) is not None
 
 
-def render_markdown(proofs: Mapping[str, Sequence[str]] | None = None,
-                    unproven: Mapping[str, str] | None = None) -> str:
+def render_markdown(
+    proofs: Mapping[str, Sequence[str]] | None = None, unproven: Mapping[str, str] | None = None
+) -> str:
     """``docs/checks.md``: each check with its verdicts, the suite tests that call it and the
     fault switches that prove it bites (``proofs``: check qualname -> fault names; a check
     no fault can reach has its reason in ``unproven``)."""
@@ -168,11 +184,14 @@ def render_markdown(proofs: Mapping[str, Sequence[str]] | None = None,
         "|---|---|---|---|",
     ]
     for c in all_checks():
-        verdicts = "<br>".join(f"{_cell(v.title)} ({v.severity.name})"
-                               + (f": {_cell(v.about)}" if v.about else "") for v in c.verdicts)
+        verdicts = "<br>".join(
+            f"{_cell(v.title)} ({v.severity.name})" + (f": {_cell(v.about)}" if v.about else "")
+            for v in c.verdicts
+        )
         where = "<br>".join(f"`{_cell(w)}`" for w in found.get(c.qualname, [])) or "-"
-        bites = ", ".join(f"`{f}`" for f in sorted(set(proofs.get(c.qualname, [])))) \
-            or _cell(unproven.get(c.qualname, "-"))
+        bites = ", ".join(f"`{f}`" for f in sorted(set(proofs.get(c.qualname, [])))) or _cell(
+            unproven.get(c.qualname, "-")
+        )
         name = c.qualname.removeprefix("pytest_vllm_conformance.checks.")
         lines.append(f"| `{name}`: {_cell(c.doc)} | {verdicts} | {where} | {bites} |")
     return "\n".join(lines) + "\n"

@@ -30,9 +30,15 @@ def matches(instance: Any, ctx: Schema) -> None:
     where = f", {ctx.where}" if ctx.where else ""
     for v in schema.validate(ctx.root, instance, ctx.profile):
         verdict = EXTRA_FIELD if v.extra_field else VIOLATION
-        findings.add(verdict.failure(
-            path=v.path, expected=v.expected, received=v.received, curl=ctx.curl,
-            detail=f"schema {ctx.root} ({ctx.profile} profile){where}"))
+        findings.add(
+            verdict.failure(
+                path=v.path,
+                expected=v.expected,
+                received=v.received,
+                curl=ctx.curl,
+                detail=f"schema {ctx.root} ({ctx.profile} profile){where}",
+            )
+        )
     findings.raise_any()
 
 
@@ -41,6 +47,9 @@ def stream_matches(chunks: list[dict[str, Any]], ctx: Schema) -> None:
     """Every streamed chunk validates; identical violations across chunks are counted once."""
     findings = Findings()
     for i, chunk in enumerate(chunks):
-        findings.check(matches, chunk, Schema(root=ctx.root, profile=ctx.profile, curl=ctx.curl,
-                                              where=f"stream chunk {i}"))
+        findings.check(
+            matches,
+            chunk,
+            Schema(root=ctx.root, profile=ctx.profile, curl=ctx.curl, where=f"stream chunk {i}"),
+        )
     findings.raise_any()

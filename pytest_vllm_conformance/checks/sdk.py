@@ -33,6 +33,6 @@ def sdk_accepts(exc: Exception, ctx: Call) -> None:
     if isinstance(cause, ClientError):
         raise cause from None
     message = ctx.redact(str(exc)).replace("\n", " ")
-    raise REJECTED.failure(expected=ctx.expected,
-                           received=f"{type(exc).__name__}: {message[:300]}",
-                           curl=ctx.curl) from None
+    raise REJECTED.failure(
+        expected=ctx.expected, received=f"{type(exc).__name__}: {message[:300]}", curl=ctx.curl
+    ) from None

@@ -55,14 +55,20 @@ def usage_adds_up(body: dict[str, Any], ctx: Context = NO_CONTEXT) -> None:
     curl = ctx.curl
     usage = values.usage(body, curl)
     if usage is None:
-        raise NO_USAGE.failure(path="$.usage", expected="a usage object", received="none",
-                               curl=curl)
-    p, c, t = (values.usage_count(body, k, curl)
-               for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+        raise NO_USAGE.failure(
+            path="$.usage", expected="a usage object", received="none", curl=curl
+        )
+    p, c, t = (
+        values.usage_count(body, k, curl)
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    )
     if p is None or c is None or t is None or p + c != t:
-        raise USAGE_SUM.failure(path="$.usage.total_tokens",
-                                expected=f"prompt_tokens + completion_tokens = {p} + {c}",
-                                received=repr(t), curl=curl)
+        raise USAGE_SUM.failure(
+            path="$.usage.total_tokens",
+            expected=f"prompt_tokens + completion_tokens = {p} + {c}",
+            received=repr(t),
+            curl=curl,
+        )
 
 
 @check(NO_FINISH_REASON)
@@ -72,9 +78,12 @@ def finish_reasons_set(body: dict[str, Any], ctx: Context = NO_CONTEXT) -> None:
     for i, choice in enumerate(values.choices(body, curl)):
         reason = choice.get("finish_reason")
         if reason not in FINISH_REASONS:
-            raise NO_FINISH_REASON.failure(path=f"$.choices[{i}].finish_reason",
-                                           expected=" or ".join(FINISH_REASONS[:3]),
-                                           received=repr(reason), curl=curl)
+            raise NO_FINISH_REASON.failure(
+                path=f"$.choices[{i}].finish_reason",
+                expected=" or ".join(FINISH_REASONS[:3]),
+                received=repr(reason),
+                curl=curl,
+            )
 
 
 @check(MAX_TOKENS, FINISH_VS_MAX)
@@ -84,30 +93,45 @@ def max_tokens_respected(body: dict[str, Any], ctx: Count) -> None:
     used = values.usage_count(body, "completion_tokens", curl)
     choices = values.choices(body, curl)
     if used is None or used > max_tokens * max(1, len(choices)):
-        raise MAX_TOKENS.failure(path="$.usage.completion_tokens", expected=f"<= {max_tokens}",
-                                 received=repr(used), curl=curl)
+        raise MAX_TOKENS.failure(
+            path="$.usage.completion_tokens",
+            expected=f"<= {max_tokens}",
+            received=repr(used),
+            curl=curl,
+        )
     if len(choices) == 1:
         reason = choices[0].get("finish_reason")
         if (used == max_tokens) != (reason == "length") and reason != "stop":
             raise FINISH_VS_MAX.failure(
                 path="$.choices[0].finish_reason",
                 expected=f"'length' when {max_tokens} tokens were generated",
-                received=f"{reason!r} after {used} tokens", curl=curl)
+                received=f"{reason!r} after {used} tokens",
+                curl=curl,
+            )
         if reason == "length" and used != max_tokens:
-            raise FINISH_VS_MAX.failure(path="$.choices[0].finish_reason",
-                                        expected=f"'length' only after {max_tokens} tokens",
-                                        received=f"'length' after {used} tokens", curl=curl)
+            raise FINISH_VS_MAX.failure(
+                path="$.choices[0].finish_reason",
+                expected=f"'length' only after {max_tokens} tokens",
+                received=f"'length' after {used} tokens",
+                curl=curl,
+            )
 
 
 @check(N_CHOICES)
 def n_choices_indexed(body: dict[str, Any], ctx: Count) -> None:
     """n choices come back, indexed 0..n-1."""
     n, curl = ctx.n, ctx.curl
-    indices = sorted(values.count(c.get("index"), f"$.choices[{i}].index", curl)
-                     for i, c in enumerate(values.choices(body, curl)))
+    indices = sorted(
+        values.count(c.get("index"), f"$.choices[{i}].index", curl)
+        for i, c in enumerate(values.choices(body, curl))
+    )
     if indices != list(range(n)):
-        raise N_CHOICES.failure(path="$.choices[*].index", expected=repr(list(range(n))),
-                                received=repr(indices), curl=curl)
+        raise N_CHOICES.failure(
+            path="$.choices[*].index",
+            expected=repr(list(range(n))),
+            received=repr(indices),
+            curl=curl,
+        )
 
 
 @check(POSITIVE_LOGPROB, values.INFINITE)
@@ -120,8 +144,9 @@ def log_probability(value: Any, ctx: values.At) -> float | None:
         return None
     number = values.finite(value, ctx.path, ctx.curl)
     if number > 1e-3:  # float noise around 0 is fine; a positive log-probability is not
-        raise POSITIVE_LOGPROB.failure(path=ctx.path, expected="a number <= 0",
-                                       received=repr(number), curl=ctx.curl)
+        raise POSITIVE_LOGPROB.failure(
+            path=ctx.path, expected="a number <= 0", received=repr(number), curl=ctx.curl
+        )
     return number
 
 
@@ -135,8 +160,12 @@ def echo_returns_prompt(body: dict[str, Any], ctx: Text) -> None:
     """With echo, the text starts with the prompt (``ctx.text``)."""
     text, prompt = values.choice_text(body, 0, ctx.curl), ctx.text
     if not text.startswith(prompt):
-        raise NO_ECHO.failure(path="$.choices[0].text", expected=f"text starting with {prompt!r}",
-                              received=repr(text[:80]), curl=ctx.curl)
+        raise NO_ECHO.failure(
+            path="$.choices[0].text",
+            expected=f"text starting with {prompt!r}",
+            received=repr(text[:80]),
+            curl=ctx.curl,
+        )
 
 
 @check(NO_LOGPROBS, LOGPROBS_SHORT, TOP_COUNT)
@@ -147,18 +176,26 @@ def completion_logprobs_count(body: dict[str, Any], ctx: Count) -> None:
     lp = choice.get("logprobs")
     used = values.usage_count(body, "completion_tokens", curl)
     if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list):
-        raise NO_LOGPROBS.failure(path="$.choices[0].logprobs",
-                                  expected="tokens, token_logprobs, top_logprobs, text_offset",
-                                  received=repr(lp)[:100], curl=curl)
+        raise NO_LOGPROBS.failure(
+            path="$.choices[0].logprobs",
+            expected="tokens, token_logprobs, top_logprobs, text_offset",
+            received=repr(lp)[:100],
+            curl=curl,
+        )
     if isinstance(used, int) and len(lp["tokens"]) != used:
-        raise LOGPROBS_SHORT.failure(path="$.choices[0].logprobs.tokens",
-                                     expected=f"{used} entries",
-                                     received=f"{len(lp['tokens'])}", curl=curl)
-    for i, value in enumerate(values.maybe_field(lp, "token_logprobs", list,
-                                                 "$.choices[0].logprobs", curl) or []):
+        raise LOGPROBS_SHORT.failure(
+            path="$.choices[0].logprobs.tokens",
+            expected=f"{used} entries",
+            received=f"{len(lp['tokens'])}",
+            curl=curl,
+        )
+    for i, value in enumerate(
+        values.maybe_field(lp, "token_logprobs", list, "$.choices[0].logprobs", curl) or []
+    ):
         logprob(value, f"$.choices[0].logprobs.token_logprobs[{i}]", curl)
-    for i, top in enumerate(values.maybe_field(lp, "top_logprobs", list,
-                                               "$.choices[0].logprobs", curl) or []):
+    for i, top in enumerate(
+        values.maybe_field(lp, "top_logprobs", list, "$.choices[0].logprobs", curl) or []
+    ):
         if isinstance(top, dict):
             for token, value in top.items():
                 logprob(value, f"$.choices[0].logprobs.top_logprobs[{i}][{token!r}]", curl)
@@ -166,7 +203,9 @@ def completion_logprobs_count(body: dict[str, Any], ctx: Count) -> None:
             raise TOP_COUNT.failure(
                 path=f"$.choices[0].logprobs.top_logprobs[{i}]",
                 expected=f"{k} (or {k + 1} with the sampled token)",
-                received=repr(len(top)) if isinstance(top, dict) else repr(top), curl=curl)
+                received=repr(len(top)) if isinstance(top, dict) else repr(top),
+                curl=curl,
+            )
 
 
 @check(NO_LOGPROBS, TOP_COUNT)
@@ -177,21 +216,29 @@ def chat_logprobs_count(body: dict[str, Any], ctx: Count) -> None:
     lp = choice.get("logprobs")
     content = lp.get("content") if isinstance(lp, dict) else None
     if not isinstance(content, list) or not content:
-        raise NO_LOGPROBS.failure(path="$.choices[0].logprobs.content",
-                                  expected="one entry per generated token",
-                                  received=repr(lp)[:100], curl=curl)
+        raise NO_LOGPROBS.failure(
+            path="$.choices[0].logprobs.content",
+            expected="one entry per generated token",
+            received=repr(lp)[:100],
+            curl=curl,
+        )
     for i, entry in enumerate(content):
         where = f"$.choices[0].logprobs.content[{i}]"
-        logprob(values.maybe_field(entry, "logprob", float, where, curl), f"{where}.logprob",
-                curl)
+        logprob(values.maybe_field(entry, "logprob", float, where, curl), f"{where}.logprob", curl)
         top = entry.get("top_logprobs") if isinstance(entry, dict) else None
         for j, alt in enumerate(top if isinstance(top, list) else []):
-            logprob(values.maybe_field(alt, "logprob", float, f"{where}.top_logprobs[{j}]",
-                                       curl), f"{where}.top_logprobs[{j}].logprob", curl)
+            logprob(
+                values.maybe_field(alt, "logprob", float, f"{where}.top_logprobs[{j}]", curl),
+                f"{where}.top_logprobs[{j}].logprob",
+                curl,
+            )
         if not isinstance(top, list) or len(top) != k:
             raise TOP_COUNT.failure(
-                path=f"$.choices[0].logprobs.content[{i}].top_logprobs", expected=f"{k} entries",
-                received=repr(len(top)) if isinstance(top, list) else repr(top), curl=curl)
+                path=f"$.choices[0].logprobs.content[{i}].top_logprobs",
+                expected=f"{k} entries",
+                received=repr(len(top)) if isinstance(top, list) else repr(top),
+                curl=curl,
+            )
 
 
 @check(STOP_LEFT, STOP_IGNORED, values.SHAPE)
@@ -200,12 +247,19 @@ def stop_applied(body: dict[str, Any], ctx: Stop) -> None:
     text, curl = values.choice_text(body, 0, ctx.curl), ctx.curl
     reason = values.choices(body, curl)[0].get("finish_reason")
     if ctx.stop in text:
-        raise STOP_LEFT.failure(path="$.choices[0]", expected=f"text without {ctx.stop!r}",
-                                received=repr(text[-80:]), curl=curl)
+        raise STOP_LEFT.failure(
+            path="$.choices[0]",
+            expected=f"text without {ctx.stop!r}",
+            received=repr(text[-80:]),
+            curl=curl,
+        )
     if text != ctx.before or reason != "stop":
-        raise STOP_IGNORED.failure(path="$.choices[0]",
-                                   expected=f"{ctx.before!r} with finish_reason 'stop'",
-                                   received=f"{text!r} with finish_reason {reason!r}", curl=curl)
+        raise STOP_IGNORED.failure(
+            path="$.choices[0]",
+            expected=f"{ctx.before!r} with finish_reason 'stop'",
+            received=f"{text!r} with finish_reason {reason!r}",
+            curl=curl,
+        )
 
 
 @check(STREAM_TEXT)
@@ -213,9 +267,14 @@ def same_text(streamed: str, ctx: Text) -> None:
     """A greedy request gives the same text streamed and not streamed (``ctx.text``)."""
     plain, curl = ctx.text, ctx.curl
     if streamed != plain:
-        at = next((i for i, (a, b) in enumerate(zip(streamed, plain, strict=False)) if a != b),
-                  min(len(streamed), len(plain)))
-        raise STREAM_TEXT.failure(path="$.choices[0]",
-                                  expected=repr(plain[max(0, at - 20):at + 40]),
-                                  received=repr(streamed[max(0, at - 20):at + 40]), curl=curl,
-                                  detail=f"first difference at character {at}")
+        at = next(
+            (i for i, (a, b) in enumerate(zip(streamed, plain, strict=False)) if a != b),
+            min(len(streamed), len(plain)),
+        )
+        raise STREAM_TEXT.failure(
+            path="$.choices[0]",
+            expected=repr(plain[max(0, at - 20) : at + 40]),
+            received=repr(streamed[max(0, at - 20) : at + 40]),
+            curl=curl,
+            detail=f"first difference at character {at}",
+        )

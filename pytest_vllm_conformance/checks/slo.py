@@ -49,14 +49,24 @@ def harness_sound(level: Level, ctx: Table) -> None:
     limited = bool(health and health.client_limited)
     figures = ", ".join(f"{k} = {v}" for k, v in health.properties()[2:]) if health else ""
     raise (LIMITED if limited else IMPOSSIBLE).failure(
-        path=level.name, kind=HarnessLimited,
+        path=level.name,
+        kind=HarnessLimited,
         expected="a harness that had a CPU whenever data arrived, and figures the server's "
-                 "own histograms allow",
+        "own histograms allow",
         received=limited_sentence(level),
-        detail="\n".join(filter(None, [
-            f"harness figures: {figures}" if figures else "",
-            "the SLO verdict below is not given: these figures are not the server's"
-            if ctx.table else "", ctx.table])))
+        detail="\n".join(
+            filter(
+                None,
+                [
+                    f"harness figures: {figures}" if figures else "",
+                    "the SLO verdict below is not given: these figures are not the server's"
+                    if ctx.table
+                    else "",
+                    ctx.table,
+                ],
+            )
+        ),
+    )
 
 
 @check(SLO_MISSED, LOAD_FAILED, LIMITED, IMPOSSIBLE)
@@ -79,8 +89,10 @@ def slo_met(level: Level, ctx: Slo) -> list[tuple[str, float, float, bool]]:
         verdict = SLO_MISSED if any(r[0] != "error_rate" for r in missed) else LOAD_FAILED
         raise verdict.failure(
             path=level.name,
-            expected=", ".join(f"{k} {'>=' if is_rate(k) else '<='} {a:g}"
-                               for k, _, a, _ in missed),
+            expected=", ".join(
+                f"{k} {'>=' if is_rate(k) else '<='} {a:g}" for k, _, a, _ in missed
+            ),
             received=", ".join(f"{k} = {m:.4g}" for k, m, _, _ in missed),
-            detail=table(rows) + (f"\n\nerrors:{why}" if why else "") + detail)
+            detail=table(rows) + (f"\n\nerrors:{why}" if why else "") + detail,
+        )
     return rows

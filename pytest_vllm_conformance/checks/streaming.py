@@ -26,16 +26,21 @@ NO_TEXT = Verdict("Stream carried no text", Severity.HIGH)
 def content_type_is_event_stream(r: Response, ctx: Context = NO_CONTEXT) -> None:
     """A stream is sent as text/event-stream."""
     if not r.content_type.startswith("text/event-stream"):
-        raise NOT_EVENT_STREAM.failure(path="headers.content-type", expected="text/event-stream",
-                                       received=r.content_type or "none", curl=r.curl)
+        raise NOT_EVENT_STREAM.failure(
+            path="headers.content-type",
+            expected="text/event-stream",
+            received=r.content_type or "none",
+            curl=r.curl,
+        )
 
 
 @check(BAD_FRAMING)
 def framing_is_clean(r: Response, ctx: Context = NO_CONTEXT) -> None:
     """Every line of the stream is an SSE field, comment or blank line."""
     if r.sse_problems:
-        raise BAD_FRAMING.failure(expected="well-formed SSE events",
-                                  received="; ".join(r.sse_problems[:3]), curl=r.curl)
+        raise BAD_FRAMING.failure(
+            expected="well-formed SSE events", received="; ".join(r.sse_problems[:3]), curl=r.curl
+        )
 
 
 @check(NOT_JSON)
@@ -44,8 +49,11 @@ def data_lines_are_json(r: Response, ctx: Context = NO_CONTEXT) -> list[dict[str
     try:
         return r.chunks()
     except MalformedStream as exc:
-        raise NOT_JSON.failure(expected="one JSON object per event",
-                               received=exc.message.split(": ", 1)[-1], curl=r.curl) from None
+        raise NOT_JSON.failure(
+            expected="one JSON object per event",
+            received=exc.message.split(": ", 1)[-1],
+            curl=r.curl,
+        ) from None
 
 
 @check(NO_DONE)
@@ -53,8 +61,9 @@ def ends_with_done(r: Response, ctx: Context = NO_CONTEXT) -> None:
     """The last event of a stream is ``data: [DONE]``."""
     if not r.done_seen or r.events[-1].data.strip() != b"[DONE]":
         last = r.events[-1].data[:80] if r.events else b"(no event)"
-        raise NO_DONE.failure(expected="data: [DONE] last", received=f"last event {last!r}",
-                              curl=r.curl)
+        raise NO_DONE.failure(
+            expected="data: [DONE] last", received=f"last event {last!r}", curl=r.curl
+        )
 
 
 def _choices(chunk: dict[str, Any], curl: str) -> list[tuple[int, dict[str, Any]]]:
@@ -80,8 +89,12 @@ def one_id(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
             if len(ids) > 4:
                 break
     if len(ids) != 1:
-        raise IDS_DIFFER.failure(path="$.id", expected="one id for the whole stream",
-                                 received=repr(ids[:4]), curl=ctx.curl)
+        raise IDS_DIFFER.failure(
+            path="$.id",
+            expected="one id for the whole stream",
+            received=repr(ids[:4]),
+            curl=ctx.curl,
+        )
 
 
 @check(NO_ROLE, values.SHAPE)
@@ -92,9 +105,12 @@ def first_chat_chunk_has_role(chunks: list[dict[str, Any]], ctx: Context = NO_CO
     first = next((pairs for c in chunks if (pairs := _choices(c, curl))), empty)
     delta = values.maybe_field(first[0][1], "delta", dict, "$.choices[0]", curl) or {}
     if delta.get("role") != "assistant":
-        raise NO_ROLE.failure(path="$.choices[0].delta.role",
-                              expected="'assistant' in the first chunk",
-                              received=repr(delta)[:80], curl=curl)
+        raise NO_ROLE.failure(
+            path="$.choices[0].delta.role",
+            expected="'assistant' in the first chunk",
+            received=repr(delta)[:80],
+            curl=curl,
+        )
 
 
 @check(FINISH_EARLY, values.SHAPE)
@@ -106,15 +122,20 @@ def finish_reason_only_on_last(chunks: list[dict[str, Any]], ctx: Context = NO_C
     for pos, chunk in enumerate(chunks):
         for k, (index, choice) in enumerate(_choices(chunk, curl)):
             positions.setdefault(index, []).append(pos)
-            if values.maybe_field(choice, "finish_reason", str, f"$.choices[{k}]",
-                                  curl) is not None:
+            if (
+                values.maybe_field(choice, "finish_reason", str, f"$.choices[{k}]", curl)
+                is not None
+            ):
                 finishing.setdefault(index, []).append(pos)
     for index, where in positions.items():
         got = finishing.get(index, [])
         if got != [where[-1]]:
-            raise FINISH_EARLY.failure(path=f"$.choices[{index}].finish_reason",
-                                       expected=f"set once, on chunk {where[-1]}",
-                                       received=f"set on chunks {got}", curl=curl)
+            raise FINISH_EARLY.failure(
+                path=f"$.choices[{index}].finish_reason",
+                expected=f"set once, on chunk {where[-1]}",
+                received=f"set on chunks {got}",
+                curl=curl,
+            )
 
 
 @check(USAGE_NOT_LAST, USAGE_WITH_CHOICES)
@@ -122,13 +143,19 @@ def usage_chunk_shape(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -
     """With include_usage, exactly one last chunk carries usage, with empty choices."""
     with_usage = [i for i, c in enumerate(chunks) if c.get("usage")]
     if len(with_usage) != 1 or with_usage[0] != len(chunks) - 1:
-        raise USAGE_NOT_LAST.failure(path="$.usage", expected="usage on the last chunk only",
-                                     received=f"usage on chunks {with_usage} of {len(chunks)}",
-                                     curl=ctx.curl)
+        raise USAGE_NOT_LAST.failure(
+            path="$.usage",
+            expected="usage on the last chunk only",
+            received=f"usage on chunks {with_usage} of {len(chunks)}",
+            curl=ctx.curl,
+        )
     if chunks[-1].get("choices") != []:
-        raise USAGE_WITH_CHOICES.failure(path="$.choices", expected="[] on the usage chunk",
-                                         received=repr(chunks[-1].get("choices"))[:80],
-                                         curl=ctx.curl)
+        raise USAGE_WITH_CHOICES.failure(
+            path="$.choices",
+            expected="[] on the usage chunk",
+            received=repr(chunks[-1].get("choices"))[:80],
+            curl=ctx.curl,
+        )
 
 
 @check(NOT_EVENT_STREAM, BAD_FRAMING, NOT_JSON, NO_DONE)
@@ -145,8 +172,9 @@ def well_formed(r: Response, ctx: Context = NO_CONTEXT) -> list[dict[str, Any]]:
 def some_chunk(chunks: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
     """A stream that ended well carried at least one chunk before [DONE]."""
     if not chunks:
-        raise NO_CHUNK.failure(expected="data: chunks before [DONE]", received="none",
-                               curl=ctx.curl)
+        raise NO_CHUNK.failure(
+            expected="data: chunks before [DONE]", received="none", curl=ctx.curl
+        )
 
 
 @check(NO_TEXT)
@@ -154,7 +182,10 @@ def first_token_at(r: Response, ctx: Context = NO_CONTEXT) -> float:
     """A stream carries text; returns when its first token arrived (``perf_counter`` s)."""
     first = next((e.t for e in timeline(r) if e.kind is EventKind.TOKEN), None)
     if first is None:
-        raise NO_TEXT.failure(path="$.choices[*].delta.content",
-                              expected="at least one chunk with text",
-                              received=f"{len(r.events)} events without text", curl=r.curl)
+        raise NO_TEXT.failure(
+            path="$.choices[*].delta.content",
+            expected="at least one chunk with text",
+            received=f"{len(r.events)} events without text",
+            curl=r.curl,
+        )
     return first

@@ -9,11 +9,11 @@ from pytest_vllm_conformance.checks.registry import Context, Verdict, check
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import Severity
 
-MISROUTED = Verdict("POST {endpoint} through the endpoint did not reach the {backend} server",
-                    Severity.CRITICAL)
+MISROUTED = Verdict(
+    "POST {endpoint} through the endpoint did not reach the {backend} server", Severity.CRITICAL
+)
 STAYS_UP = Verdict("/health stays up with the {backend} server stopped", Severity.HIGH)
-NO_RECOVERY = Verdict("/health does not recover when the {backend} server is back",
-                      Severity.HIGH)
+NO_RECOVERY = Verdict("/health does not recover when the {backend} server is back", Severity.HIGH)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,11 +49,16 @@ def reached_backend(r: Response, ctx: Route) -> None:
     so the answer must also come from the model of the intended server."""
     verdict = MISROUTED.titled(endpoint=ctx.endpoint, backend=ctx.backend)
     checks.request_succeeded(r, checks.Status(title=verdict.text, severity=verdict.severity))
-    answered = checks.json_object(r, checks.Titled(
-        title=f"POST {ctx.endpoint} is not a JSON object")).get("model")
+    answered = checks.json_object(
+        r, checks.Titled(title=f"POST {ctx.endpoint} is not a JSON object")
+    ).get("model")
     if answered != ctx.model:
-        raise verdict.failure(path="$.model", expected=f"an answer from {ctx.model!r}",
-                              received=f"an answer from {answered!r}", curl=r.curl)
+        raise verdict.failure(
+            path="$.model",
+            expected=f"an answer from {ctx.model!r}",
+            received=f"an answer from {answered!r}",
+            curl=r.curl,
+        )
 
 
 @check(STAYS_UP)
@@ -63,8 +68,10 @@ def health_drops(poll: Poll, ctx: Watch) -> None:
         raise STAYS_UP.titled(backend=ctx.backend).failure(
             path="/health",
             expected=f"503 within {ctx.within_s:g} s of stopping the {ctx.backend} server",
-            received=f"{poll.status or 'no answer'} after {poll.waited_s:.1f} s", curl=ctx.curl,
-            detail="a load balancer keeps sending traffic to an endpoint whose requests fail")
+            received=f"{poll.status or 'no answer'} after {poll.waited_s:.1f} s",
+            curl=ctx.curl,
+            detail="a load balancer keeps sending traffic to an endpoint whose requests fail",
+        )
 
 
 @check(NO_RECOVERY)
@@ -74,4 +81,6 @@ def health_recovers(poll: Poll, ctx: Watch) -> None:
         raise NO_RECOVERY.titled(backend=ctx.backend).failure(
             path="/health",
             expected=f"200 within {ctx.within_s:g} s of the {ctx.backend} server being healthy",
-            received=f"{poll.status or 'no answer'} after {poll.waited_s:.1f} s", curl=ctx.curl)
+            received=f"{poll.status or 'no answer'} after {poll.waited_s:.1f} s",
+            curl=ctx.curl,
+        )

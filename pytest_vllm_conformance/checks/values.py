@@ -22,8 +22,15 @@ WRONG_SHAPE = "Response body has the wrong shape"
 NON_FINITE = "Non-finite number from the server"
 SHAPE = Verdict(WRONG_SHAPE, Severity.HIGH)
 INFINITE = Verdict(NON_FINITE, Severity.HIGH)
-_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
-          float: "a number", bool: "a boolean", type(None): "null"}
+_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def kind_name(kind: type) -> str:
@@ -84,8 +91,12 @@ def field(obj: Any, key: str, kind: type[T], path: str, curl: str = "") -> T:
     if not isinstance(obj, dict):
         raise wrong_shape(path, "an object", obj, curl)
     if key not in obj:
-        raise SHAPE.failure(path=where, expected=f"{kind_name(kind)} (required)",
-                            received="no such field", curl=curl)
+        raise SHAPE.failure(
+            path=where,
+            expected=f"{kind_name(kind)} (required)",
+            received="no such field",
+            curl=curl,
+        )
     return as_kind(obj[key], kind, where, curl)
 
 
@@ -100,8 +111,12 @@ def maybe_field(obj: Any, key: str, kind: type[T], path: str, curl: str = "") ->
 def element(items: list[Any], index: int, kind: type[T], path: str, curl: str = "") -> T:
     """``items[index]`` of ``kind``; a list too short is the wrong shape too."""
     if not 0 <= index < len(items):
-        raise SHAPE.failure(path=f"{path}[{index}]", expected=f"at least {index + 1} items",
-                            received=f"{len(items)} items", curl=curl)
+        raise SHAPE.failure(
+            path=f"{path}[{index}]",
+            expected=f"at least {index + 1} items",
+            received=f"{len(items)} items",
+            curl=curl,
+        )
     return as_kind(items[index], kind, f"{path}[{index}]", curl)
 
 
@@ -115,8 +130,9 @@ def finite_number(value: Any, ctx: At) -> float:
     except OverflowError:
         usable = False
     if not usable:
-        raise INFINITE.failure(path=ctx.path, expected="a finite number", received=repr(number),
-                               curl=ctx.curl)
+        raise INFINITE.failure(
+            path=ctx.path, expected="a finite number", received=repr(number), curl=ctx.curl
+        )
     return float(number)
 
 
@@ -129,8 +145,9 @@ def count(value: Any, path: str, curl: str = "") -> int:
     """A non-negative integer (token counts, indices)."""
     number = as_kind(value, int, path, curl)
     if number < 0:
-        raise SHAPE.failure(path=path, expected="a non-negative integer",
-                            received=repr(number), curl=curl)
+        raise SHAPE.failure(
+            path=path, expected="a non-negative integer", received=repr(number), curl=curl
+        )
     return number
 
 

@@ -16,7 +16,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="vllm-conformance",
         description="Judge an OpenAI-compatible LLM server: certify it, compare engines, load "
-                    "it with locust, list the checks and options.")
+        "it with locust, list the checks and options.",
+    )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     top = parser()
     args = top.parse_args(argv)
     if extra and not getattr(args, "takes_extra", False):

@@ -10,12 +10,19 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    c = sub.add_parser("certify", help="run the certification profile, write a bundle",
-                       epilog="More pytest options go after --, e.g. -- "
-                              "--vllm-embedding-model=NAME")
+    c = sub.add_parser(
+        "certify",
+        help="run the certification profile, write a bundle",
+        epilog="More pytest options go after --, e.g. -- --vllm-embedding-model=NAME",
+    )
     c.add_argument("url", help="base URL of the server, http(s)://host[:port]")
-    c.add_argument("--out", type=Path, default=Path("certification"), metavar="DIR",
-                   help="bundle folder, created empty. Default: ./certification")
+    c.add_argument(
+        "--out",
+        type=Path,
+        default=Path("certification"),
+        metavar="DIR",
+        help="bundle folder, created empty. Default: ./certification",
+    )
     c.set_defaults(run=run_certify, takes_extra=True)
     v = sub.add_parser("verify", help="check a bundle against its SHA256SUMS")
     v.add_argument("folder", type=Path)
@@ -36,6 +43,7 @@ def run_verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"FAILED: {problem}")
     if not problems:
-        print(f"OK: every file of {args.folder} matches {SUMS} "
-              f"(sha256:{sha256(args.folder / SUMS)})")
+        print(
+            f"OK: every file of {args.folder} matches {SUMS} (sha256:{sha256(args.folder / SUMS)})"
+        )
     return 1 if problems else 0

@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("prefix", nargs="?", help="the prefix given to locust --csv")
     p.add_argument("--path", action="store_true", help="print the locustfile's path")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--plot", type=Path, metavar="FILE",
-                   help="also draw the percentile curves (PNG or SVG, needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="also draw the percentile curves (PNG or SVG, needs matplotlib)",
+    )
     p.set_defaults(run=run, parser=p)
 
 

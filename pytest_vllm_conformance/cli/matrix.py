@@ -15,9 +15,11 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    m = sub.add_parser("matrix", help="run the suites against several engines, print one table",
-                       description="Each --engine is NAME=URL followed by any extra pytest "
-                                   "options for that run.")
+    m = sub.add_parser(
+        "matrix",
+        help="run the suites against several engines, print one table",
+        description="Each --engine is NAME=URL followed by any extra pytest options for that run.",
+    )
     m.add_argument("--engine", action="append", required=True, metavar="'NAME=URL [OPTS]'")
     m.add_argument("--out", type=Path, help="also write the table to this file")
     m.set_defaults(run=run)

@@ -51,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
         print(render(), end="")
         return 0
     with tempfile.TemporaryDirectory() as empty:
-        done = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
-                              cwd=empty, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
+            cwd=empty,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if done.returncode != 0:
         print(f"error: pytest --help failed: {done.stderr.strip()[-500:]}", file=sys.stderr)
         return 2

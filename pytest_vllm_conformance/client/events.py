@@ -47,22 +47,33 @@ def timeline(response: Response) -> list[StreamEvent]:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")
-            text = choice.get("text") if "text" in choice else (
-                delta.get("content") if isinstance(delta, dict) else None)
+            text = (
+                choice.get("text")
+                if "text" in choice
+                else (delta.get("content") if isinstance(delta, dict) else None)
+            )
             ids = choice.get("token_ids") or ()
             index = choice.get("index", 0)
             finish = choice.get("finish_reason")
-            if not (isinstance(text, str | None) and isinstance(index, int)
-                    and isinstance(ids, list | tuple) and isinstance(finish, str | None)
-                    and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
-                raise _wrong(response, n, "a choice with string text, integer index and "
-                             "token_ids, string finish_reason", choice)
+            if not (
+                isinstance(text, str | None)
+                and isinstance(index, int)
+                and isinstance(ids, list | tuple)
+                and isinstance(finish, str | None)
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+            ):
+                raise _wrong(
+                    response,
+                    n,
+                    "a choice with string text, integer index and token_ids, string finish_reason",
+                    choice,
+                )
             if text or ids:
-                out.append(StreamEvent(EventKind.TOKEN, t, index, text or "", tuple(ids),
-                                       data=chunk))
+                out.append(
+                    StreamEvent(EventKind.TOKEN, t, index, text or "", tuple(ids), data=chunk)
+                )
             if finish is not None:
-                out.append(StreamEvent(EventKind.END, t, index, finish_reason=finish,
-                                       data=chunk))
+                out.append(StreamEvent(EventKind.END, t, index, finish_reason=finish, data=chunk))
         if chunk.get("usage") or chunk.get("metrics"):
             out.append(StreamEvent(EventKind.USAGE, t, data=chunk))
     return out
@@ -79,14 +90,18 @@ def _list(response: Response, n: int, chunk: dict[str, Any], key: str) -> list[A
 
 def _wrong(response: Response, n: int, expected: str, value: Any) -> MalformedStream:
     shown = repr(value)
-    return MalformedStream(f"SSE chunk {n} from {response.request.url} has the wrong shape: "
-                           f"expected {expected}, received {shown[:120]}", response.curl)
+    return MalformedStream(
+        f"SSE chunk {n} from {response.request.url} has the wrong shape: "
+        f"expected {expected}, received {shown[:120]}",
+        response.curl,
+    )
 
 
 def stream_text(response: Response, index: int = 0) -> str:
     """The concatenated text of one choice of a finished stream."""
-    return "".join(e.text for e in timeline(response)
-                   if e.kind is EventKind.TOKEN and e.index == index)
+    return "".join(
+        e.text for e in timeline(response) if e.kind is EventKind.TOKEN and e.index == index
+    )
 
 
 def text_times(events: Sequence[SSEEvent]) -> tuple[list[float], int | None, str]:
@@ -118,8 +133,9 @@ def text_times(events: Sequence[SSEEvent]) -> tuple[list[float], int | None, str
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta") if "text" not in choice else None
-            if choice.get("text") or (isinstance(delta, dict) and (
-                    delta.get("content") or delta.get("reasoning_content"))):
+            if choice.get("text") or (
+                isinstance(delta, dict) and (delta.get("content") or delta.get("reasoning_content"))
+            ):
                 times.append(ev.t)
                 break
         usage = chunk.get("usage")

@@ -45,8 +45,15 @@ perf_counter = time.perf_counter
 class _Exchange(asyncio.Protocol):
     """Writes one request, parses one response; resolves ``done`` when it is whole."""
 
-    def __init__(self, payload: bytes, timings: Timings, max_body: int, sse: SSEDecoder | None,
-                 loop: asyncio.AbstractEventLoop, abort_after: int | None = None) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        timings: Timings,
+        max_body: int,
+        sse: SSEDecoder | None,
+        loop: asyncio.AbstractEventLoop,
+        abort_after: int | None = None,
+    ) -> None:
         self.payload = payload
         self.timings = timings
         self.max_body = max_body
@@ -89,10 +96,14 @@ class _Exchange(asyncio.Protocol):
             self._fail(_switched(self.parser.get_status_code()))
         except httptools.HttpParserError as exc:
             self._fail(MalformedResponse(f"the server sent invalid HTTP: {exc}"))
-        if not self.headers_complete and self.head_bytes > MAX_HEADER_BYTES and (
-                not self.done.done()):
-            self._fail(HeadersTooLarge(
-                f"the status line and headers grew past {MAX_HEADER_BYTES} bytes"))
+        if (
+            not self.headers_complete
+            and self.head_bytes > MAX_HEADER_BYTES
+            and (not self.done.done())
+        ):
+            self._fail(
+                HeadersTooLarge(f"the status line and headers grew past {MAX_HEADER_BYTES} bytes")
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -132,8 +143,12 @@ class _Exchange(asyncio.Protocol):
         self.timings.headers = self.now
         announced = self.headers.get("content-length", "")
         if announced.isdigit() and int(announced) > self.max_body:
-            self._fail(BodyTooLarge(f"the response body would grow past {self.max_body} bytes "
-                                    f"(Content-Length: {int(announced)})"))
+            self._fail(
+                BodyTooLarge(
+                    f"the response body would grow past {self.max_body} bytes "
+                    f"(Content-Length: {int(announced)})"
+                )
+            )
 
     def on_body(self, body: bytes) -> None:
         if self.done.done() and not self.aborted:
@@ -167,7 +182,8 @@ class _Exchange(asyncio.Protocol):
 
     def _framed(self) -> bool:
         return "content-length" in self.headers or "chunked" in self.headers.get(
-            "transfer-encoding", "")
+            "transfer-encoding", ""
+        )
 
     def _fail(self, exc: ClientError) -> None:
         if not self.done.done():
@@ -182,8 +198,13 @@ class _Exchange(asyncio.Protocol):
 class AsyncClient:
     """The one client every suite uses: JSON requests and timed SSE streams."""
 
-    def __init__(self, base_url: str, api_key: Secret | None = None, timeout: float = 60.0,
-                 max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret | None = None,
+        timeout: float = 60.0,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
@@ -200,11 +221,20 @@ class AsyncClient:
         """POST and decode the answer as SSE, stamping each event with its arrival time."""
         return await self.request("POST", path, body=body, stream=True, **kw)
 
-    async def request(self, method: str, path: str, *, body: Any = None, raw: bytes | None = None,
-                      stream: bool = False, timeout: float | None = None,
-                      base_url: str | None = None, auth: bool = True,
-                      headers: dict[str, str] | None = None,
-                      abort_after: int | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+        base_url: str | None = None,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
+        abort_after: int | None = None,
+    ) -> Response:
         """Send one request; raise a :class:`ClientError` subclass with a ``curl`` line on failure.
 
         ``raw`` sends bytes as they are (for malformed-JSON tests); ``auth=False`` leaves the
@@ -214,8 +244,11 @@ class AsyncClient:
         timings = Timings(scheduled=perf_counter())
         url = (base_url or self.base_url).rstrip("/") + path
         parts = urlsplit(url)
-        data = raw if raw is not None else (
-            json.dumps(body, separators=(",", ":")).encode() if body is not None else None)
+        data = (
+            raw
+            if raw is not None
+            else (json.dumps(body, separators=(",", ":")).encode() if body is not None else None)
+        )
         send_auth = auth and self.api_key is not None
         record = RequestRecord(method, url, data, stream, send_auth, tuple((headers or {}).items()))
         limit = timeout or self.timeout
@@ -227,7 +260,8 @@ class AsyncClient:
             async with asyncio.timeout(limit):
                 try:
                     await loop.create_connection(
-                        lambda: proto, parts.hostname or "",
+                        lambda: proto,
+                        parts.hostname or "",
                         parts.port or _default_port(parts.scheme),
                         ssl=self._ssl_context() if parts.scheme == "https" else None,
                     )
@@ -240,10 +274,15 @@ class AsyncClient:
                 await proto.done
         except TimeoutError:
             proto._close()
-            got = f"; {len(sse.events)} events arrived but the stream never ended" if (
-                sse and sse.events) else ""
-            exc_t = RequestTimeout(f"{method} {url}: no complete answer within {limit:g} s{got}",
-                                   self._redact(record.curl()))
+            got = (
+                f"; {len(sse.events)} events arrived but the stream never ended"
+                if (sse and sse.events)
+                else ""
+            )
+            exc_t = RequestTimeout(
+                f"{method} {url}: no complete answer within {limit:g} s{got}",
+                self._redact(record.curl()),
+            )
             exc_t.reason = f"no complete answer within {limit:g} s{got}"
             raise exc_t from None
         except ClientError as exc:
@@ -253,12 +292,27 @@ class AsyncClient:
         except asyncio.CancelledError:  # the caller gave up (an early verdict): free the socket
             proto._close()
             raise
-        return Response(record, proto.status, proto.headers, bytes(proto.body), timings,
-                        sse.events if sse else [], sse.problems if sse else [],
-                        sse.done_seen if sse else False, proto.aborted)
+        return Response(
+            record,
+            proto.status,
+            proto.headers,
+            bytes(proto.body),
+            timings,
+            sse.events if sse else [],
+            sse.problems if sse else [],
+            sse.done_seen if sse else False,
+            proto.aborted,
+        )
 
-    def _payload(self, method: str, parts: Any, data: bytes | None, stream: bool,
-                 send_auth: bool, extra: dict[str, str] | None) -> bytes:
+    def _payload(
+        self,
+        method: str,
+        parts: Any,
+        data: bytes | None,
+        stream: bool,
+        send_auth: bool,
+        extra: dict[str, str] | None,
+    ) -> bytes:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [
             f"{method} {target} HTTP/1.1",
@@ -286,10 +340,11 @@ class AsyncClient:
 
 
 def _switched(status: int) -> MalformedResponse:
-    return MalformedResponse(f"the server answered HTTP {status} and switched protocols "
-                             "(Upgrade); an OpenAI API answer is a plain HTTP response")
+    return MalformedResponse(
+        f"the server answered HTTP {status} and switched protocols "
+        "(Upgrade); an OpenAI API answer is a plain HTTP response"
+    )
 
 
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
-

@@ -108,7 +108,9 @@ class Response:
         except TooDeep:
             raise MalformedResponse(
                 f"{self.request.method} {self.request.url} answered HTTP {self.status} with a "
-                f"JSON body nested too deeply to read: {self.body[:60]!r}", self.curl) from None
+                f"JSON body nested too deeply to read: {self.body[:60]!r}",
+                self.curl,
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedResponse(
                 f"{self.request.method} {self.request.url} answered HTTP {self.status} with a "

@@ -25,8 +25,18 @@ from pytest_vllm_conformance.client.errors import ClientError
 from pytest_vllm_conformance.client.sync import Client
 
 #: Request headers the harness's client writes itself, or that only describe the SDK.
-_NOT_FORWARDED = {"host", "content-length", "content-type", "accept", "accept-encoding",
-                  "connection", "authorization", "transfer-encoding", "user-agent", "cookie"}
+_NOT_FORWARDED = {
+    "host",
+    "content-length",
+    "content-type",
+    "accept",
+    "accept-encoding",
+    "connection",
+    "authorization",
+    "transfer-encoding",
+    "user-agent",
+    "cookie",
+}
 #: Response headers that would make httpx transform a body it already has whole.
 _NOT_RETURNED = {"content-encoding", "transfer-encoding", "content-length"}
 
@@ -46,14 +56,22 @@ def bounded_http_client(client: Client) -> tuple[Any, Callable[[], str]]:
         def handle_request(self, request: Any) -> Any:
             url = urlsplit(str(request.url))
             path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-            headers = {k: v for k, v in request.headers.items()
-                       if k.lower() not in _NOT_FORWARDED and not k.lower().startswith(
-                           "x-stainless")}
+            headers = {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in _NOT_FORWARDED and not k.lower().startswith("x-stainless")
+            }
             body = request.read()
             try:
-                r = client.run(client.aio.request(
-                    request.method, path, raw=body or None,
-                    base_url=f"{url.scheme}://{url.netloc}", headers=headers))
+                r = client.run(
+                    client.aio.request(
+                        request.method,
+                        path,
+                        raw=body or None,
+                        base_url=f"{url.scheme}://{url.netloc}",
+                        headers=headers,
+                    )
+                )
             except ClientError as exc:
                 last_curl[0] = exc.curl
                 raise
@@ -65,17 +83,22 @@ def bounded_http_client(client: Client) -> tuple[Any, Callable[[], str]]:
 
 
 @contextmanager
-def official_sdk(client: Client, base_url: str,
-                 api_key: str) -> Iterator[tuple[Any, Callable[[], str]]]:
+def official_sdk(
+    client: Client, base_url: str, api_key: str
+) -> Iterator[tuple[Any, Callable[[], str]]]:
     """``openai.OpenAI`` on the bounded transport, strict, without retries; closed after."""
     import openai
 
     http_client, last_curl = bounded_http_client(client)
-    sdk = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                        http_client=http_client, _strict_response_validation=True)
+    sdk = openai.OpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        max_retries=0,
+        http_client=http_client,
+        _strict_response_validation=True,
+    )
     try:
         yield sdk, last_curl
     finally:
         sdk.close()
         http_client.close()
-

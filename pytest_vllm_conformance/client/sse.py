@@ -83,7 +83,7 @@ class SSEDecoder:
         rest = self._buf.strip(b"\n")
         self._buf = b""
         if self._first and rest.startswith(BOM):
-            rest = rest[len(BOM):]
+            rest = rest[len(BOM) :]
         if rest and not all(line.startswith(b":") for line in rest.split(b"\n") if line):
             self._problem(
                 f"the stream ended inside an event (no blank line after it): {rest[:80]!r}"
@@ -93,7 +93,7 @@ class SSEDecoder:
         if self._first:
             self._first = False
             if block.startswith(BOM):
-                block = block[len(BOM):]
+                block = block[len(BOM) :]
         if block.startswith(b"data: ") and b"\n" not in block:  # the common case, fast
             self._append(SSEEvent(t, block[6:]))
             return

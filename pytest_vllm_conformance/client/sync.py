@@ -23,8 +23,9 @@ class Client:
     def __init__(self, aio: AsyncClient) -> None:
         self.aio = aio
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-client",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="vllm-client", daemon=True
+        )
         self._thread.start()
 
     @property

@@ -39,8 +39,7 @@ def integer(raw: object, flag: str, least: int = 1) -> int:
     digits = str(raw).strip()
     value = int(digits) if re.fullmatch(r"\d+", digits) else least - 1
     if value < least:
-        raise pytest.UsageError(
-            f"{flag} must be a whole number of at least {least}, got {raw!r}.")
+        raise pytest.UsageError(f"{flag} must be a whole number of at least {least}, got {raw!r}.")
     return value
 
 
@@ -74,7 +73,8 @@ def levels(raw: object, flag: str) -> tuple[int, ...]:
         values = ()
     if not values or min(values) < 1:
         raise pytest.UsageError(
-            f"{flag} must be whole numbers of at least 1 like 1,8,50, got {raw!r}.")
+            f"{flag} must be whole numbers of at least 1 like 1,8,50, got {raw!r}."
+        )
     return values
 
 
@@ -103,8 +103,9 @@ def memory_duration(raw: object, flag: str) -> float:
     except ValueError:
         value = math.nan
     if not 5 <= value <= 7 * 24 * 3600:
-        raise pytest.UsageError(f"{flag} must be a duration from 5s to 168h such as 90s, 10m "
-                                f"or 24h, got {raw!r}.")
+        raise pytest.UsageError(
+            f"{flag} must be a duration from 5s to 168h such as 90s, 10m or 24h, got {raw!r}."
+        )
     return value
 
 
@@ -113,8 +114,11 @@ SLO_STATS = ("p50", "p90", "p95", "p99", "mean", "max")
 #: ``<metric>_<stat>_ms``: an upper limit on a latency statistic
 SLO_LATENCY_KEY = re.compile(rf"(ttft|itl|tpot|e2e|queue|embeddings)_({'|'.join(SLO_STATS)})_ms")
 #: lower limits on throughput, and the level rate each one reads
-SLO_RATES = {"min_rps": "requests_per_s", "min_tokens_per_s": "output_tokens_per_s",
-             "embeddings_per_s": "items_per_s"}
+SLO_RATES = {
+    "min_rps": "requests_per_s",
+    "min_tokens_per_s": "output_tokens_per_s",
+    "embeddings_per_s": "items_per_s",
+}
 
 
 def valid_slo_key(key: str) -> bool:
@@ -134,7 +138,8 @@ def slo(raw: object, flag: str = "--vllm-slo") -> dict[str, float] | None:
         if not sep or not valid_slo_key(key.strip()) or not math.isfinite(value) or value < 0:
             raise pytest.UsageError(
                 f"{flag}: {item!r} is not KEY=NUMBER with a known key (e.g. ttft_p95_ms=500, "
-                "e2e_p99_ms=8000, error_rate=0.01, min_rps=2, embeddings_per_s=100).")
+                "e2e_p99_ms=8000, error_rate=0.01, min_rps=2, embeddings_per_s=100)."
+            )
         out[key.strip()] = value
     return out
 
@@ -170,8 +175,13 @@ def format_cpus(cpus: Iterable[int]) -> str:
             prev = cpu
             continue
         if start >= 0:
-            parts.append(str(start) if start == prev else
-                         f"{start},{prev}" if prev == start + 1 else f"{start}-{prev}")
+            parts.append(
+                str(start)
+                if start == prev
+                else f"{start},{prev}"
+                if prev == start + 1
+                else f"{start}-{prev}"
+            )
         start = prev = cpu
     return ",".join(parts)
 
@@ -188,11 +198,15 @@ def cpu_split(raw: object, flag: str = "--vllm-cpu-split") -> str:
             raise ValueError(value_text)
         server, harness = parse_cpus(server_text), parse_cpus(harness_text)
     except ValueError:
-        raise pytest.UsageError(f"{flag} must be auto, off or SERVER_CPUS/HARNESS_CPUS with CPU "
-                                f"lists like 0-5/6,7, got {raw!r}.") from None
+        raise pytest.UsageError(
+            f"{flag} must be auto, off or SERVER_CPUS/HARNESS_CPUS with CPU "
+            f"lists like 0-5/6,7, got {raw!r}."
+        ) from None
     if server & harness:
-        raise pytest.UsageError(f"{flag} gives CPU(s) {format_cpus(server & harness)} to "
-                                f"both the server and the harness, got {raw!r}.")
+        raise pytest.UsageError(
+            f"{flag} gives CPU(s) {format_cpus(server & harness)} to "
+            f"both the server and the harness, got {raw!r}."
+        )
     return f"{format_cpus(server)}/{format_cpus(harness)}"
 
 
@@ -206,8 +220,9 @@ def gpus(raw: object, flag: str) -> str:
     """``auto``, ``all``, ``none`` or device ids like ``0,1``."""
     value = str(raw).strip()
     if not _GPUS.match(value):
-        raise pytest.UsageError(f"{flag} must be auto, all, none or device ids like 0,1, "
-                                f"got {value!r}.")
+        raise pytest.UsageError(
+            f"{flag} must be auto, all, none or device ids like 0,1, got {value!r}."
+        )
     return value
 
 
@@ -226,8 +241,11 @@ def gpu_shares(raw: object, flag: str, want: int) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if len(values) != want or not all(0 < v <= 1 for v in values) or sum(values) > 1:
-        shape = "two fractions like 0.2,0.7 (embedding, generation; sum at most 1)" if (
-            want == 2) else "one fraction in (0, 1]"
+        shape = (
+            "two fractions like 0.2,0.7 (embedding, generation; sum at most 1)"
+            if (want == 2)
+            else "one fraction in (0, 1]"
+        )
         raise pytest.UsageError(f"{flag} must be {shape}, got {raw!r}.")
     return values
 
@@ -236,8 +254,10 @@ def env_item(raw: object, flag: str) -> tuple[str, str | None]:
     """``NAME`` (taken from this environment) or ``NAME=VALUE``; the value is never echoed."""
     name, sep, value = str(raw).partition("=")
     if not _ENV_NAME.match(name):
-        raise pytest.UsageError(f"{flag} must be NAME or NAME=VALUE with NAME a variable "
-                                f"name, got a value starting {name[:12]!r}.")
+        raise pytest.UsageError(
+            f"{flag} must be NAME or NAME=VALUE with NAME a variable "
+            f"name, got a value starting {name[:12]!r}."
+        )
     return name, value if sep else None
 
 

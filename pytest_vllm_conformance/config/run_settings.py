@@ -117,8 +117,11 @@ def read_settings(config: pytest.Config) -> Settings:
     for name, value in values.items():
         group, _, attribute = name.rpartition(".")
         groups[group][attribute] = value
-    return Settings(**groups[""], perf=PerfSettings(**groups["perf"]),
-                    container=ContainerSettings(**groups["container"]))
+    return Settings(
+        **groups[""],
+        perf=PerfSettings(**groups["perf"]),
+        container=ContainerSettings(**groups["container"]),
+    )
 
 
 def _given(config: pytest.Config, option: Option) -> Any:
@@ -147,8 +150,11 @@ def _check_together(values: dict[str, Any]) -> None:
     if sum(map(bool, (values["urls"], values["serve"], image))) > 1:
         raise pytest.UsageError("use one of --vllm-url, --vllm-serve and --vllm-image.")
     if image and not values["model"]:
-        raise pytest.UsageError("--vllm-image needs --vllm-model=MODEL, the model the image "
-                                "is to serve (a Hugging Face id or a path in the image).")
+        raise pytest.UsageError(
+            "--vllm-image needs --vllm-model=MODEL, the model the image "
+            "is to serve (a Hugging Face id or a path in the image)."
+        )
     if topology == "split" and not values["embedding_model"]:
-        raise pytest.UsageError("--vllm-topology=split needs --vllm-embedding-model=MODEL "
-                                "for its embedding server.")
+        raise pytest.UsageError(
+            "--vllm-topology=split needs --vllm-embedding-model=MODEL for its embedding server."
+        )

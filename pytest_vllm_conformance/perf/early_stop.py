@@ -63,9 +63,12 @@ def glimpse(finish: Finish) -> Glimpse | None:
     t = r.timings
     failed = r.status != 200 or bool(r.sse_problems) or (r.request.stream and not r.done_seen)
     first = next((ev.t for ev in r.events if ev.data.strip() != DONE), math.nan)
-    return Glimpse(failed, (t.done - t.sent) * 1000 if t.done and t.sent else math.nan,
-                   (first - t.sent) * 1000 if t.sent else math.nan,
-                   (t.sent - finish.intended) * 1000 if t.sent else math.nan)
+    return Glimpse(
+        failed,
+        (t.done - t.sent) * 1000 if t.done and t.sent else math.nan,
+        (first - t.sent) * 1000 if t.sent else math.nan,
+        (t.sent - finish.intended) * 1000 if t.sent else math.nan,
+    )
 
 
 @dataclass(slots=True)
@@ -94,13 +97,22 @@ def _percentile_limit(key: str, allowed: float, planned: int) -> _Limit | None:
     metric, stat = match.groups()
     attr = "e2e_ms" if metric == "embeddings" else f"{metric}_ms"
     cheap = "ttft_floor_ms" if metric == "ttft" else attr
-    shown = "embeddings E2E" if metric == "embeddings" else metric.upper() if metric in (
-        "ttft", "e2e") else metric
-    return _Limit(key, lambda g: not g.failed and getattr(g, cheap) > allowed,
-                  lambda s: s.ok and getattr(s, attr) > allowed,
-                  tolerated_exceeding(planned, _QUANTILE[stat]),
-                  lambda n: (f"{n} exceeded {shown} {allowed:g} ms, so {metric}_{stat} cannot "
-                             f"come back under it"))
+    shown = (
+        "embeddings E2E"
+        if metric == "embeddings"
+        else metric.upper()
+        if metric in ("ttft", "e2e")
+        else metric
+    )
+    return _Limit(
+        key,
+        lambda g: not g.failed and getattr(g, cheap) > allowed,
+        lambda s: s.ok and getattr(s, attr) > allowed,
+        tolerated_exceeding(planned, _QUANTILE[stat]),
+        lambda n: (
+            f"{n} exceeded {shown} {allowed:g} ms, so {metric}_{stat} cannot come back under it"
+        ),
+    )
 
 
 def _error_limit(allowed: float, planned: int) -> _Limit:
@@ -114,9 +126,16 @@ def _error_limit(allowed: float, planned: int) -> _Limit:
         tolerated += 1
     while tolerated >= 0 and not passes(tolerated):
         tolerated -= 1
-    return _Limit("error_rate", lambda g: g.failed, lambda s: not s.ok, tolerated,
-                  lambda n: (f"{n} failed, more than error_rate {allowed:g} allows of "
-                             f"{planned}, so the error rate cannot come back under it"))
+    return _Limit(
+        "error_rate",
+        lambda g: g.failed,
+        lambda s: not s.ok,
+        tolerated,
+        lambda n: (
+            f"{n} failed, more than error_rate {allowed:g} allows of "
+            f"{planned}, so the error rate cannot come back under it"
+        ),
+    )
 
 
 class EarlyStop:
@@ -128,8 +147,7 @@ class EarlyStop:
         self.finished = 0
 
     @classmethod
-    def from_slo(cls, slo: dict[str, float], planned: int,
-                 embeddings: bool) -> EarlyStop | None:
+    def from_slo(cls, slo: dict[str, float], planned: int, embeddings: bool) -> EarlyStop | None:
         """The rule for one level, or None when no limit of the SLO can end it early."""
         if planned < 1:
             return None
@@ -138,7 +156,8 @@ class EarlyStop:
             if key == "error_rate":
                 limits.append(_error_limit(allowed, planned))
             elif (key.startswith("embeddings_") == embeddings) and (
-                    limit := _percentile_limit(key, allowed, planned)):
+                limit := _percentile_limit(key, allowed, planned)
+            ):
                 limits.append(limit)
         return cls(limits, planned) if limits else None
 

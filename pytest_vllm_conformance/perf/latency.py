@@ -42,9 +42,11 @@ from pytest_vllm_conformance.report.measurements import measurement
 
 NAN = math.nan
 METRICS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "queue_ms")
-SERVER_HISTOGRAMS = {"ttft_ms": "vllm:time_to_first_token_seconds",
-                     "itl_ms": "vllm:inter_token_latency_seconds",
-                     "e2e_ms": "vllm:e2e_request_latency_seconds"}
+SERVER_HISTOGRAMS = {
+    "ttft_ms": "vllm:time_to_first_token_seconds",
+    "itl_ms": "vllm:inter_token_latency_seconds",
+    "e2e_ms": "vllm:e2e_request_latency_seconds",
+}
 
 
 @dataclass(slots=True)
@@ -88,9 +90,20 @@ def stream_sample(r: Response, intended: float) -> Sample:
     count = tokens if tokens is not None else len(times)
     tpot = (e2e - ttft) / (count - 1) if count > 1 else NAN
     itl = tuple((b - a) * 1000 for a, b in itertools.pairwise(times))
-    return Sample(True, "", queue, ttft, tpot, e2e, itl, tokens, len(times),
-                  merged_chunks=merged(times), write_ms=write_ms(r),
-                  write_pending=r.timings.write_pending)
+    return Sample(
+        True,
+        "",
+        queue,
+        ttft,
+        tpot,
+        e2e,
+        itl,
+        tokens,
+        len(times),
+        merged_chunks=merged(times),
+        write_ms=write_ms(r),
+        write_pending=r.timings.write_pending,
+    )
 
 
 def write_ms(r: Response) -> float:
@@ -103,8 +116,11 @@ def write_ms(r: Response) -> float:
 def merged(times: list[float]) -> int:
     """Text chunks stamped by a read that completed another one too (equal stamps)."""
     n = len(times)
-    return sum(1 for i, t in enumerate(times)
-               if (i and times[i - 1] == t) or (i + 1 < n and times[i + 1] == t))
+    return sum(
+        1
+        for i, t in enumerate(times)
+        if (i and times[i - 1] == t) or (i + 1 < n and times[i + 1] == t)
+    )
 
 
 def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
@@ -112,8 +128,15 @@ def plain_sample(r: Response, intended: float, items: int = 1) -> Sample:
     queue = (r.timings.sent - intended) * 1000
     if problem := _failed(r):
         return Sample(False, problem, queue)
-    return Sample(True, "", queue, e2e_ms=(r.timings.done - r.timings.sent) * 1000, items=items,
-                  write_ms=write_ms(r), write_pending=r.timings.write_pending)
+    return Sample(
+        True,
+        "",
+        queue,
+        e2e_ms=(r.timings.done - r.timings.sent) * 1000,
+        items=items,
+        write_ms=write_ms(r),
+        write_pending=r.timings.write_pending,
+    )
 
 
 #: Turns a finished exchange into its Sample. Called after the level, not when the stream
@@ -219,21 +242,31 @@ class Level:
     def rates(self) -> dict[str, float]:
         wall = max(self.wall_s, 1e-9)
         ok = self.ok
-        return {"requests_per_s": len(ok) / wall,
-                "output_tokens_per_s": sum(s.server_tokens or 0 for s in ok) / wall,
-                "items_per_s": sum(s.items for s in ok) / wall}
+        return {
+            "requests_per_s": len(ok) / wall,
+            "output_tokens_per_s": sum(s.server_tokens or 0 for s in ok) / wall,
+            "items_per_s": sum(s.items for s in ok) / wall,
+        }
 
     def goodput(self, limits: dict[str, float]) -> float:
         """Requests/s whose own ttft_ms, tpot_ms and e2e_ms are all within ``limits``."""
-        good = [s for s in self.ok if all(
-            math.isnan(getattr(s, m)) or getattr(s, m) <= limit for m, limit in limits.items())]
+        good = [
+            s
+            for s in self.ok
+            if all(
+                math.isnan(getattr(s, m)) or getattr(s, m) <= limit for m, limit in limits.items()
+            )
+        ]
         return len(good) / max(self.wall_s, 1e-9)
 
     def token_counts(self) -> tuple[int, int, int]:
         """(server tokens, client chunks, requests where they differ): reported, not judged."""
         ok = [s for s in self.ok if s.server_tokens is not None]
-        return (sum(s.server_tokens or 0 for s in ok), sum(s.client_chunks for s in ok),
-                sum(1 for s in ok if s.server_tokens != s.client_chunks))
+        return (
+            sum(s.server_tokens or 0 for s in ok),
+            sum(s.client_chunks for s in ok),
+            sum(1 for s in ok if s.server_tokens != s.client_chunks),
+        )
 
 
 @contextlib.contextmanager
@@ -286,9 +319,16 @@ def _halt(tasks: list[asyncio.Task[Any]]) -> None:
             task.cancel()
 
 
-async def closed_loop(name: str, send: Send, concurrency: int, requests: int,
-                      duration_s: float | None = None, warmup: int = 0,
-                      keep: int = MAX_PENDING, stop: StopRule | None = None) -> Level:
+async def closed_loop(
+    name: str,
+    send: Send,
+    concurrency: int,
+    requests: int,
+    duration_s: float | None = None,
+    warmup: int = 0,
+    keep: int = MAX_PENDING,
+    stop: StopRule | None = None,
+) -> Level:
     """``concurrency`` workers, each sending its next request when the last one ends.
 
     ``keep``: finished exchanges held unparsed until the level ends (0: parse each at once,
@@ -325,9 +365,17 @@ def arrivals(rate: float, burstiness: float, seed: int) -> Callable[[], float]:
     return lambda: rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
 
 
-async def open_loop(name: str, send: Send, rate: float, burstiness: float, requests: int,
-                    duration_s: float | None = None, warmup: int = 0, seed: int = 0,
-                    stop: StopRule | None = None) -> Level:
+async def open_loop(
+    name: str,
+    send: Send,
+    rate: float,
+    burstiness: float,
+    requests: int,
+    duration_s: float | None = None,
+    warmup: int = 0,
+    seed: int = 0,
+    stop: StopRule | None = None,
+) -> Level:
     """Requests start at their arrival times whatever is in flight (no concurrency cap).
 
     ``stop``: as in :func:`closed_loop`; arrivals still to come are not sent."""
@@ -409,8 +457,9 @@ def server_view(before: str, after: str) -> dict[str, dict[str, float]]:
     for metric, name in SERVER_HISTOGRAMS.items():
         b, a = first.buckets(name), last.buckets(name)
         if a:
-            quantiles = {f"p{round(q * 100)}": bucket_quantile(q, b, a) * 1000
-                         for q in (0.5, 0.95, 0.99)}
+            quantiles = {
+                f"p{round(q * 100)}": bucket_quantile(q, b, a) * 1000 for q in (0.5, 0.95, 0.99)
+            }
             if all(math.isfinite(v) for v in quantiles.values()):
                 out[metric] = quantiles
     return out
@@ -481,30 +530,54 @@ class LevelFigures:
 
         stats = {m: s for m in METRICS if (s := level.summary(m)).count}
         tokens, chunks, differ = level.token_counts()
-        return cls(level.name, len(level.samples), level.error_rate, stats, level.rates(),
-                   tokens, chunks, differ, dict(level.server), dict(level.server_floor),
-                   level.server_note, level.server_inconsistent, level.stopped_early,
-                   level.client, tuple(slo_rows), limited_sentence(level))
+        return cls(
+            level.name,
+            len(level.samples),
+            level.error_rate,
+            stats,
+            level.rates(),
+            tokens,
+            chunks,
+            differ,
+            dict(level.server),
+            dict(level.server_floor),
+            level.server_note,
+            level.server_inconsistent,
+            level.stopped_early,
+            level.client,
+            tuple(slo_rows),
+            limited_sentence(level),
+        )
 
     def level_properties(self) -> list[tuple[str, Any]]:
         """The level's own (name, value) pairs, unprefixed (``ttft_p95_ms``, ...)."""
-        out: list[tuple[str, Any]] = [("level", self.name), ("requests", self.requests),
-                                      ("error_rate", round(self.error_rate, 4))]
+        out: list[tuple[str, Any]] = [
+            ("level", self.name),
+            ("requests", self.requests),
+            ("error_rate", round(self.error_rate, 4)),
+        ]
         for metric, s in self.stats.items():
-            out += [(f"{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in s.as_dict().items()
-                    if k != "count"]
+            out += [
+                (f"{metric[:-3]}_{k}_ms", round(v, 3))
+                for k, v in s.as_dict().items()
+                if k != "count"
+            ]
         out += [(k, round(v, 3)) for k, v in self.rates.items()]
-        out += [("tokens_server", self.tokens_server),
-                ("tokens_client_chunks", self.tokens_client_chunks),
-                ("token_count_mismatches", self.token_count_mismatches)]
+        out += [
+            ("tokens_server", self.tokens_server),
+            ("tokens_client_chunks", self.tokens_client_chunks),
+            ("token_count_mismatches", self.token_count_mismatches),
+        ]
         for metric, quantiles in self.server.items():
             out += [(f"server_{metric[:-3]}_{k}_ms", round(v, 3)) for k, v in quantiles.items()]
         out += [("stopped_early", self.stopped_early)] if self.stopped_early else []
         if self.client is not None:
             out += self.client.properties()
         if self.server_floor:
-            out += [("server_inconsistent", bool(self.server_inconsistent)),
-                    ("server_inconsistent_reason", self.server_inconsistent)]
+            out += [
+                ("server_inconsistent", bool(self.server_inconsistent)),
+                ("server_inconsistent_reason", self.server_inconsistent),
+            ]
         return out
 
     def properties(self) -> list[tuple[str, Any]]:

@@ -31,15 +31,18 @@ _EMBED_TEXT = "The quick brown fox jumps over the lazy dog"
 def level_table(level: Level) -> str:
     """Client percentiles per metric, the server's own where it has histograms, rates."""
     rows = [(m[:-3], level.summary(m)) for m in latency.METRICS if level.summary(m).count]
-    server = [" / ".join(f"{v:.1f}" for v in level.server.get(f"{name}_ms", {}).values()) or "-"
-              for name, _ in rows]
-    out = table(rows, label=f"{level.name} (ms)",
-                extra=[("server p50 / p95 / p99", server)])
+    server = [
+        " / ".join(f"{v:.1f}" for v in level.server.get(f"{name}_ms", {}).values()) or "-"
+        for name, _ in rows
+    ]
+    out = table(rows, label=f"{level.name} (ms)", extra=[("server p50 / p95 / p99", server)])
     rates = level.rates()
     tokens, chunks, differ = level.token_counts()
-    out += (f"\n{len(level.ok)}/{len(level.samples)} ok in {level.wall_s:.1f} s: "
-            f"{rates['requests_per_s']:.2f} req/s, {rates['output_tokens_per_s']:.1f} output "
-            f"tokens/s, {rates['items_per_s']:.2f} items/s")
+    out += (
+        f"\n{len(level.ok)}/{len(level.samples)} ok in {level.wall_s:.1f} s: "
+        f"{rates['requests_per_s']:.2f} req/s, {rates['output_tokens_per_s']:.1f} output "
+        f"tokens/s, {rates['items_per_s']:.2f} items/s"
+    )
     if level.stopped_early:
         out += f"\n{level.stopped_early}"
     if level.server_note:
@@ -47,13 +50,17 @@ def level_table(level: Level) -> str:
     if sentence := selfcheck.limited_sentence(level):
         out += f"\nHARNESS: {sentence}"
     elif level.client is not None:
-        out += (f"\nharness: not client-limited (CPU wait {level.client.runqueue_per_wakeup_ms:.3g}"
-                f" ms per wake-up, loop lag p99 {level.client.loop_lag_p99_ms:.3g} ms, "
-                f"{level.client.cpu_percent:.0f}% of a core; tolerance "
-                f"{level.client.tolerance_ms:.3g} ms)")
+        out += (
+            f"\nharness: not client-limited (CPU wait {level.client.runqueue_per_wakeup_ms:.3g}"
+            f" ms per wake-up, loop lag p99 {level.client.loop_lag_p99_ms:.3g} ms, "
+            f"{level.client.cpu_percent:.0f}% of a core; tolerance "
+            f"{level.client.tolerance_ms:.3g} ms)"
+        )
     if tokens:
-        out += (f"\noutput tokens: server (usage) {tokens}, client (text chunks) {chunks}, "
-                f"differing in {differ} requests")
+        out += (
+            f"\noutput tokens: server (usage) {tokens}, client (text chunks) {chunks}, "
+            f"differing in {differ} requests"
+        )
     return out
 
 
@@ -64,8 +71,14 @@ class LoadRunner:
     a sure miss (:mod:`early_stop`); off, every planned request is sent whatever the first
     ones showed."""
 
-    def __init__(self, client: Client, target: Target, settings: Settings,
-                 request: pytest.FixtureRequest, early_stop: bool = True) -> None:
+    def __init__(
+        self,
+        client: Client,
+        target: Target,
+        settings: Settings,
+        request: pytest.FixtureRequest,
+        early_stop: bool = True,
+    ) -> None:
         self.client, self.target, self.settings, self.request = client, target, settings, request
         self.early_stop = early_stop
         self.perf = settings.perf
@@ -77,9 +90,14 @@ class LoadRunner:
         aio = self.client.aio
 
         async def send(intended: float) -> latency.Finish:
-            body = {"model": self.target.model, "prompt": next(self._prompts).text,
-                    "max_tokens": max_tokens, "temperature": 0, "stream": True,
-                    "stream_options": {"include_usage": True}}
+            body = {
+                "model": self.target.model,
+                "prompt": next(self._prompts).text,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
             return latency.streamed(await aio.stream("/v1/completions", body), intended)
 
         return send
@@ -90,8 +108,7 @@ class LoadRunner:
         inputs: Any = [f"{_EMBED_TEXT} ({i})" for i in range(batch)] if batch > 1 else _EMBED_TEXT
 
         async def send(intended: float) -> latency.Finish:
-            r = await aio.post("/v1/embeddings", {"model": model, "input": inputs},
-                               base_url=url)
+            r = await aio.post("/v1/embeddings", {"model": model, "input": inputs}, base_url=url)
             return latency.plain(r, intended, items=batch)
 
         return send
@@ -121,8 +138,9 @@ class LoadRunner:
                 level.server_inconsistent = selfcheck.against_server(level)
             except CheckFailure as exc:  # the cross-check is lost; the level still stands
                 level.server = {}
-                level.server_note = (f"the server's own view is unavailable: {exc.title} "
-                                     f"({exc.received})")
+                level.server_note = (
+                    f"the server's own view is unavailable: {exc.title} ({exc.received})"
+                )
         return level
 
     def _judge(self, level: Level, embeddings: bool) -> Level:
@@ -133,26 +151,47 @@ class LoadRunner:
         slo.enforce(level, self.slo, embeddings, detail=text)
         return level
 
-    def completions(self, *, concurrency: int | None = None, rate: float | None = None,
-                    burstiness: float | None = None, requests: int | None = None,
-                    max_tokens: int | None = None) -> Level:
+    def completions(
+        self,
+        *,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        burstiness: float | None = None,
+        requests: int | None = None,
+        max_tokens: int | None = None,
+    ) -> Level:
         """Streamed /v1/completions at a concurrency level, or at an open-loop rate."""
         p = self.perf
         send = self.completion_sender(max_tokens or p.max_tokens)
         n = requests or p.requests
         if rate is not None:
             shape = burstiness or p.burstiness
-            coro = latency.open_loop(f"rate {rate:g}/s, burstiness {shape:g}", send, rate,
-                                     shape, n, p.duration_s, p.warmup,
-                                     stop=self.stop_rule(n, embeddings=False))
+            coro = latency.open_loop(
+                f"rate {rate:g}/s, burstiness {shape:g}",
+                send,
+                rate,
+                shape,
+                n,
+                p.duration_s,
+                p.warmup,
+                stop=self.stop_rule(n, embeddings=False),
+            )
         else:
             c = concurrency or 1
-            coro = latency.closed_loop(f"concurrency {c}", send, c, n, p.duration_s, p.warmup,
-                                       stop=self.stop_rule(n, embeddings=False))
+            coro = latency.closed_loop(
+                f"concurrency {c}",
+                send,
+                c,
+                n,
+                p.duration_s,
+                p.warmup,
+                stop=self.stop_rule(n, embeddings=False),
+            )
         return self._judge(self._run(coro, embeddings=False), embeddings=False)
 
-    def embeddings(self, *, batch: int = 1, concurrency: int = 8,
-                   requests: int | None = None) -> Level:
+    def embeddings(
+        self, *, batch: int = 1, concurrency: int = 8, requests: int | None = None
+    ) -> Level:
         """/v1/embeddings with ``batch`` inputs per request at a concurrency level."""
         model = self.settings.embedding_model
         if not model:
@@ -160,7 +199,13 @@ class LoadRunner:
         p = self.perf
         send = self.embedding_sender(model, batch)
         n = requests or p.requests
-        coro = latency.closed_loop(f"embeddings batch {batch}, concurrency {concurrency}",
-                                   send, concurrency, n, p.duration_s, p.warmup,
-                                   stop=self.stop_rule(n, embeddings=True))
+        coro = latency.closed_loop(
+            f"embeddings batch {batch}, concurrency {concurrency}",
+            send,
+            concurrency,
+            n,
+            p.duration_s,
+            p.warmup,
+            stop=self.stop_rule(n, embeddings=True),
+        )
         return self._judge(self._run(coro, embeddings=True), embeddings=True)

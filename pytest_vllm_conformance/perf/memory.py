@@ -41,8 +41,12 @@ class Fit:
 def theil_sen(ts: list[float], ys: list[float], confidence: float = 0.95) -> Fit:
     """Theil-Sen slope of ``ys`` (MB) over ``ts`` (s) with Sen's interval; result in MB/h."""
     n = len(ts)
-    slopes = sorted((ys[j] - ys[i]) / (ts[j] - ts[i])
-                    for i in range(n) for j in range(i + 1, n) if ts[j] != ts[i])
+    slopes = sorted(
+        (ys[j] - ys[i]) / (ts[j] - ts[i])
+        for i in range(n)
+        for j in range(i + 1, n)
+        if ts[j] != ts[i]
+    )
     if not slopes:
         return Fit(math.nan, math.nan, math.nan, math.nan)
     m = len(slopes)
@@ -93,12 +97,21 @@ class MemoryRun:
 
         fit = self.server_fit()
         fig, ax = plt.subplots(figsize=(8, 4))
-        ax.plot([s[0] for s in self.samples], [s[1] / MB for s in self.samples], ".",
-                ms=3, label=f"server ({self.source})")
+        ax.plot(
+            [s[0] for s in self.samples],
+            [s[1] / MB for s in self.samples],
+            ".",
+            ms=3,
+            label=f"server ({self.source})",
+        )
         ts, _ = self._series(1)
         if ts and math.isfinite(fit.slope):
-            ax.plot(ts, [fit.intercept_mb + fit.slope / 3600 * t for t in ts], "-",
-                    label=f"Theil-Sen {fit.slope:+.1f} MB/h [{fit.low:+.1f}, {fit.high:+.1f}]")
+            ax.plot(
+                ts,
+                [fit.intercept_mb + fit.slope / 3600 * t for t in ts],
+                "-",
+                label=f"Theil-Sen {fit.slope:+.1f} MB/h [{fit.low:+.1f}, {fit.high:+.1f}]",
+            )
         ax.axvline(self.warmup_s, color="grey", ls=":", label="end of warm-up")
         ax.set_xlabel("seconds")
         ax.set_ylabel("MB")
@@ -127,23 +140,39 @@ class MemoryGrowth:
     plot: str = ""  # "" when matplotlib was not there to draw it
 
     @classmethod
-    def of(cls, run: MemoryRun, load_requests: int, load_error_rate: float, csv: Path,
-           plot: Path | None) -> MemoryGrowth:
-        return cls(run.source, len(run.samples), run.warmup_s, run.server_fit(),
-                   run.harness_fit(), load_requests, load_error_rate, str(csv),
-                   str(plot) if plot is not None else "")
+    def of(
+        cls,
+        run: MemoryRun,
+        load_requests: int,
+        load_error_rate: float,
+        csv: Path,
+        plot: Path | None,
+    ) -> MemoryGrowth:
+        return cls(
+            run.source,
+            len(run.samples),
+            run.warmup_s,
+            run.server_fit(),
+            run.harness_fit(),
+            load_requests,
+            load_error_rate,
+            str(csv),
+            str(plot) if plot is not None else "",
+        )
 
     def properties(self) -> list[tuple[str, Any]]:
         """JUnit/JSON pairs (``memory slope MB/h``, ...); a non-finite figure is left out."""
         pairs: list[tuple[str, Any]] = [
-            ("memory source", self.source), ("memory samples", self.samples),
+            ("memory source", self.source),
+            ("memory samples", self.samples),
             ("memory slope MB/h", round(self.server.slope, 2)),
             ("memory slope 95% low MB/h", round(self.server.low, 2)),
             ("memory slope 95% high MB/h", round(self.server.high, 2)),
             ("harness slope MB/h", round(self.harness.slope, 2)),
             ("memory load requests", self.load_requests),
             ("memory load error rate", round(self.load_error_rate, 4)),
-            ("memory csv", self.csv)]
+            ("memory csv", self.csv),
+        ]
         out = [(k, v) for k, v in pairs if not (isinstance(v, float) and not math.isfinite(v))]
         return out + ([("memory plot", self.plot)] if self.plot else [])
 

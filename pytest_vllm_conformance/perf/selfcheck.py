@@ -97,24 +97,27 @@ class ClientHealth:
 
     def properties(self) -> list[tuple[str, Any]]:
         """Flat (name, value) pairs for JUnit properties and the JSON report."""
+
         def r(v: float) -> float | None:
             return round(v, 3) if math.isfinite(v) else None
 
-        return [("client_limited", self.client_limited),
-                ("client_limited_reason", self.reason),
-                ("harness_tolerance_ms", r(self.tolerance_ms)),
-                ("harness_runqueue_delay_ms", r(self.runqueue_per_wakeup_ms)),
-                ("harness_runqueue_total_ms", r(self.runqueue_delay_ms)),
-                ("harness_involuntary_switches", self.involuntary_switches),
-                ("harness_loop_lag_p99_ms", r(self.loop_lag_p99_ms)),
-                ("harness_loop_lag_max_ms", r(self.loop_lag_max_ms)),
-                ("harness_multi_event_reads", self.merged_chunks),
-                ("harness_text_chunks", self.text_chunks),
-                ("harness_read_gap_p50_ms", r(self.read_gap_p50_ms)),
-                ("harness_slow_writes", self.slow_writes),
-                ("harness_write_max_ms", r(self.write_max_ms)),
-                ("harness_cpu_percent", r(self.cpu_percent)),
-                ("harness_timing_source", self.source)]
+        return [
+            ("client_limited", self.client_limited),
+            ("client_limited_reason", self.reason),
+            ("harness_tolerance_ms", r(self.tolerance_ms)),
+            ("harness_runqueue_delay_ms", r(self.runqueue_per_wakeup_ms)),
+            ("harness_runqueue_total_ms", r(self.runqueue_delay_ms)),
+            ("harness_involuntary_switches", self.involuntary_switches),
+            ("harness_loop_lag_p99_ms", r(self.loop_lag_p99_ms)),
+            ("harness_loop_lag_max_ms", r(self.loop_lag_max_ms)),
+            ("harness_multi_event_reads", self.merged_chunks),
+            ("harness_text_chunks", self.text_chunks),
+            ("harness_read_gap_p50_ms", r(self.read_gap_p50_ms)),
+            ("harness_slow_writes", self.slow_writes),
+            ("harness_write_max_ms", r(self.write_max_ms)),
+            ("harness_cpu_percent", r(self.cpu_percent)),
+            ("harness_timing_source", self.source),
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,8 +192,9 @@ class Monitor:
         self.loop.call_soon_threadsafe(self._ticker.start)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.loop.is_closed():
             self._ticker.stopped = True
         elif _on_loop_thread(self.loop):
@@ -202,8 +206,9 @@ class Monitor:
         self._nivcsw = (self._nivcsw[0], resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
         self._sched1 = _schedstat()
 
-    def result(self, samples: Iterable[Sample] = (), min_tolerance_ms: float | None = None
-               ) -> ClientHealth:
+    def result(
+        self, samples: Iterable[Sample] = (), min_tolerance_ms: float | None = None
+    ) -> ClientHealth:
         """The figures over the monitored span and the verdict, judged with ``samples``.
 
         ``min_tolerance_ms``: the tolerance's floor (default :data:`MIN_TOLERANCE_MS`)."""
@@ -226,58 +231,87 @@ class Monitor:
                 delay_ns += max(0, d1 - d0)
                 slices += max(0, s1 - s0)
             cpu_s = on_cpu_ns / 1e9
-        per_wakeup = delay_ns / 1e6 / slices if slices else (0.0 if source == "schedstat"
-                                                              else math.nan)
+        per_wakeup = (
+            delay_ns / 1e6 / slices if slices else (0.0 if source == "schedstat" else math.nan)
+        )
         lags = Summary.of(x * 1000 for x in self._ticker.lags)
-        p50s = [v for m in ("ttft_ms", "e2e_ms")
-                if (v := Summary.of(x for s in ok if math.isfinite(x := getattr(s, m))).p50)
-                and math.isfinite(v)]
+        p50s = [
+            v
+            for m in ("ttft_ms", "e2e_ms")
+            if (v := Summary.of(x for s in ok if math.isfinite(x := getattr(s, m))).p50)
+            and math.isfinite(v)
+        ]
         tolerance = max(floor, TOLERANCE_SHARE * min(p50s)) if p50s else floor
         cadence = Summary.of(x for s in ok for x in s.itl_ms if x > 0).p50
         writes = [s.write_ms for s in ok]
-        figures = dict(
-            wall_s=wall, source=source, runqueue_delay_ms=delay_ns / 1e6, timeslices=slices,
+        figures: dict[str, Any] = dict(
+            wall_s=wall,
+            source=source,
+            runqueue_delay_ms=delay_ns / 1e6,
+            timeslices=slices,
             runqueue_per_wakeup_ms=per_wakeup,
             involuntary_switches=self._nivcsw[1] - self._nivcsw[0],
             loop_lag_p99_ms=lags.p99 if lags.count else 0.0,
             loop_lag_max_ms=lags.max if lags.count else 0.0,
             cpu_percent=100.0 * cpu_s / wall,
             text_chunks=sum(s.client_chunks for s in ok),
-            merged_chunks=sum(s.merged_chunks for s in ok), read_gap_p50_ms=cadence,
+            merged_chunks=sum(s.merged_chunks for s in ok),
+            read_gap_p50_ms=cadence,
             requests=len(ok),
             slow_writes=sum(1 for w in writes if w > tolerance),
-            write_max_ms=max(writes, default=0.0), tolerance_ms=tolerance)
-        reasons = judge(**figures)  # type: ignore[arg-type]
-        return ClientHealth(**figures, client_limited=bool(reasons),  # type: ignore[arg-type]
-                            reason="; ".join(reasons))
+            write_max_ms=max(writes, default=0.0),
+            tolerance_ms=tolerance,
+        )
+        reasons = judge(**figures)
+        return ClientHealth(**figures, client_limited=bool(reasons), reason="; ".join(reasons))
 
 
-def judge(*, wall_s: float, source: str, runqueue_per_wakeup_ms: float,
-          involuntary_switches: int, loop_lag_p99_ms: float, cpu_percent: float,
-          text_chunks: int, merged_chunks: int, read_gap_p50_ms: float, requests: int,
-          slow_writes: int, tolerance_ms: float, **_: Any) -> list[str]:
+def judge(
+    *,
+    wall_s: float,
+    source: str,
+    runqueue_per_wakeup_ms: float,
+    involuntary_switches: int,
+    loop_lag_p99_ms: float,
+    cpu_percent: float,
+    text_chunks: int,
+    merged_chunks: int,
+    read_gap_p50_ms: float,
+    requests: int,
+    slow_writes: int,
+    tolerance_ms: float,
+    **_: Any,
+) -> list[str]:
     """The rule (module docstring): one clause per figure beyond its limit."""
     tol = f"(tolerance {tolerance_ms:.3g} ms)"
     out: list[str] = []
     if math.isfinite(runqueue_per_wakeup_ms) and runqueue_per_wakeup_ms > tolerance_ms:
-        out.append(f"the harness waited {runqueue_per_wakeup_ms:.3g} ms per wake-up for a "
-                   f"CPU {tol}")
-    if source != "schedstat" and involuntary_switches / max(wall_s, 1e-9) > \
-            MAX_INVOLUNTARY_PER_S:
-        out.append(f"the harness was preempted {involuntary_switches} times in "
-                   f"{wall_s:.3g} s (limit {MAX_INVOLUNTARY_PER_S:g}/s)")
+        out.append(
+            f"the harness waited {runqueue_per_wakeup_ms:.3g} ms per wake-up for a CPU {tol}"
+        )
+    if source != "schedstat" and involuntary_switches / max(wall_s, 1e-9) > MAX_INVOLUNTARY_PER_S:
+        out.append(
+            f"the harness was preempted {involuntary_switches} times in "
+            f"{wall_s:.3g} s (limit {MAX_INVOLUNTARY_PER_S:g}/s)"
+        )
     if loop_lag_p99_ms > tolerance_ms:
         out.append(f"its event loop ran {loop_lag_p99_ms:.3g} ms late at p99 {tol}")
-    if text_chunks and merged_chunks > MAX_MERGED_SHARE * text_chunks and \
-            read_gap_p50_ms > tolerance_ms:
-        out.append(f"{merged_chunks} of {text_chunks} text chunks arrived several to a read "
-                   f"and share one timestamp (limit {MAX_MERGED_SHARE:.0%})")
+    if (
+        text_chunks
+        and merged_chunks > MAX_MERGED_SHARE * text_chunks
+        and read_gap_p50_ms > tolerance_ms
+    ):
+        out.append(
+            f"{merged_chunks} of {text_chunks} text chunks arrived several to a read "
+            f"and share one timestamp (limit {MAX_MERGED_SHARE:.0%})"
+        )
     if requests and slow_writes > MAX_SLOW_WRITE_SHARE * requests:
-        out.append(f"{slow_writes} of {requests} requests blocked in their write longer than "
-                   f"the tolerance {tol} (limit {MAX_SLOW_WRITE_SHARE:.0%})")
+        out.append(
+            f"{slow_writes} of {requests} requests blocked in their write longer than "
+            f"the tolerance {tol} (limit {MAX_SLOW_WRITE_SHARE:.0%})"
+        )
     if cpu_percent > MAX_CPU_PERCENT:
-        out.append(f"the harness used {cpu_percent:.0f}% of a core "
-                   f"(limit {MAX_CPU_PERCENT:.0f}%)")
+        out.append(f"the harness used {cpu_percent:.0f}% of a core (limit {MAX_CPU_PERCENT:.0f}%)")
     return out
 
 
@@ -290,9 +324,11 @@ def against_server(level: Level) -> str:
         if floor is None or not client.count or not floor > 0:
             continue
         if client.p50 < floor:
-            out.append(f"client {metric[:-3].upper()} p50 {client.p50:.3g} ms is below "
-                       f"{floor:.3g} ms, the lower bound of the server histogram's bucket "
-                       f"holding its median")
+            out.append(
+                f"client {metric[:-3].upper()} p50 {client.p50:.3g} ms is below "
+                f"{floor:.3g} ms, the lower bound of the server histogram's bucket "
+                f"holding its median"
+            )
     return "; ".join(out)
 
 
@@ -312,11 +348,15 @@ def limited_sentence(level: Level) -> str:
     """The one sentence the terminal, JUnit, JSON and HTML carry; "" for a sound level."""
     parts = []
     if level.client is not None and level.client.client_limited:
-        parts.append(f"{level.name}: the harness was client-limited, so its latency figures "
-                     f"are not the server's: {level.client.reason}.")
+        parts.append(
+            f"{level.name}: the harness was client-limited, so its latency figures "
+            f"are not the server's: {level.client.reason}."
+        )
     if level.server_inconsistent:
-        parts.append(f"{level.name}: the client's figures are impossible against the server's "
-                     f"own histograms (a harness fault): {level.server_inconsistent}.")
+        parts.append(
+            f"{level.name}: the client's figures are impossible against the server's "
+            f"own histograms (a harness fault): {level.server_inconsistent}."
+        )
     return " ".join(parts)
 
 
@@ -327,5 +367,14 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-__all__ = ["HARNESS_IMPOSSIBLE", "HARNESS_LIMITED", "ClientHealth", "HarnessLimited", "Monitor",
-           "against_server", "check", "judge", "limited_sentence"]
+__all__ = [
+    "HARNESS_IMPOSSIBLE",
+    "HARNESS_LIMITED",
+    "ClientHealth",
+    "HarnessLimited",
+    "Monitor",
+    "against_server",
+    "check",
+    "judge",
+    "limited_sentence",
+]

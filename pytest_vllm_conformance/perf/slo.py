@@ -30,8 +30,12 @@ if TYPE_CHECKING:  # keep the client out of this module's import
 
 #: The classic service targets: 100-token completions p95 under 5 s, embeddings p95 under
 #: 500 ms and at least 100 embeddings/s, no errors at any level (50 concurrent users included).
-DEFAULTS: dict[str, float] = {"e2e_p95_ms": 5000.0, "embeddings_p95_ms": 500.0,
-                              "embeddings_per_s": 100.0, "error_rate": 0.0}
+DEFAULTS: dict[str, float] = {
+    "e2e_p95_ms": 5000.0,
+    "embeddings_p95_ms": 500.0,
+    "embeddings_per_s": 100.0,
+    "error_rate": 0.0,
+}
 
 
 def limits(configured: dict[str, float] | None, marker: pytest.Mark | None) -> dict[str, float]:
@@ -39,7 +43,7 @@ def limits(configured: dict[str, float] | None, marker: pytest.Mark | None) -> d
 
     ``configured`` is what --vllm-slo gave: ``{}`` when not given, None for ``none``."""
     out = {} if configured is None else {**DEFAULTS, **configured}
-    for key, value in (marker.kwargs.items() if marker else ()):
+    for key, value in marker.kwargs.items() if marker else ():
         if not valid_key(key):
             raise pytest.UsageError(f"@pytest.mark.latency: unknown SLO key {key!r}.")
         out[key] = float(value)
@@ -60,8 +64,9 @@ def _measured(level: Level, key: str, embeddings: bool) -> float | None:
     return float(getattr(summary, stat)) if summary.count else None
 
 
-def judge(level: Level, slo: dict[str, float], embeddings: bool = False
-          ) -> list[tuple[str, float, float, bool]]:
+def judge(
+    level: Level, slo: dict[str, float], embeddings: bool = False
+) -> list[tuple[str, float, float, bool]]:
     """(key, measured, allowed, met) for every limit that applies to this level."""
     rows = []
     for key, allowed in sorted(slo.items()):
@@ -78,8 +83,9 @@ def table(rows: list[tuple[str, float, float, bool]]) -> str:
     lines = ["| SLO | measured | allowed | |", "|---|---|---|---|"]
     for key, measured, allowed, met in rows:
         sign = ">=" if key in _RATES else "<="
-        lines.append(f"| {key} | {measured:.4g} | {sign} {allowed:.4g} | "
-                     f"{'ok' if met else 'MISSED'} |")
+        lines.append(
+            f"| {key} | {measured:.4g} | {sign} {allowed:.4g} | {'ok' if met else 'MISSED'} |"
+        )
     return "\n".join(lines)
 
 
@@ -88,8 +94,9 @@ def is_rate(key: str) -> bool:
     return key in _RATES
 
 
-def enforce(level: Level, slo: dict[str, float], embeddings: bool = False,
-            detail: str = "") -> list[tuple[str, float, float, bool]]:
+def enforce(
+    level: Level, slo: dict[str, float], embeddings: bool = False, detail: str = ""
+) -> list[tuple[str, float, float, bool]]:
     """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed
     (the registered check :func:`pytest_vllm_conformance.checks.slo.slo_met`)."""
     from pytest_vllm_conformance.checks.slo import Slo, slo_met

@@ -44,8 +44,16 @@ class Summary:
             nan = math.nan
             return cls(0, nan, nan, nan, nan, nan, nan, nan)
         p50, p90, p95, p99 = (percentile(ordered, q) for q in QUANTILES)
-        return cls(len(ordered), ordered[0], math.fsum(ordered) / len(ordered),
-                   p50, p90, p95, p99, ordered[-1])
+        return cls(
+            len(ordered),
+            ordered[0],
+            math.fsum(ordered) / len(ordered),
+            p50,
+            p90,
+            p95,
+            p99,
+            ordered[-1],
+        )
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -62,13 +70,20 @@ def _cell(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def table(rows: Sequence[tuple[str, Summary]], *, label: str = "measurement",
-          extra: Sequence[tuple[str, Sequence[str]]] = ()) -> str:
+def table(
+    rows: Sequence[tuple[str, Summary]],
+    *,
+    label: str = "measurement",
+    extra: Sequence[tuple[str, Sequence[str]]] = (),
+) -> str:
     """A Markdown table, one row per (name, summary); ``extra`` adds named columns of text."""
     head = [label, *COLUMNS, *(name for name, _ in extra)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, (name, s) in enumerate(rows):
-        cells = [name, *(_cell(getattr(s, c)) for c in COLUMNS),
-                 *(values[i] for _, values in extra)]
+        cells = [
+            name,
+            *(_cell(getattr(s, c)) for c in COLUMNS),
+            *(values[i] for _, values in extra),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

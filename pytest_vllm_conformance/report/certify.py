@@ -27,11 +27,20 @@ import tempfile
 from pathlib import Path
 
 PROFILE = "certification/1"
-PROFILE_ARGS = ("--vllm-profile=auto", "--vllm-suites=on", "--vllm-determinism-requests=100",
-                "--vllm-latency-concurrency=1,8,50", "--vllm-latency-requests=100",
-                "--vllm-memory-duration=60s", "--vllm-memory-max-growth=100",
-                "--vllm-junit-test-properties=off", "-o", "junit_family=xunit2",
-                "-p", "no:cacheprovider")
+PROFILE_ARGS = (
+    "--vllm-profile=auto",
+    "--vllm-suites=on",
+    "--vllm-determinism-requests=100",
+    "--vllm-latency-concurrency=1,8,50",
+    "--vllm-latency-requests=100",
+    "--vllm-memory-duration=60s",
+    "--vllm-memory-max-growth=100",
+    "--vllm-junit-test-properties=off",
+    "-o",
+    "junit_family=xunit2",
+    "-p",
+    "no:cacheprovider",
+)
 SUMS = "SHA256SUMS"
 
 
@@ -41,8 +50,11 @@ def sha256(path: Path) -> str:
 
 def write_sums(folder: Path) -> str:
     """Write SHA256SUMS over every other file; return its own digest (the bundle's)."""
-    lines = [f"{sha256(p)}  {p.relative_to(folder).as_posix()}"
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != SUMS]
+    lines = [
+        f"{sha256(p)}  {p.relative_to(folder).as_posix()}"
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != SUMS
+    ]
     (folder / SUMS).write_text("\n".join(lines) + "\n")
     return sha256(folder / SUMS)
 
@@ -62,8 +74,11 @@ def verify(folder: Path, digest: str | None = None) -> list[str]:
             problems.append(f"{name}: listed but missing")
         elif sha256(path) != want:
             problems.append(f"{name}: changed since the bundle was written")
-    extra = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
-             if p.is_file() and p.name != SUMS} - listed
+    extra = {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != SUMS
+    } - listed
     problems += [f"{name}: not in {SUMS}" for name in sorted(extra)]
     if digest and sha256(sums) != digest:
         problems.append(f"{SUMS} digest is {sha256(sums)}, not {digest}")
@@ -75,45 +90,75 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
     if any(out.iterdir()):
         print(f"error: {out} is not empty; certify writes a fresh bundle", file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "pytest", f"--vllm-url={url}", *PROFILE_ARGS,
-           f"--vllm-output-dir={out}", f"--junitxml={out / 'junit.xml'}",
-           f"--vllm-json={out / 'results.json'}", f"--vllm-html={out / 'report.html'}",
-           f"--vllm-openmetrics={out / 'metrics.txt'}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--vllm-url={url}",
+        *PROFILE_ARGS,
+        f"--vllm-output-dir={out}",
+        f"--junitxml={out / 'junit.xml'}",
+        f"--vllm-json={out / 'results.json'}",
+        f"--vllm-html={out / 'report.html'}",
+        f"--vllm-openmetrics={out / 'metrics.txt'}",
+        *extra,
+    ]
     if any(a.startswith("--vllm-api-key") for a in extra):
-        print("error: pass the key in $VLLM_API_KEY, not on the command line (it would be "
-              "written into command.txt)", file=sys.stderr)
+        print(
+            "error: pass the key in $VLLM_API_KEY, not on the command line (it would be "
+            "written into command.txt)",
+            file=sys.stderr,
+        )
         return 2
     with (out / "pytest-output.txt").open("w") as log, tempfile.TemporaryDirectory() as work:
         # run from an empty folder: no project conftest, no caches in the bundle
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work,
-                              stdin=subprocess.DEVNULL).returncode
+        code = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work, stdin=subprocess.DEVNULL
+        ).returncode
     (out / "command.txt").write_text(shlex.join(cmd) + "\n")
     results = out / "results.json"
     if not results.is_file():
-        tail = (out / "pytest-output.txt").read_text(encoding="utf-8", errors="replace"
-                                                     ).strip().splitlines()[-3:]
-        print(f"error: the run wrote no results (pytest exit {code}): " + " / ".join(tail),
-              file=sys.stderr)
+        tail = (
+            (out / "pytest-output.txt")
+            .read_text(encoding="utf-8", errors="replace")
+            .strip()
+            .splitlines()[-3:]
+        )
+        print(
+            f"error: the run wrote no results (pytest exit {code}): " + " / ".join(tail),
+            file=sys.stderr,
+        )
         return 2
     doc = json.loads(results.read_text(encoding="utf-8"))
     import pytest
 
     from pytest_vllm_conformance import __version__
 
-    versions = {"profile": PROFILE, "profile_overrides": extra, "harness": __version__,
-                "python": platform.python_version(), "pytest": pytest.__version__,
-                "platform": platform.platform(),
-                "server": doc["target"], "verdict": doc["verdict"]}
-    (out / "versions.json").write_text(json.dumps(versions, indent=2, allow_nan=False) + "\n",
-                                       encoding="utf-8")
+    versions = {
+        "profile": PROFILE,
+        "profile_overrides": extra,
+        "harness": __version__,
+        "python": platform.python_version(),
+        "pytest": pytest.__version__,
+        "platform": platform.platform(),
+        "server": doc["target"],
+        "verdict": doc["verdict"],
+    }
+    (out / "versions.json").write_text(
+        json.dumps(versions, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     digest = write_sums(out)
-    print(f"{doc['verdict'].upper()}: {doc['counts']['passed']} passed, "
-          f"{doc['counts']['failed']} failed, {doc['counts']['error']} errors, "
-          f"{doc['counts']['skipped']} skipped")
+    print(
+        f"{doc['verdict'].upper()}: {doc['counts']['passed']} passed, "
+        f"{doc['counts']['failed']} failed, {doc['counts']['error']} errors, "
+        f"{doc['counts']['skipped']} skipped"
+    )
     print(f"bundle {out}, digest sha256:{digest} ({SUMS})")
     if extra:
-        print(f"note: the {PROFILE} profile was changed by: {shlex.join(extra)} "
-              "(recorded in versions.json)")
+        print(
+            f"note: the {PROFILE} profile was changed by: {shlex.join(extra)} "
+            "(recorded in versions.json)"
+        )
     return 0 if doc["verdict"] == "pass" else 1
 
 

@@ -40,16 +40,29 @@ def _measured(tests: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Measure
 
 def _latency_level(lv: LevelFigures) -> dict[str, Any]:
     """One level's table: client stats per metric, the server's p50 / p95 / p99, the rest."""
-    metrics = {metric[:-3]: {k: round(v, 3) for k, v in s.as_dict().items() if k != "count"}
-               for metric, s in lv.stats.items()}
-    server = {metric[:-3]: " / ".join(f"{v:.1f}" for v in quantiles.values())
-              for metric, quantiles in lv.server.items()}
-    other = {"requests": lv.requests, "error_rate": round(lv.error_rate, 4),
-             **{k: round(v, 3) for k, v in lv.rates.items()},
-             "tokens_server": lv.tokens_server, "tokens_client_chunks": lv.tokens_client_chunks,
-             "token_count_mismatches": lv.token_count_mismatches}
-    return {"name": lv.name, "metrics": metrics, "server": server, "other": other,
-            "harness": lv.harness}
+    metrics = {
+        metric[:-3]: {k: round(v, 3) for k, v in s.as_dict().items() if k != "count"}
+        for metric, s in lv.stats.items()
+    }
+    server = {
+        metric[:-3]: " / ".join(f"{v:.1f}" for v in quantiles.values())
+        for metric, quantiles in lv.server.items()
+    }
+    other = {
+        "requests": lv.requests,
+        "error_rate": round(lv.error_rate, 4),
+        **{k: round(v, 3) for k, v in lv.rates.items()},
+        "tokens_server": lv.tokens_server,
+        "tokens_client_chunks": lv.tokens_client_chunks,
+        "token_count_mismatches": lv.token_count_mismatches,
+    }
+    return {
+        "name": lv.name,
+        "metrics": metrics,
+        "server": server,
+        "other": other,
+        "harness": lv.harness,
+    }
 
 
 def _shown(value: float, digits: int) -> float | str:
@@ -57,16 +70,27 @@ def _shown(value: float, digits: int) -> float | str:
 
 
 def _memory(t: dict[str, Any], m: MemoryGrowth) -> dict[str, Any]:
-    return {"source": m.source, "outcome": t["outcome"], "slope": _shown(m.server.slope, 2),
-            "low": _shown(m.server.low, 2), "high": _shown(m.server.high, 2),
-            "harness": _shown(m.harness.slope, 2), "samples": m.samples,
-            "plot": _embedded(m.plot)}
+    return {
+        "source": m.source,
+        "outcome": t["outcome"],
+        "slope": _shown(m.server.slope, 2),
+        "low": _shown(m.server.low, 2),
+        "high": _shown(m.server.high, 2),
+        "harness": _shown(m.harness.slope, 2),
+        "samples": m.samples,
+        "plot": _embedded(m.plot),
+    }
 
 
 def _determinism(t: dict[str, Any], d: DeterminismVerdict) -> dict[str, Any]:
-    return {"nodeid": t["nodeid"], "outcome": t["outcome"], "requests": d.requests,
-            "distinct": d.distinct_outputs, "position": d.divergence_position or "-",
-            "drift": "-" if d.logprob_drift_max is None else d.logprob_drift_max}
+    return {
+        "nodeid": t["nodeid"],
+        "outcome": t["outcome"],
+        "requests": d.requests,
+        "distinct": d.distinct_outputs,
+        "position": d.divergence_position or "-",
+        "drift": "-" if d.logprob_drift_max is None else d.logprob_drift_max,
+    }
 
 
 def _png(fig: Any) -> str:
@@ -113,8 +137,10 @@ def render(doc: dict[str, Any]) -> str:
 
     doc = untrusted.clean(doc)
 
-    env = Environment(loader=PackageLoader("pytest_vllm_conformance", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env = Environment(
+        loader=PackageLoader("pytest_vllm_conformance", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
     tests = doc["tests"]
     skip_reasons: dict[str, list[str]] = defaultdict(list)
     for t in tests:
@@ -125,7 +151,13 @@ def render(doc: dict[str, Any]) -> str:
     determinism = [_determinism(t, m) for t, m in measured if isinstance(m, DeterminismVerdict)]
     memory = [_memory(t, m) for t, m in measured if isinstance(m, MemoryGrowth)]
     return env.get_template("report.html.j2").render(
-        doc=doc, skip_reasons=skip_reasons, tests_by_id={t["nodeid"]: t for t in tests},
-        latency=latency, latency_plot=_latency_plot(latency) if latency else "",
-        columns=COLUMNS, determinism=determinism, memory=memory,
-        options_json=json.dumps(doc["options"], indent=2))
+        doc=doc,
+        skip_reasons=skip_reasons,
+        tests_by_id={t["nodeid"]: t for t in tests},
+        latency=latency,
+        latency_plot=_latency_plot(latency) if latency else "",
+        columns=COLUMNS,
+        determinism=determinism,
+        memory=memory,
+        options_json=json.dumps(doc["options"], indent=2),
+    )

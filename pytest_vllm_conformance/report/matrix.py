@@ -46,8 +46,19 @@ def run_engine(spec: str, folder: Path) -> tuple[str, dict[str, tuple[str, str]]
     if not url:
         raise SystemExit(f"--engine must be NAME=URL [pytest options], got {spec!r}")
     junit = folder / f"{name}.xml"
-    cmd = [sys.executable, "-m", "pytest", f"--vllm-url={url}", f"--junitxml={junit}", "-q",
-           "-p", "no:cacheprovider", "-p", "no:randomly", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--vllm-url={url}",
+        f"--junitxml={junit}",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        *extra,
+    ]
     done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=False)
     if not junit.exists():
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
@@ -58,16 +69,19 @@ def run_engine(spec: str, folder: Path) -> tuple[str, dict[str, tuple[str, str]]
 def table(results: dict[str, dict[str, tuple[str, str]]]) -> str:
     engines = list(results)
     tests = sorted({t for r in results.values() for t in r})
-    lines = ["| check | " + " | ".join(engines) + " |",
-             "|---|" + "---|" * len(engines)]
+    lines = ["| check | " + " | ".join(engines) + " |", "|---|" + "---|" * len(engines)]
     for test in tests:
         cells = []
         for engine in engines:
             outcome, reason = results[engine].get(test, ("-", ""))
             cells.append(outcome if outcome == PASS or not reason else f"{outcome}: {reason}")
         lines.append(f"| `{test}` | " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    totals = [" / ".join(f"{sum(1 for o, _ in results[e].values() if o == k)} {k}"
-                         for k in (PASS, FAIL, SKIP)) for e in engines]
+    totals = [
+        " / ".join(
+            f"{sum(1 for o, _ in results[e].values() if o == k)} {k}" for k in (PASS, FAIL, SKIP)
+        )
+        for e in engines
+    ]
     lines.append("| **total** | " + " | ".join(totals) + " |")
     return "\n".join(lines) + "\n"
 

@@ -38,10 +38,13 @@ REPORT_ATTR = "vllm_measurements"
 STASH_KEY = pytest.StashKey[list["Measurement"]]()
 #: The modules that declare the bundled kinds: imported before a kind is looked up, so the
 #: controller (which under xdist never imports the suites) knows every kind.
-DOMAIN_MODULES = ("pytest_vllm_conformance.perf.latency", "pytest_vllm_conformance.perf.memory",
-                  "pytest_vllm_conformance.workload.determinism",
-                  "pytest_vllm_conformance.checks.logprobs",
-                  "pytest_vllm_conformance.checks.metrics")
+DOMAIN_MODULES = (
+    "pytest_vllm_conformance.perf.latency",
+    "pytest_vllm_conformance.perf.memory",
+    "pytest_vllm_conformance.workload.determinism",
+    "pytest_vllm_conformance.checks.logprobs",
+    "pytest_vllm_conformance.checks.metrics",
+)
 
 _KINDS: dict[str, type[Any]] = {}
 
@@ -74,6 +77,7 @@ def measurement(kind: str) -> Callable[[M], M]:
         setattr(cls, "kind", kind)  # noqa: B010 - a class attribute its dataclass never sees
         _KINDS[kind] = cls
         return cls
+
     return register
 
 
@@ -111,8 +115,9 @@ def recorded(item: pytest.Item) -> list[Measurement]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                              call: pytest.CallInfo[None]) -> typing.Generator[None, Any, Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> typing.Generator[None, Any, Any]:
     """Attach the test's measurements so far, as safe JSON, to each of its reports."""
     from pytest_vllm_conformance import untrusted
 
@@ -161,8 +166,11 @@ def _plain(value: Any) -> Any:
 
 def _build(cls: type[Any], data: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
-    given = {f.name: _typed(hints[f.name], data[f.name])
-             for f in dataclasses.fields(cls) if f.init and f.name in data}
+    given = {
+        f.name: _typed(hints[f.name], data[f.name])
+        for f in dataclasses.fields(cls)
+        if f.init and f.name in data
+    }
     return cls(**given)
 
 

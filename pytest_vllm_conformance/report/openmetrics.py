@@ -27,8 +27,13 @@ JOB = "vllm_conformance"
 def labels_of(doc: dict[str, Any], pool_id: str, replica_id: str) -> dict[str, str]:
     """The labels every series carries, each a safe single line (server text included)."""
     t = doc["target"]
-    labels = {"engine": t["engine"] or "", "engine_version": t["engine_version"] or "",
-              "model_id": t["model"] or "", "pool_id": pool_id, "replica_id": replica_id}
+    labels = {
+        "engine": t["engine"] or "",
+        "engine_version": t["engine_version"] or "",
+        "model_id": t["model"] or "",
+        "pool_id": pool_id,
+        "replica_id": replica_id,
+    }
     return {name: untrusted.line(value) for name, value in labels.items()}
 
 
@@ -38,8 +43,7 @@ class _Collector:
     def __init__(self, doc: dict[str, Any], labels: dict[str, str]) -> None:
         self.doc, self.labels = doc, labels
 
-    def _family(self, name: str, doc: str, extra: tuple[str, ...] = (),
-                unit: str = "") -> Any:
+    def _family(self, name: str, doc: str, extra: tuple[str, ...] = (), unit: str = "") -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
         return GaugeMetricFamily(name, doc, labels=[*self.labels, *extra], unit=unit)
@@ -52,18 +56,29 @@ class _Collector:
             tests.add_metric([*base, outcome], n)
         verdict = self._family("vllm_conformance_passed", "1 when the run passed")
         verdict.add_metric(base, 1.0 if doc["verdict"] == "pass" else 0.0)
-        failures = self._family("vllm_conformance_failures", "failed tests by check title",
-                                ("title", "severity"))
+        failures = self._family(
+            "vllm_conformance_failures", "failed tests by check title", ("title", "severity")
+        )
         for g in doc["failures_by_title"]:
             failures.add_metric([*base, untrusted.line(g["title"]), g["severity"]], g["count"])
-        latency = self._family("vllm_conformance_latency_milliseconds", "client-side latency",
-                               ("level", "metric", "stat"))
-        rates = self._family("vllm_conformance_level", "throughput and error rate per level",
-                             ("level", "measure"))
-        memory = self._family("vllm_conformance_memory_growth_megabytes_per_hour",
-                              "server memory slope under load", ("bound",))
-        distinct = self._family("vllm_conformance_distinct_outputs",
-                                "distinct greedy outputs in a determinism burst", ("test",))
+        latency = self._family(
+            "vllm_conformance_latency_milliseconds",
+            "client-side latency",
+            ("level", "metric", "stat"),
+        )
+        rates = self._family(
+            "vllm_conformance_level", "throughput and error rate per level", ("level", "measure")
+        )
+        memory = self._family(
+            "vllm_conformance_memory_growth_megabytes_per_hour",
+            "server memory slope under load",
+            ("bound",),
+        )
+        distinct = self._family(
+            "vllm_conformance_distinct_outputs",
+            "distinct greedy outputs in a determinism burst",
+            ("test",),
+        )
         for t in doc["tests"]:
             for m in load(t.get("measurements") or []):
                 if isinstance(m, LevelFigures):
@@ -71,14 +86,20 @@ class _Collector:
                     for metric, summary in m.stats.items():
                         for stat, value in summary.as_dict().items():
                             if stat != "count" and math.isfinite(value):
-                                latency.add_metric([*base, level, metric[:-3], stat],
-                                                   round(value, 3))
-                    for what, value in {"error_rate": round(m.error_rate, 4),
-                                        **{k: round(v, 3) for k, v in m.rates.items()}}.items():
+                                latency.add_metric(
+                                    [*base, level, metric[:-3], stat], round(value, 3)
+                                )
+                    for what, value in {
+                        "error_rate": round(m.error_rate, 4),
+                        **{k: round(v, 3) for k, v in m.rates.items()},
+                    }.items():
                         rates.add_metric([*base, level, what], value)
                 elif isinstance(m, MemoryGrowth):
-                    for bound, value in (("estimate", m.server.slope), ("low", m.server.low),
-                                         ("high", m.server.high)):
+                    for bound, value in (
+                        ("estimate", m.server.slope),
+                        ("low", m.server.low),
+                        ("high", m.server.high),
+                    ):
                         if math.isfinite(value):
                             memory.add_metric([*base, bound], round(value, 2))
                 elif isinstance(m, DeterminismVerdict):
@@ -105,6 +126,10 @@ def push(url: str, doc: dict[str, Any], labels: dict[str, str], timeout: float =
     """Replace this pool/replica's group on the Pushgateway; raise OSError with a reason."""
     from prometheus_client import push_to_gateway
 
-    push_to_gateway(url, job=JOB, registry=registry(doc, labels), timeout=timeout,
-                    grouping_key={"pool_id": labels["pool_id"],
-                                  "replica_id": labels["replica_id"]})
+    push_to_gateway(
+        url,
+        job=JOB,
+        registry=registry(doc, labels),
+        timeout=timeout,
+        grouping_key={"pool_id": labels["pool_id"], "replica_id": labels["replica_id"]},
+    )

@@ -42,9 +42,14 @@ def failure_properties(exc: Any) -> list[tuple[str, str]]:
     from pytest_vllm_conformance.failures import CheckFailure, FailureGroup
 
     if not isinstance(exc, CheckFailure):
-        return [("failure_title", exc.title), ("failure_severity", "HIGH"),
-                ("failure_expected", ""), ("failure_received", exc.message),
-                ("failure_curl", exc.curl), ("failure_detail", "")]
+        return [
+            ("failure_title", exc.title),
+            ("failure_severity", "HIGH"),
+            ("failure_expected", ""),
+            ("failure_received", exc.message),
+            ("failure_curl", exc.curl),
+            ("failure_detail", ""),
+        ]
     first = exc.failures[0][0] if isinstance(exc, FailureGroup) else exc
     out = [(f"failure_{name}", str(getattr(first, name) or "")) for name in FAILURE_FIELDS]
     out[1] = ("failure_severity", exc.severity.name)
@@ -56,8 +61,13 @@ def failure_properties(exc: Any) -> list[tuple[str, str]]:
 class ResultsRecorder:
     """Registered on the controller when a target is given; writes JSON, prints the summary."""
 
-    def __init__(self, config: pytest.Config, state: ConformanceSession, path: Path | None,
-                 suites: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        state: ConformanceSession,
+        path: Path | None,
+        suites: tuple[str, ...],
+    ) -> None:
         self.config, self.state, self.path, self.suites = config, state, path, suites
         self.tests: dict[str, dict[str, Any]] = {}
         self.started = time.time()
@@ -74,31 +84,49 @@ class ResultsRecorder:
             report.user_properties = []  # kept here and in the JSON; JUnit stays xunit2-valid
 
     def _record(self, report: pytest.TestReport) -> None:
-        entry = self.tests.setdefault(report.nodeid, {
-            "nodeid": report.nodeid, "suite": self._suite(report), "outcome": "passed",
-            "duration_s": 0.0, "properties": {}, "measurements": [], "failure": None,
-            "skip_reason": None})
+        entry = self.tests.setdefault(
+            report.nodeid,
+            {
+                "nodeid": report.nodeid,
+                "suite": self._suite(report),
+                "outcome": "passed",
+                "duration_s": 0.0,
+                "properties": {},
+                "measurements": [],
+                "failure": None,
+                "skip_reason": None,
+            },
+        )
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 6)
-        entry["properties"] = {str(k): _plain(v) for k, v in report.user_properties
-                               if not str(k).startswith("failure_")}
+        entry["properties"] = {
+            str(k): _plain(v)
+            for k, v in report.user_properties
+            if not str(k).startswith("failure_")
+        }
         if (measured := getattr(report, measurements.REPORT_ATTR, None)) is not None:
             entry["measurements"] = [_plain(m) for m in measured]  # each report has them all
         if report.failed:
             entry["outcome"] = "failed" if report.when == "call" else "error"
             props = dict(report.user_properties)
             if "failure_title" in props:
-                entry["failure"] = {name: str(props.get(f"failure_{name}", ""))
-                                    for name in FAILURE_FIELDS}
+                entry["failure"] = {
+                    name: str(props.get(f"failure_{name}", "")) for name in FAILURE_FIELDS
+                }
             else:
-                entry["failure"] = {"title": "Test error" if report.when != "call" else
-                                    "Test failed", "severity": "HIGH", "expected": "",
-                                    "received": str(report.longreprtext).strip()[-600:],
-                                    "curl": "", "detail": ""}
+                entry["failure"] = {
+                    "title": "Test error" if report.when != "call" else "Test failed",
+                    "severity": "HIGH",
+                    "expected": "",
+                    "received": str(report.longreprtext).strip()[-600:],
+                    "curl": "",
+                    "detail": "",
+                }
         elif report.skipped and entry["outcome"] == "passed":
             entry["outcome"] = "skipped"
             longrepr = report.longrepr
-            entry["skip_reason"] = str(longrepr[2] if isinstance(longrepr, tuple) else
-                                       longrepr).removeprefix("Skipped: ")
+            entry["skip_reason"] = str(
+                longrepr[2] if isinstance(longrepr, tuple) else longrepr
+            ).removeprefix("Skipped: ")
 
     def _suite(self, report: pytest.TestReport) -> str:
         return next((s for s in self.suites if s in report.keywords), "other")
@@ -123,8 +151,9 @@ class ResultsRecorder:
         counts = Counter(t["outcome"] for t in tests)
         matrix: dict[str, dict[str, int]] = {}
         for t in tests:
-            row = matrix.setdefault(t["suite"], {"passed": 0, "failed": 0, "skipped": 0,
-                                                 "error": 0})
+            row = matrix.setdefault(
+                t["suite"], {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+            )
             row[t["outcome"]] += 1
         target = self.state.target
         return {
@@ -141,8 +170,9 @@ class ResultsRecorder:
             "options": _options(self.state),
             "started": dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(),
             "duration_s": round(time.time() - self.started, 3),
-            "verdict": "fail" if counts["failed"] or counts["error"] else (
-                "pass" if counts["passed"] else "incomplete"),
+            "verdict": "fail"
+            if counts["failed"] or counts["error"]
+            else ("pass" if counts["passed"] else "incomplete"),
             "counts": {k: counts[k] for k in ("passed", "failed", "skipped", "error")},
             "matrix": matrix,
             "failures_by_title": self.failures_by_title(),
@@ -155,14 +185,21 @@ class ResultsRecorder:
         for t in self.tests.values():
             if t["failure"] is None:
                 continue
-            g = groups.setdefault(t["failure"]["title"], {
-                "title": t["failure"]["title"], "severity": t["failure"]["severity"],
-                "count": 0, "tests": []})
+            g = groups.setdefault(
+                t["failure"]["title"],
+                {
+                    "title": t["failure"]["title"],
+                    "severity": t["failure"]["severity"],
+                    "count": 0,
+                    "tests": [],
+                },
+            )
             g["count"] += 1
             g["tests"].append(t["nodeid"])
         rank = {s: i for i, s in enumerate(SEVERITIES)}
-        return sorted(groups.values(), key=lambda g: (rank.get(g["severity"], 9), -g["count"],
-                                                      g["title"]))
+        return sorted(
+            groups.values(), key=lambda g: (rank.get(g["severity"], 9), -g["count"], g["title"])
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -187,18 +224,23 @@ class ResultsRecorder:
 
     def _write(self, path: Path, render: Any) -> None:
         """Write one output; a failure is one line of the summary, never a crash."""
+
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render(), encoding="utf-8", errors="backslashreplace")
             self.written.append(str(path))
+
         self._guarded(str(path), write)
 
     def _guarded(self, what: str, action: Any) -> None:
         try:
             action()
         except Exception as exc:  # any writer's failure: reported, the others still write
-            self.problems.append(untrusted.line(
-                f"could not write {what}: {type(exc).__name__}: {exc}", untrusted.FIELD_LIMIT))
+            self.problems.append(
+                untrusted.line(
+                    f"could not write {what}: {type(exc).__name__}: {exc}", untrusted.FIELD_LIMIT
+                )
+            )
 
     def _export(self, doc: dict[str, Any]) -> None:
         from urllib.parse import urlsplit
@@ -221,7 +263,9 @@ class ResultsRecorder:
                 reason = getattr(exc, "reason", None) or exc
                 self.pushed = untrusted.line(
                     f"could not push to {settings.pushgateway}: {reason}; is a Pushgateway "
-                    "listening there?", untrusted.FIELD_LIMIT)
+                    "listening there?",
+                    untrusted.FIELD_LIMIT,
+                )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
@@ -239,8 +283,9 @@ class ResultsRecorder:
             parts = [f"{n} {k}" for k, n in row.items() if n]
             tr.write_line(f"{untrusted.line(suite):<14} {', '.join(parts)}")
         for g in doc["failures_by_title"]:  # titles are single-line and safe (document())
-            tr.write_line(f"[{g['severity']}] {g['title']}: {g['count']} test"
-                          f"{'s' if g['count'] != 1 else ''}")
+            tr.write_line(
+                f"[{g['severity']}] {g['title']}: {g['count']} test{'s' if g['count'] != 1 else ''}"
+            )
         for sentence in _harness_sentences(doc):  # the latency self-check's (issue 15)
             tr.write_line(f"harness: {untrusted.line(sentence, untrusted.FIELD_LIMIT)}")
         where = f"; results in {', '.join(self.written)}" if self.written else ""
@@ -255,9 +300,12 @@ def _harness_sentences(doc: dict[str, Any]) -> list[str]:
     """Each latency level's self-check sentence, for levels whose figures are unreliable."""
     from pytest_vllm_conformance.perf.latency import LevelFigures
 
-    return [m.harness for test in doc["tests"]
-            for m in measurements.load(test["measurements"])
-            if isinstance(m, LevelFigures) and m.harness]
+    return [
+        m.harness
+        for test in doc["tests"]
+        for m in measurements.load(test["measurements"])
+        if isinstance(m, LevelFigures) and m.harness
+    ]
 
 
 def _plain(value: Any) -> Any:

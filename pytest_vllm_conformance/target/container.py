@@ -65,8 +65,11 @@ def docker_kwargs(spec: ContainerSpec, run_id: str) -> dict[str, Any]:
     if spec.gpus != "none":
         from docker.types import DeviceRequest
 
-        request = (DeviceRequest(count=-1, capabilities=[["gpu"]]) if spec.gpus == "all" else
-                   DeviceRequest(device_ids=spec.gpus.split(","), capabilities=[["gpu"]]))
+        request = (
+            DeviceRequest(count=-1, capabilities=[["gpu"]])
+            if spec.gpus == "all"
+            else DeviceRequest(device_ids=spec.gpus.split(","), capabilities=[["gpu"]])
+        )
         kwargs["device_requests"] = [request]
     return kwargs
 
@@ -78,8 +81,11 @@ def resolve_gpus(requested: str, runtimes: Iterable[str]) -> str:
     return "all" if "nvidia" in set(runtimes) else "none"
 
 
-_NO_GPU_DRIVER = re.compile(r"could not select device driver|nvidia-container-cli|"
-                            r"unknown or invalid runtime name: nvidia", re.IGNORECASE)
+_NO_GPU_DRIVER = re.compile(
+    r"could not select device driver|nvidia-container-cli|"
+    r"unknown or invalid runtime name: nvidia",
+    re.IGNORECASE,
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -91,9 +97,11 @@ def explain_docker_error(exc: BaseException, spec: ContainerSpec) -> str:
     """One sentence for what the Docker engine refused, with what to do about it."""
     text = _reason(exc)
     if _NO_GPU_DRIVER.search(text):
-        return (f"the Docker engine cannot give the {spec.role} container a GPU (it has no "
-                f"NVIDIA runtime: {text}); install the NVIDIA Container Toolkit and restart "
-                "dockerd, or pass --vllm-gpus=none for an image that runs on the CPU.")
+        return (
+            f"the Docker engine cannot give the {spec.role} container a GPU (it has no "
+            f"NVIDIA runtime: {text}); install the NVIDIA Container Toolkit and restart "
+            "dockerd, or pass --vllm-gpus=none for an image that runs on the CPU."
+        )
     return f"the Docker engine refused to start the {spec.role} container: {text}"
 
 
@@ -112,14 +120,21 @@ def ensure_image(client: Any, image: str) -> None:
         raise ContainerStartError(
             f"image {image!r} is not on the Docker engine and pulling it failed "
             f"({_reason(exc)}); "
-            "build it first (make -C containers image) or check the name.") from None
+            "build it first (make -C containers image) or check the name."
+        ) from None
 
 
 class ContainerServer:
     """One container started from a :class:`ContainerSpec`, reachable at :attr:`url`."""
 
-    def __init__(self, spec: ContainerSpec, run_id: str, log_path: Path,
-                 secrets: Iterable[Secret] = (), network: Network | None = None) -> None:
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        run_id: str,
+        log_path: Path,
+        secrets: Iterable[Secret] = (),
+        network: Network | None = None,
+    ) -> None:
         self.spec = spec
         self.run_id = run_id
         self.log_path = log_path
@@ -155,12 +170,13 @@ class ContainerServer:
         except (DockerException, ConnectionError) as exc:
             self._raise_if_exited()
             raise ContainerStartError(explain_docker_error(exc, s)) from None
-        say(f"vllm-conformance: {s.role} container {c.get_wrapped_container().short_id} "
-            f"({s.image}) started on {self.url}; waiting for /health")
+        say(
+            f"vllm-conformance: {s.role} container {c.get_wrapped_container().short_id} "
+            f"({s.image}) started on {self.url}; waiting for /health"
+        )
         started = time.monotonic()
         self.wait_healthy(timeout_s)
-        say(f"vllm-conformance: {s.role} container ready after "
-            f"{time.monotonic() - started:.0f} s")
+        say(f"vllm-conformance: {s.role} container ready after {time.monotonic() - started:.0f} s")
         return self.url
 
     def _address(self) -> str:
@@ -182,7 +198,8 @@ class ContainerServer:
             raise ContainerStartError(
                 f"the {self.spec.role} container ({self.spec.image}) exited with code "
                 f"{state.get('ExitCode')} before it was healthy; its last log lines "
-                f"(all of it in {self.log_path}):\n{self.log_tail()}")
+                f"(all of it in {self.log_path}):\n{self.log_tail()}"
+            )
 
     def wait_healthy(self, timeout_s: float) -> None:
         """Poll ``/health`` until 200; raise with the log tail if it exits or times out."""
@@ -190,7 +207,8 @@ class ContainerServer:
             raise ContainerStartError(
                 f"the {self.spec.role} container ({self.spec.image}) at {self.url} was not "
                 f"healthy within {timeout_s:g} s (raise --vllm-serve-timeout); its last log "
-                f"lines (all of it in {self.log_path}):\n{self.log_tail()}")
+                f"lines (all of it in {self.log_path}):\n{self.log_tail()}"
+            )
 
     def state(self) -> dict[str, Any]:
         """Docker's State of the container, fresh (raises when it was never created)."""
@@ -287,7 +305,8 @@ def start_reaper() -> None:
             f"testcontainers' reaper (Ryuk, image {config.ryuk_image}) could not start "
             f"({_reason(exc)}); make that image available, or set "
             "TESTCONTAINERS_RYUK_DISABLED=true (the plugin removes its containers itself; "
-            "Ryuk only adds cover for a run that is killed outright).") from None
+            "Ryuk only adds cover for a run that is killed outright)."
+        ) from None
 
 
 def docker_engine_problem() -> str | None:
@@ -295,13 +314,15 @@ def docker_engine_problem() -> str | None:
     try:
         from testcontainers.core.docker_client import DockerClient
     except ImportError:
-        return ("--vllm-image needs testcontainers: "
-                "pip install 'pytest-vllm-conformance[containers]'.")
+        return (
+            "--vllm-image needs testcontainers: pip install 'pytest-vllm-conformance[containers]'."
+        )
     try:
         DockerClient().client.ping()
     except Exception as exc:
         where = os.environ.get("DOCKER_HOST") or "the default socket"
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        return (f"cannot reach a Docker engine at {where} ({reason}); start dockerd or set "
-                "DOCKER_HOST.")
+        return (
+            f"cannot reach a Docker engine at {where} ({reason}); start dockerd or set DOCKER_HOST."
+        )
     return None

@@ -22,8 +22,10 @@ OPTION = "--vllm-cpu-split"
 #: vLLM's CPU backend binds its OpenMP threads to these CPUs ("0-5", ranks split by "|")
 OMP_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 #: serve arguments that make vLLM run several ranks, each needing its own CPU list
-_MULTI_RANK_ARGS = re.compile(r"^(--(tensor|pipeline|data)-parallel-size|-tp|-pp|-dp)"
-                              r"(=(\d+))?$")
+_MULTI_RANK_ARGS = re.compile(
+    r"^(--(tensor|pipeline|data)-parallel-size|-tp|-pp|-dp)"
+    r"(=(\d+))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,12 @@ def plan(setting: str, available: frozenset[int] | None) -> Plan:
     if outside:
         raise pytest.UsageError(
             f"{OPTION} names CPU(s) {format_cpus(outside)} this process may not use; "
-            f"it may use {format_cpus(available)}.")
+            f"it may use {format_cpus(available)}."
+        )
     return Plan(split, "as given")
 
 
-def container_plan(setting: str, available: frozenset[int] | None,
-                   docker_host: str | None) -> Plan:
+def container_plan(setting: str, available: frozenset[int] | None, docker_host: str | None) -> Plan:
     """:func:`plan` for ``--vllm-image``: ``auto`` pins nothing when the Docker engine is
     another machine (its CPUs are not this process's); an explicit split is applied as given."""
     if setting == "auto" and docker_host and not docker_host.startswith("unix://"):
@@ -92,8 +94,9 @@ def container_plan(setting: str, available: frozenset[int] | None,
     return plan(setting, available)
 
 
-def server_environment(env: dict[str, str], cpus: frozenset[int],
-                       serve_args: Iterable[str]) -> None:
+def server_environment(
+    env: dict[str, str], cpus: frozenset[int], serve_args: Iterable[str]
+) -> None:
     """Tell vLLM's CPU backend the server's CPUs, keeping any value the user set.
 
     The process affinity alone already steers vLLM's ``auto`` binding (it reads

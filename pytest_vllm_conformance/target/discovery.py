@@ -65,8 +65,9 @@ class Target:
         return self.endpoints.get(path) == 200
 
 
-async def wait_ready(client: AsyncClient, url: str, within_s: float,
-                     refused_grace_s: float | None = None) -> None:
+async def wait_ready(
+    client: AsyncClient, url: str, within_s: float, refused_grace_s: float | None = None
+) -> None:
     """Poll ``/health`` (or ``/v1/models`` where there is none) until it answers 200.
 
     A 401 or 403 also counts as alive: the key check that follows says what is wrong.
@@ -77,9 +78,15 @@ async def wait_ready(client: AsyncClient, url: str, within_s: float,
     def refused_too_long(p: health.Probe) -> bool:
         return p.only_refused and refused_grace_s is not None and p.waited_s >= refused_grace_s
 
-    wait = await health.poll(client, base_url=url, paths=("/health", "/v1/models"),
-                             until=lambda p: p.status in (200, 401, 403), within_s=within_s,
-                             interval_s=_POLL_S, give_up=refused_too_long)
+    wait = await health.poll(
+        client,
+        base_url=url,
+        paths=("/health", "/v1/models"),
+        until=lambda p: p.status in (200, 401, 403),
+        within_s=within_s,
+        interval_s=_POLL_S,
+        give_up=refused_too_long,
+    )
     if wait.reached:
         return
     problem = wait.last.problem
@@ -94,28 +101,48 @@ async def wait_ready(client: AsyncClient, url: str, within_s: float,
     )
 
 
-async def discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | None,
-                   ready_within_s: float, refused_grace_s: float | None = None,
-                   embedding_url: str | None = None,
-                   embedding_model: str | None = None) -> Target:
+async def discover(
+    client: AsyncClient,
+    urls: tuple[str, ...],
+    *,
+    model: str | None,
+    ready_within_s: float,
+    refused_grace_s: float | None = None,
+    embedding_url: str | None = None,
+    embedding_model: str | None = None,
+) -> Target:
     """Wait for every URL, check the key, pick the model, run the canary, identify the engine.
 
     Every answer read here is validated; should one still trip the harness (a shape no
     check foresaw), that is the one-line start-up error too, never INTERNALERROR."""
     try:
-        return await _discover(client, urls, model=model, ready_within_s=ready_within_s,
-                               refused_grace_s=refused_grace_s, embedding_url=embedding_url,
-                               embedding_model=embedding_model)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError,
-            RecursionError) as exc:
-        raise NotReady(f"{redact_url(urls[0])} answered something the harness could not read "
-                       f"at start-up ({type(exc).__name__}: {str(exc)[:200]}); please report "
-                       "this with the server's answers.") from None
+        return await _discover(
+            client,
+            urls,
+            model=model,
+            ready_within_s=ready_within_s,
+            refused_grace_s=refused_grace_s,
+            embedding_url=embedding_url,
+            embedding_model=embedding_model,
+        )
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise NotReady(
+            f"{redact_url(urls[0])} answered something the harness could not read "
+            f"at start-up ({type(exc).__name__}: {str(exc)[:200]}); please report "
+            "this with the server's answers."
+        ) from None
 
 
-async def _discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | None,
-                    ready_within_s: float, refused_grace_s: float | None,
-                    embedding_url: str | None, embedding_model: str | None) -> Target:
+async def _discover(
+    client: AsyncClient,
+    urls: tuple[str, ...],
+    *,
+    model: str | None,
+    ready_within_s: float,
+    refused_grace_s: float | None,
+    embedding_url: str | None,
+    embedding_model: str | None,
+) -> Target:
     for url in (*urls, *([embedding_url] if embedding_url else [])):
         await wait_ready(client, url, ready_within_s, refused_grace_s)
     url = urls[0]
@@ -127,16 +154,24 @@ async def _discover(client: AsyncClient, urls: tuple[str, ...], *, model: str | 
         models = [model]  # the health suite reports the broken /v1/models
     chosen = model or models[0]
     if chosen not in models:
-        raise NotReady(f"{redact_url(url)} does not serve model {chosen!r}; it serves "
-                       f"{', '.join(models)}. Fix --vllm-model.")
+        raise NotReady(
+            f"{redact_url(url)} does not serve model {chosen!r}; it serves "
+            f"{', '.join(models)}. Fix --vllm-model."
+        )
     probes = await asyncio.gather(*(_probe(client, url, p) for p in PROBED_PATHS))
     endpoints = {p: (r.status if r else 0) for p, r in zip(PROBED_PATHS, probes, strict=True)}
     canary, canary_ms = await _canary(client, url, chosen)
     return Target(
-        base_url=url, api_key=client.api_key, models=tuple(models), model=chosen,
+        base_url=url,
+        api_key=client.api_key,
+        models=tuple(models),
+        model=chosen,
         engine=identify_engine(dict(zip(PROBED_PATHS, probes, strict=True)), canary),
-        endpoints=endpoints, replicas=urls, embedding_url=embedding_url,
-        embedding_model=embedding_model, canary_ms=canary_ms,
+        endpoints=endpoints,
+        replicas=urls,
+        embedding_url=embedding_url,
+        embedding_model=embedding_model,
+        canary_ms=canary_ms,
     )
 
 
@@ -144,19 +179,24 @@ async def _list_models(client: AsyncClient, url: str) -> list[str]:
     try:
         r = await client.get("/v1/models", base_url=url, timeout=_PROBE_TIMEOUT_S)
         if r.status in (401, 403):
-            hint = ("pass the right key with --vllm-api-key or $VLLM_API_KEY"
-                    if client.api_key else "pass one with --vllm-api-key or $VLLM_API_KEY")
+            hint = (
+                "pass the right key with --vllm-api-key or $VLLM_API_KEY"
+                if client.api_key
+                else "pass one with --vllm-api-key or $VLLM_API_KEY"
+            )
             what = "refused the API key" if client.api_key else "requires an API key"
             raise NotReady(f"{redact_url(url)} {what} (HTTP {r.status} on /v1/models); {hint}.")
         if r.status != 200:
             raise _ModelListBroken(
                 f"{redact_url(url)} answered GET /v1/models with HTTP {r.status}: "
                 f"{client._redact(r.error_message())}; name the model with --vllm-model to "
-                "test it anyway")
+                "test it anyway"
+            )
         body = r.json()
     except ClientError as exc:
-        raise _ModelListBroken(f"{redact_url(url)}: {exc.message}; is it an OpenAI-compatible "
-                               "server?") from None
+        raise _ModelListBroken(
+            f"{redact_url(url)}: {exc.message}; is it an OpenAI-compatible server?"
+        ) from None
     return _model_ids(body, redact_url(url))
 
 
@@ -166,20 +206,25 @@ def _model_ids(body: Any, shown_url: str) -> list[str]:
 
     where = f"{shown_url} answered GET /v1/models with"
     if not isinstance(body, dict):
-        raise _ModelListBroken(f"{where} {describe(body)}, not a JSON object; is it an "
-                               "OpenAI-compatible server? Pass --vllm-model to test it anyway.")
+        raise _ModelListBroken(
+            f"{where} {describe(body)}, not a JSON object; is it an "
+            "OpenAI-compatible server? Pass --vllm-model to test it anyway."
+        )
     data = body.get("data")
     if not isinstance(data, list):
-        raise _ModelListBroken(f"{where} data = {describe(data)}, not a list of models; pass "
-                               "--vllm-model to test it anyway.")
+        raise _ModelListBroken(
+            f"{where} data = {describe(data)}, not a list of models; pass "
+            "--vllm-model to test it anyway."
+        )
     ids = [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
     if not ids and data:
         first = data[0].get("id") if isinstance(data[0], dict) else data[0]
-        raise _ModelListBroken(f"{where} no model that has a string id (the first: "
-                               f"{describe(first)}); pass --vllm-model to test it anyway.")
+        raise _ModelListBroken(
+            f"{where} no model that has a string id (the first: "
+            f"{describe(first)}); pass --vllm-model to test it anyway."
+        )
     if not ids:
-        raise _ModelListBroken(f"{shown_url} lists no model at /v1/models; pass "
-                               "--vllm-model.")
+        raise _ModelListBroken(f"{shown_url} lists no model at /v1/models; pass --vllm-model.")
     return ids
 
 
@@ -193,26 +238,35 @@ async def _probe(client: AsyncClient, url: str, path: str) -> Response | None:
 async def _canary(client: AsyncClient, url: str, model: str) -> tuple[dict[str, Any], float]:
     """One ``max_tokens=1`` request: completions first, chat where completions are absent."""
     attempts = [
-        ("/v1/completions", {"model": model, "prompt": "Hello", "max_tokens": 1,
-                             "temperature": 0}),
-        ("/v1/chat/completions", {"model": model, "max_tokens": 1, "temperature": 0,
-                                  "messages": [{"role": "user", "content": "Hello"}]}),
+        ("/v1/completions", {"model": model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}),
+        (
+            "/v1/chat/completions",
+            {
+                "model": model,
+                "max_tokens": 1,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": "Hello"}],
+            },
+        ),
     ]
     failure = ""
     for path, body in attempts:
         try:
             r = await client.post(path, body, base_url=url)
         except ClientError as exc:
-            raise NotReady(f"the canary request (max_tokens=1) to {redact_url(url)} failed: "
-                           f"{exc.reason}") from None
+            raise NotReady(
+                f"the canary request (max_tokens=1) to {redact_url(url)} failed: {exc.reason}"
+            ) from None
         if r.status == 200:
             try:
                 data = r.json()
             except ClientError as exc:
-                raise NotReady(f"the canary answer from {redact_url(url)} is broken: "
-                               f"{exc.message}") from None
+                raise NotReady(
+                    f"the canary answer from {redact_url(url)} is broken: {exc.message}"
+                ) from None
             return (data if isinstance(data, dict) else {}), (
-                r.timings.done - r.timings.sent) * 1000
+                r.timings.done - r.timings.sent
+            ) * 1000
         failure = f"POST {path} answered HTTP {r.status}: {client._redact(r.error_message())}"
         if r.status not in (404, 405):
             break

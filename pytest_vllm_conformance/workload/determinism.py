@@ -60,8 +60,7 @@ class Outcome:
         return f"{self.logprobs[k]:.6g}" if k < len(self.logprobs) else "n/a"
 
 
-def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...],
-                                                                 tuple[float, ...]]:
+def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
     """(tokens, logprobs) from completions-style or chat-style (llama.cpp) logprobs, each
     read through the typed accessors: a NaN logprob is a finding, never a value to compare
     (a drift of NaN is below every limit, so it would pass)."""
@@ -80,8 +79,9 @@ def _logprob_tokens(r: Response, lp: Any, where: str) -> tuple[tuple[str, ...],
             numbers.append((entry.get("logprob"), f"{at}.logprob"))
     else:
         listed = values.maybe_field(found, "tokens", list, path, curl) or []
-        tokens = [values.element(listed, k, str, f"{path}.tokens", curl)
-                  for k in range(len(listed))]
+        tokens = [
+            values.element(listed, k, str, f"{path}.tokens", curl) for k in range(len(listed))
+        ]
         given = values.maybe_field(found, "token_logprobs", list, path, curl) or []
         numbers = [(x, f"{path}.token_logprobs[{k}]") for k, x in enumerate(given)]
     logprobs = tuple(values.finite(x, at, curl) for x, at in numbers if x is not None)
@@ -104,19 +104,29 @@ def parse_completion(r: Response, rid: int, t0: float, index: int = 0) -> Outcom
     indexed: list[tuple[int, dict[str, Any]]] = []
     for k, choice in enumerate(listed):
         number = values.maybe_field(choice, "index", int, f"$.choices[{k}]", r.curl)
-        indexed.append((values.count(0 if number is None else number,
-                                     f"$.choices[{k}].index", r.curl), choice))
+        indexed.append(
+            (values.count(0 if number is None else number, f"$.choices[{k}].index", r.curl), choice)
+        )
     ranked = [choice for _, choice in sorted(indexed, key=lambda pair: pair[0])]
     choice = values.element(ranked, index, dict, "$.choices", r.curl)
     where = f"$.choices[{index}]"
     text = values.field(choice, "text", str, where, r.curl)
     tokens, logprobs = _logprob_tokens(r, choice.get("logprobs"), where)
-    return Outcome(rid, tokens, logprobs, r.timings.sent - t0, r.timings.done - t0, r.curl,
-                   text=text, token_ids=token_ids_of(r, choice, where))
+    return Outcome(
+        rid,
+        tokens,
+        logprobs,
+        r.timings.sent - t0,
+        r.timings.done - t0,
+        r.curl,
+        text=text,
+        token_ids=token_ids_of(r, choice, where),
+    )
 
 
-async def burst(client: AsyncClient, body: dict[str, Any], n: int,
-                concurrency: int) -> list[Outcome]:
+async def burst(
+    client: AsyncClient, body: dict[str, Any], n: int, concurrency: int
+) -> list[Outcome]:
     """``n`` copies of one /v1/completions request, ``concurrency`` in flight at a time."""
     gate = asyncio.Semaphore(concurrency)
     running: set[int] = set()
@@ -157,8 +167,10 @@ def requests_for(detect: float, fraction: float) -> int:
 
 def power_statement(n: int) -> str:
     p = miss_probability(n, 0.01)
-    return (f"with {n} requests, a divergence hitting 1% of requests goes unseen with "
-            f"probability {p:.2%} (0.99^{n}); one hitting 5% with {miss_probability(n, 0.05):.2%}")
+    return (
+        f"with {n} requests, a divergence hitting 1% of requests goes unseen with "
+        f"probability {p:.2%} (0.99^{n}); one hitting 5% with {miss_probability(n, 0.05):.2%}"
+    )
 
 
 def differing_parts(a: Outcome, b: Outcome) -> list[str]:
@@ -168,12 +180,13 @@ def differing_parts(a: Outcome, b: Outcome) -> list[str]:
 
 def first_difference(a: str | tuple[Any, ...], b: str | tuple[Any, ...]) -> int:
     """The first index where two sequences differ (the shorter length when one is a prefix)."""
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                min(len(a), len(b)))
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def _excerpt(text: str, at: int) -> str:
-    return repr(text[at:at + 40]) + ("..." if len(text) > at + 40 else "")
+    return repr(text[at : at + 40]) + ("..." if len(text) > at + 40 else "")
 
 
 @dataclass
@@ -203,16 +216,23 @@ class Divergence:
     def describe(self, limit: int = 3) -> str:
         total = sum(c for _, c in self.counts)
         a, b = self.majority, self.odd
-        same = [p for p in PARTS if p not in self.parts
-                and (p != "token ids" or a.token_ids is not None)]
-        lines = [f"{len(self.counts)} distinct outputs in {total} answers: "
-                 + ", ".join(f"#{i + 1} x{c}" for i, (_, c) in enumerate(self.counts)),
-                 f"differs in: {', '.join(self.parts)}"
-                 + (f" ({' and '.join(same)} equal)" if same else "")]
+        same = [
+            p
+            for p in PARTS
+            if p not in self.parts and (p != "token ids" or a.token_ids is not None)
+        ]
+        lines = [
+            f"{len(self.counts)} distinct outputs in {total} answers: "
+            + ", ".join(f"#{i + 1} x{c}" for i, (_, c) in enumerate(self.counts)),
+            f"differs in: {', '.join(self.parts)}"
+            + (f" ({' and '.join(same)} equal)" if same else ""),
+        ]
         if "text" in self.parts:
             at = first_difference(a.text, b.text)
-            lines.append(f"first divergence in the text at character {at}: "
-                         f"after {a.text[max(0, at - 40):at]!r}")
+            lines.append(
+                f"first divergence in the text at character {at}: "
+                f"after {a.text[max(0, at - 40) : at]!r}"
+            )
             lines.append(f"  majority: {_excerpt(a.text, at)}")
             lines.append(f"  other:    {_excerpt(b.text, at)}")
         if "token ids" in self.parts:
@@ -220,16 +240,20 @@ class Divergence:
                 lines.append("token ids: given in one answer and not in the other")
             else:
                 k = first_difference(a.token_ids, b.token_ids)
-                lines.append(f"first divergence in the token ids at position {k}: "
-                             f"majority {a.token_id(k)}, other {b.token_id(k)}")
+                lines.append(
+                    f"first divergence in the token ids at position {k}: "
+                    f"majority {a.token_id(k)}, other {b.token_id(k)}"
+                )
         if "logprob tokens" in self.parts:
             k = first_difference(a.tokens, b.tokens)
             lines.append(f"first divergence at token {k}: after {a.text_before(k)!r}")
             lines.append(f"  majority: {a.token(k)!r} (logprob {a.logprob(k)})")
             lines.append(f"  other:    {b.token(k)!r} (logprob {b.logprob(k)})")
         for o in [b, *self.others][:limit]:
-            lines.append(f"  request {o.rid}: sent at +{o.started * 1000:.0f} ms, "
-                         f"{len(o.in_flight)} others in flight {list(o.in_flight)[:8]}")
+            lines.append(
+                f"  request {o.rid}: sent at +{o.started * 1000:.0f} ms, "
+                f"{len(o.in_flight)} others in flight {list(o.in_flight)[:8]}"
+            )
         return "\n".join(lines)
 
 
@@ -273,11 +297,15 @@ class DeterminismVerdict:
         return cls(requests, 1, logprob_drift_max=drift)
 
     def properties(self) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = [("determinism_distinct_outputs", self.distinct_outputs),
-                                      ("determinism_requests", self.requests)]
+        out: list[tuple[str, Any]] = [
+            ("determinism_distinct_outputs", self.distinct_outputs),
+            ("determinism_requests", self.requests),
+        ]
         if self.divergence_position is not None:
-            out += [("determinism_divergence_position", self.divergence_position),
-                    ("determinism_divergence_in", ", ".join(self.divergence_in))]
+            out += [
+                ("determinism_divergence_position", self.divergence_position),
+                ("determinism_divergence_in", ", ".join(self.divergence_in)),
+            ]
         if self.logprob_drift_max is not None:
             out.append(("determinism_logprob_drift_max", self.logprob_drift_max))
         return out

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-_LONG = ("In the early morning the harbour was quiet, the boats rocked gently against the pier, "
-         "and the fishermen checked their nets while gulls circled overhead looking for scraps. "
-         "A young apprentice carried crates of ice from the warehouse, counting each one aloud, "
-         "while the old captain studied the sky and the colour of the water, deciding whether "
-         "the weather would hold long enough to reach the far banks and return before dark. ")
+_LONG = (
+    "In the early morning the harbour was quiet, the boats rocked gently against the pier, "
+    "and the fishermen checked their nets while gulls circled overhead looking for scraps. "
+    "A young apprentice carried crates of ice from the warehouse, counting each one aloud, "
+    "while the old captain studied the sky and the colour of the water, deciding whether "
+    "the weather would hold long enough to reach the far banks and return before dark. "
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ BUILT_IN = (
     Prompt("short", "Hello"),
     Prompt("question", "What is the capital of France? Answer in one sentence."),
     Prompt("list", "List five colours, one per line:\n1."),
-    Prompt("code", "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"),
+    Prompt("code", 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n'),
     Prompt("long", _LONG + "Summarise the scene:", max_tokens=32),
 )
 
@@ -47,8 +49,10 @@ def load(path: Path | None) -> tuple[Prompt, ...]:
             if not isinstance(text, str) or not text or limit < 1:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            raise pytest.UsageError(f"--vllm-prompts: line {number} of {path} is not "
-                                    '{"prompt": "non-empty text", "max_tokens": N}.') from None
+            raise pytest.UsageError(
+                f"--vllm-prompts: line {number} of {path} is not "
+                '{"prompt": "non-empty text", "max_tokens": N}.'
+            ) from None
         prompts.append(Prompt(str(item.get("name", f"line{number}")), text, limit))
     if not prompts:
         raise pytest.UsageError(f"--vllm-prompts: {path} holds no prompt.")

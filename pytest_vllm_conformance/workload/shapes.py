@@ -54,12 +54,20 @@ def completion(model: str, /, **extra: Any) -> dict[str, Any]:
 
 def chat(model: str, /, **extra: Any) -> dict[str, Any]:
     """A greedy /v1/chat/completions body; ``extra`` overrides (None removes a field)."""
-    return _merge({"model": model, "messages": [{"role": "user", "content": PROMPT}],
-                   "max_tokens": 8, "temperature": 0}, extra)
+    return _merge(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 8,
+            "temperature": 0,
+        },
+        extra,
+    )
 
 
 def expected_choices(body: dict[str, Any]) -> int:
     prompt = body.get("prompt")
-    prompts = len(prompt) if isinstance(prompt, list) and prompt and isinstance(
-        prompt[0], str) else 1
+    prompts = (
+        len(prompt) if isinstance(prompt, list) and prompt and isinstance(prompt[0], str) else 1
+    )
     return prompts * int(body.get("n") or 1)

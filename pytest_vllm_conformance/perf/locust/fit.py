@@ -86,9 +86,12 @@ def answer(body: bytes) -> Any:
         return records.loads(body)
     except ValueError as exc:  # records.TooDeep too
         excerpt = said(body[:200].decode("utf-8", "replace").strip(), 80)
-        raise CheckFailure("Response body is not JSON", expected="a JSON object",
-                           received=f"{type(exc).__name__}: {excerpt}",
-                           severity=Severity.HIGH) from None
+        raise CheckFailure(
+            "Response body is not JSON",
+            expected="a JSON object",
+            received=f"{type(exc).__name__}: {excerpt}",
+            severity=Severity.HIGH,
+        ) from None
 
 
 def first_model_id(body: bytes) -> str:
@@ -101,9 +104,13 @@ def completion_tokens(body: bytes) -> int:
     """``$.usage.completion_tokens`` of a non-streamed answer: a required count."""
     tokens = values.usage_count(answer(body), "completion_tokens")
     if tokens is None:
-        raise CheckFailure(values.WRONG_SHAPE, path="$.usage.completion_tokens",
-                           expected="a non-negative integer (required)", received="no usage",
-                           severity=Severity.HIGH)
+        raise CheckFailure(
+            values.WRONG_SHAPE,
+            path="$.usage.completion_tokens",
+            expected="a non-negative integer (required)",
+            received="no usage",
+            severity=Severity.HIGH,
+        )
     return tokens
 
 

@@ -63,21 +63,53 @@ _log = logging.getLogger(__name__)
 def _add_options(parser: LocustArgumentParser) -> None:
     # straight on the parser: locust's web-UI flags (is_secret) exist only there
     group = parser
-    group.add_argument("--vllm-api-key", env_var="VLLM_API_KEY", default="", is_secret=True,
-                       help="Bearer key for the server. Default: $VLLM_API_KEY, else none.")
-    group.add_argument("--vllm-model", env_var="VLLM_MODEL", default="",
-                       help="Model for completions and chat. Default: the first of /v1/models.")
-    group.add_argument("--vllm-embedding-model", env_var="VLLM_EMBEDDING_MODEL", default="",
-                       help="Model for embeddings. Default: the first of /v1/models.")
-    group.add_argument("--vllm-prompts", env_var="VLLM_PROMPTS", default="",
-                       help="JSONL file of {\"prompt\": ..., \"max_tokens\"?: N}. "
-                            "Default: the built-in set of varied lengths.")
-    group.add_argument("--vllm-max-tokens", env_var="VLLM_MAX_TOKENS", type=int, default=0,
-                       help="max_tokens for every request. Default: 0 (each prompt's own).")
-    group.add_argument("--vllm-embedding-batch", env_var="VLLM_EMBEDDING_BATCH", type=int,
-                       default=1, help="Inputs per embeddings request. Default: 1.")
-    group.add_argument("--vllm-request-timeout", env_var="VLLM_REQUEST_TIMEOUT", type=float,
-                       default=60.0, help="Seconds a request may take. Default: 60.")
+    group.add_argument(
+        "--vllm-api-key",
+        env_var="VLLM_API_KEY",
+        default="",
+        is_secret=True,
+        help="Bearer key for the server. Default: $VLLM_API_KEY, else none.",
+    )
+    group.add_argument(
+        "--vllm-model",
+        env_var="VLLM_MODEL",
+        default="",
+        help="Model for completions and chat. Default: the first of /v1/models.",
+    )
+    group.add_argument(
+        "--vllm-embedding-model",
+        env_var="VLLM_EMBEDDING_MODEL",
+        default="",
+        help="Model for embeddings. Default: the first of /v1/models.",
+    )
+    group.add_argument(
+        "--vllm-prompts",
+        env_var="VLLM_PROMPTS",
+        default="",
+        help='JSONL file of {"prompt": ..., "max_tokens"?: N}. '
+        "Default: the built-in set of varied lengths.",
+    )
+    group.add_argument(
+        "--vllm-max-tokens",
+        env_var="VLLM_MAX_TOKENS",
+        type=int,
+        default=0,
+        help="max_tokens for every request. Default: 0 (each prompt's own).",
+    )
+    group.add_argument(
+        "--vllm-embedding-batch",
+        env_var="VLLM_EMBEDDING_BATCH",
+        type=int,
+        default=1,
+        help="Inputs per embeddings request. Default: 1.",
+    )
+    group.add_argument(
+        "--vllm-request-timeout",
+        env_var="VLLM_REQUEST_TIMEOUT",
+        type=float,
+        default=60.0,
+        help="Seconds a request may take. Default: 60.",
+    )
 
 
 class _Target:
@@ -85,8 +117,11 @@ class _Target:
 
     def __init__(self, environment: Environment) -> None:
         opts = environment.parsed_options
-        get = (lambda name, default: getattr(opts, name, default)) if opts else (
-            lambda name, default: default)
+        get = (
+            (lambda name, default: getattr(opts, name, default))
+            if opts
+            else (lambda name, default: default)
+        )
         self.key: str = get("vllm_api_key", "")
         if self.key:  # redacted from every failure message and NOT RUN reason (fit.said)
             untrusted.register(Secret(self.key))
@@ -143,8 +178,11 @@ def _let_the_csv_catch_up(environment: Environment, **_: Any) -> None:
     """Locust rewrites its --csv files once a second and not at exit, so they would miss the
     run's last second; one more interval here makes them final (users have stopped by now)."""
     opts = environment.parsed_options
-    if opts is not None and getattr(opts, "csv_prefix", None) and not isinstance(
-            environment.runner, WorkerRunner):
+    if (
+        opts is not None
+        and getattr(opts, "csv_prefix", None)
+        and not isinstance(environment.runner, WorkerRunner)
+    ):
         gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
 
 
@@ -188,8 +226,13 @@ class _OpenAIUser(HttpUser):
                 if verdict.reason:
                     _log.warning("%s does not run: %s", name, verdict.reason)
                     self.environment.events.request.fire(
-                        request_type=NOT_RUN, name=name, response_time=0, response_length=0,
-                        exception=NotRun(verdict.reason), context={})
+                        request_type=NOT_RUN,
+                        name=name,
+                        response_time=0,
+                        response_length=0,
+                        exception=NotRun(verdict.reason),
+                        context={},
+                    )
         self._idle = bool(verdict.reason)
         return not self._idle
 
@@ -199,8 +242,13 @@ class _OpenAIUser(HttpUser):
         path, body = self.probe_request(model)
         headers = {"Authorization": f"Bearer {self.target.key}"} if self.target.key else {}
         try:
-            with requests.post(f"{(self.host or '').rstrip('/')}{path}", json=body,
-                               headers=headers, timeout=self.target.timeout, stream=True) as r:
+            with requests.post(
+                f"{(self.host or '').rstrip('/')}{path}",
+                json=body,
+                headers=headers,
+                timeout=self.target.timeout,
+                stream=True,
+            ) as r:
                 if not refused_as_is(r.status_code):
                     return ""
                 text = r.raw.read(_PROBE_BODY_MAX, decode_content=True)
@@ -221,8 +269,9 @@ class _OpenAIUser(HttpUser):
             try:
                 found = fit.first_model_id(r.content)
             except CheckFailure as exc:
-                self._fail(r, f"/v1/models lists no model (pass --vllm-model): "
-                              f"{fit.malformed(exc)}")
+                self._fail(
+                    r, f"/v1/models lists no model (pass --vllm-model): {fit.malformed(exc)}"
+                )
                 return None
         self.target.discovered = found
         return self.target.discovered
@@ -232,11 +281,13 @@ class _OpenAIUser(HttpUser):
         the server closed while idle (llama.cpp does after a few requests) fails before any
         byte of an answer: that request never reached the server, so it is sent once more, on
         a fresh connection, and only the second attempt is reported."""
-        r = self.client.request(method, path, name=name, catch_response=True,
-                                timeout=self.target.timeout, **kwargs)
+        r = self.client.request(
+            method, path, name=name, catch_response=True, timeout=self.target.timeout, **kwargs
+        )
         if r.status_code == 0 and _closed_unanswered(r.error):
-            r = self.client.request(method, path, name=name, catch_response=True,
-                                    timeout=self.target.timeout, **kwargs)
+            r = self.client.request(
+                method, path, name=name, catch_response=True, timeout=self.target.timeout, **kwargs
+            )
         return r
 
     def _ok(self, r: ResponseContextManager) -> bool:
@@ -248,8 +299,11 @@ class _OpenAIUser(HttpUser):
             elif _closed_unanswered(err):
                 self._fail(r, f"{self.host} closed the connection without answering")
             else:
-                reason = "connection refused" if "refused" in str(err).lower() else (
-                    type(err).__name__ if err is not None else "no response")
+                reason = (
+                    "connection refused"
+                    if "refused" in str(err).lower()
+                    else (type(err).__name__ if err is not None else "no response")
+                )
                 self._fail(r, f"cannot connect to {self.host}: {reason}")
             return False
         if r.status_code >= 400:
@@ -266,8 +320,13 @@ class _OpenAIUser(HttpUser):
 
     def _record(self, kind: str, name: str, value: float) -> None:
         self.environment.events.request.fire(
-            request_type=kind, name=name, response_time=value, response_length=0,
-            exception=None, context={})
+            request_type=kind,
+            name=name,
+            response_time=value,
+            response_length=0,
+            exception=None,
+            context={},
+        )
 
 
 def _closed_unanswered(err: BaseException | None) -> bool:
@@ -279,8 +338,12 @@ class CompletionsUser(_OpenAIUser):
     """Non-streamed POST /v1/completions, prompts in turn; records output tokens per request."""
 
     def probe_request(self, model: str) -> tuple[str, dict[str, Any]]:
-        return "/v1/completions", {"model": model, "prompt": "Hello", "max_tokens": 1,
-                                   "temperature": 0}
+        return "/v1/completions", {
+            "model": model,
+            "prompt": "Hello",
+            "max_tokens": 1,
+            "temperature": 0,
+        }
 
     @task
     def completion(self) -> None:
@@ -307,8 +370,12 @@ class StreamingChatUser(_OpenAIUser):
 
     def probe_request(self, model: str) -> tuple[str, dict[str, Any]]:
         return "/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": "Hello"}],
-            "max_tokens": 1, "temperature": 0, "stream": True}
+            "model": model,
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "stream": True,
+        }
 
     @task
     def chat_stream(self) -> None:
@@ -316,12 +383,16 @@ class StreamingChatUser(_OpenAIUser):
         if model is None or not self._runs(model):
             return
         prompt, max_tokens = self.target.prompt()
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_tokens, "temperature": 0, "stream": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         sent = time.perf_counter()
-        with self._send("POST", "/v1/chat/completions", self.name, json=body,
-                        stream=True) as r:
+        with self._send("POST", "/v1/chat/completions", self.name, json=body, stream=True) as r:
             if not self._ok(r):
                 return
             decoder = SSEDecoder()

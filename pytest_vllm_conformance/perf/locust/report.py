@@ -64,29 +64,47 @@ class LoadReport:
         return next((e for e in self.entries if e.kind == kind and e.name == name), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"schema": "pytest-vllm-conformance/locust-report/1",
-                "entries": [{"type": e.kind, "name": e.name, "unit": e.unit,
-                             "failures": e.failures, "requests_per_s": e.rps,
-                             **{k: None if math.isnan(v) else v
-                                for k, v in e.summary.as_dict().items()},
-                             "percentile_curve": e.curve} for e in self.entries],
-                "failures": self.failures,
-                "not_run": [{"user_class": name, "reason": reason}
-                            for name, reason in self.not_run.items()]}
+        return {
+            "schema": "pytest-vllm-conformance/locust-report/1",
+            "entries": [
+                {
+                    "type": e.kind,
+                    "name": e.name,
+                    "unit": e.unit,
+                    "failures": e.failures,
+                    "requests_per_s": e.rps,
+                    **{k: None if math.isnan(v) else v for k, v in e.summary.as_dict().items()},
+                    "percentile_curve": e.curve,
+                }
+                for e in self.entries
+            ],
+            "failures": self.failures,
+            "not_run": [
+                {"user_class": name, "reason": reason} for name, reason in self.not_run.items()
+            ],
+        }
 
     def markdown(self) -> str:
-        rows = [(e.label + ("" if e.unit == "ms" else f" ({e.unit})"), e.summary)
-                for e in self.entries]
-        out = table(rows, label="entry (ms unless said)",
-                    extra=[("failures", [str(e.failures) for e in self.entries]),
-                           ("req/s", [f"{e.rps:.2f}" for e in self.entries])])
+        rows = [
+            (e.label + ("" if e.unit == "ms" else f" ({e.unit})"), e.summary) for e in self.entries
+        ]
+        out = table(
+            rows,
+            label="entry (ms unless said)",
+            extra=[
+                ("failures", [str(e.failures) for e in self.entries]),
+                ("req/s", [f"{e.rps:.2f}" for e in self.entries]),
+            ],
+        )
         if self.failures:
             out += "\n\nfailures:\n" + "\n".join(
                 f"- {f['Occurrences']}x {f['Method']} {f['Name']}: {f['Error']}"
-                for f in self.failures)
+                for f in self.failures
+            )
         if self.not_run:
             out += "\n\nuser classes:\n" + "\n".join(
-                f"- {name}: not run: {reason}" for name, reason in self.not_run.items())
+                f"- {name}: not run: {reason}" for name, reason in self.not_run.items()
+            )
         return out
 
 
@@ -118,13 +136,26 @@ def read(prefix: str | Path) -> LoadReport:
         if row["Name"] == "Aggregated" or row["Type"] == NOT_RUN:
             continue
         count = int(row["Request Count"])
-        summary = Summary(count, _number(row, "Min Response Time"),
-                          _number(row, "Average Response Time"), _number(row, "50%"),
-                          _number(row, "90%"), _number(row, "95%"), _number(row, "99%"),
-                          _number(row, "Max Response Time"))
-        entries.append(Entry(row["Type"], row["Name"], summary, int(row["Failure Count"]),
-                             _number(row, "Requests/s"),
-                             {c: _number(row, c) for c in CURVE if c in row}))
+        summary = Summary(
+            count,
+            _number(row, "Min Response Time"),
+            _number(row, "Average Response Time"),
+            _number(row, "50%"),
+            _number(row, "90%"),
+            _number(row, "95%"),
+            _number(row, "99%"),
+            _number(row, "Max Response Time"),
+        )
+        entries.append(
+            Entry(
+                row["Type"],
+                row["Name"],
+                summary,
+                int(row["Failure Count"]),
+                _number(row, "Requests/s"),
+                {c: _number(row, c) for c in CURVE if c in row},
+            )
+        )
     failures_path = Path(f"{prefix}_failures.csv")
     failures: list[dict[str, Any]] = []
     not_run: dict[str, str] = {}
@@ -151,8 +182,9 @@ def plot(report: LoadReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = [float(c.rstrip("%")) for c in CURVE]
     for e in timed:
-        ax.plot(range(len(xs)), [e.curve.get(c, math.nan) for c in CURVE], marker="o",
-                label=e.label)
+        ax.plot(
+            range(len(xs)), [e.curve.get(c, math.nan) for c in CURVE], marker="o", label=e.label
+        )
     ax.set_xticks(range(len(xs)), [f"p{x:g}" for x in xs])
     ax.set_yscale("log")
     ax.set_ylabel("ms")
