@@ -141,7 +141,7 @@ TOOLS = [
 
 def test_the_template_renders_tool_conversations_hermes_style(built: tuple[Any, Any, Any]) -> None:
     _, tok, _ = built
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
         {

@@ -25,9 +25,11 @@ _STOP_GRACE_S = 20.0
 # --enforce-eager roughly halves the start-up time. Tool calling is on, Hermes-style like
 # the model's chat template, every tool's parameters enforced as if "strict" (so forced
 # calls carry object arguments); 2048 tokens leave room for the tools the template renders.
-TINY_ARGS = ("--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "32",
-             "--enforce-eager", "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-             "--tool-strict-level", "parameter")
+TINY_ARGS = (
+    *("--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "32", "--enforce-eager"),
+    *("--enable-auto-tool-choice", "--tool-call-parser", "hermes"),
+    *("--tool-strict-level", "parameter"),
+)
 
 
 class ServerStartError(Exception):

@@ -37,7 +37,7 @@ _CHAT_TEMPLATE = (
     "{{ '# Tools\\n<tools>\\n' }}"
     "{%- for tool in tools %}{{ tool | tojson }}{{ '\\n' }}{%- endfor %}"
     "{{ '</tools>\\nCall a function as <tool_call>\\n"
-    "{\"name\": <name>, \"arguments\": <args>}\\n</tool_call><|im_end|>\\n' }}"
+    '{"name": <name>, "arguments": <args>}\\n</tool_call><|im_end|>\\n\' }}'
     "{%- endif %}"
     "{%- for message in messages %}"
     "{%- if message['role'] == 'system' and loop.first and tools %}"
