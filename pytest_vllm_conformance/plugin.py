@@ -37,6 +37,8 @@ MARKERS = {
     "health": "liveness and readiness endpoints",
     "cancellation": "dropped streams free their server resources",
     "topology": "the two-instance service: routing by path and health over both engines",
+    # issue 17
+    "structured_outputs": "chat response_format: json_schema and json_object answers parse and fit",
 }
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and

@@ -109,4 +109,16 @@ FAULTS: dict[str, str] = {
     # issue 15: the harness checks itself
     "server_histogram_slow": "the TTFT and E2E histograms record 10x the real times, so the "
     "client's p50 lies below the server's median bucket",
+    # issue 17: structured outputs
+    "structured_unsupported": "response_format requests answer 400 'response_format is not "
+    "supported by this server' (a skip, not a failure)",
+    "structured_ignored": "response_format is ignored: the answer is plain text",
+    "structured_not_json": "the JSON answer stops half-way, with finish_reason stop",
+    "structured_padded": "the JSON answer is '{' then spaces until max_tokens (finish length)",
+    "structured_finish_length": "a complete JSON answer says finish_reason length",
+    "structured_schema_violated": "json_schema answers carry a property the schema forbids",
+    "structured_array": "json_object answers are a JSON array",
+    "structured_refusal_with_content": "structured answers carry a refusal beside the content",
+    "structured_stream_cumulative": "each streamed delta repeats the whole answer so far",
+    "structured_stream_differs": "the streamed JSON differs from the non-streamed JSON",
 }

@@ -35,6 +35,7 @@ from pytest_vllm_conformance.checks import (
     semantics,
     slo,
     streaming,
+    structured,
     topology,
     values,
 )
@@ -81,6 +82,11 @@ SPELL = "test_compliance.py::test_logprob_tokens_spell_the_text"
 CONFORMS = (answers.answer_conforms,)
 BURST_DIFFERS = determinism.BURST.titled(n=100, c=10)
 SLO_MISSED, LOAD_FAILED = slo.SLO_MISSED, slo.LOAD_FAILED
+
+
+# issue 17: structured outputs
+STRUCTURED_SCHEMA = "test_structured_outputs.py::test_json_schema_answer_parses_and_validates"
+STRUCTURED_OBJECT = "test_structured_outputs.py::test_json_object_answer_is_a_json_object"
 
 
 def failed(title: str) -> Verdict:
@@ -528,6 +534,61 @@ ROWS: list[Bite] = [
         determinism.streams_as_returned,
         determinism.STREAMED.titled(prompt="*"),
     ),
+    # issue 17: structured outputs
+    Bite(
+        "structured_ignored",
+        f"{STRUCTURED_SCHEMA}[json_schema]",
+        structured.json_answer,
+        structured.IGNORED,
+    ),
+    Bite(
+        "structured_not_json",
+        f"{STRUCTURED_OBJECT}[json_object]",
+        structured.json_answer,
+        structured.NOT_JSON,
+    ),
+    Bite(
+        "structured_padded",
+        f"{STRUCTURED_SCHEMA}[json_schema-stream]",
+        structured.json_answer,
+        structured.TRUNCATED,
+    ),
+    Bite(
+        "structured_finish_length",
+        f"{STRUCTURED_SCHEMA}[json_schema]",
+        structured.json_answer,
+        structured.FINISH,
+    ),
+    Bite(
+        "structured_schema_violated",
+        f"{STRUCTURED_SCHEMA}[json_schema]",
+        structured.matches_json_schema,
+        structured.SCHEMA,
+    ),
+    Bite(
+        "structured_array",
+        f"{STRUCTURED_OBJECT}[json_object-stream]",
+        structured.is_json_object,
+        structured.NOT_OBJECT,
+    ),
+    Bite(
+        "structured_refusal_with_content",
+        "test_structured_outputs.py::test_refusal_is_null_or_replaces_the_content[json_schema]",
+        structured.refusal_as_documented,
+        structured.REFUSAL_WITH_CONTENT,
+    ),
+    Bite(
+        "structured_stream_cumulative",
+        f"{STRUCTURED_SCHEMA}[json_schema-stream]",
+        structured.json_answer,
+        structured.NOT_JSON,
+    ),
+    Bite(
+        "structured_stream_differs",
+        "test_structured_outputs.py::test_streamed_json_equals_the_non_streamed_json[json_schema]",
+        structured.same_json,
+        structured.STREAM_DIFFERS,
+    ),
 ]
 #: Registered checks no fault of the fault server reaches, and why.
 UNPROVEN: dict[AnyCheck, str] = {
@@ -571,6 +632,8 @@ ELSEWHERE |= {
 ELSEWHERE |= {"echo_key_everywhere", "model_id_escapes", "model_id_surrogate", "models_10000"}
 # issue 14: every server value validated before use (tests/test_hostile_values.py)
 ELSEWHERE |= {"models_data_not_list", "deep_json"}
+# issue 17: structured outputs (tests/test_structured_suite.py)
+ELSEWHERE |= {"structured_unsupported"}
 
 
 def test_every_fault_has_a_check() -> None:
