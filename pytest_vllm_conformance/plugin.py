@@ -37,6 +37,8 @@ MARKERS = {
     "health": "liveness and readiness endpoints",
     "cancellation": "dropped streams free their server resources",
     "topology": "the two-instance service: routing by path and health over both engines",
+    # issue 17: tools
+    "tools": "tool calling: tool_choice honoured, well-formed calls and arguments, streamed deltas",
 }
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and

@@ -34,6 +34,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests import fault_model as fm
+from tests import fault_tools  # issue 17: tools
 from tests.faults import FAULTS
 
 MODEL = "fault-model"
@@ -294,6 +295,9 @@ class FaultServer:
             return self._error(BadRequest(message, status=500))
         if self.on("errors_under_load") and self._inflight >= 4:
             return self._error(BadRequest("server overloaded, try again later", status=503))
+        # issue 17: tools
+        if chat and body.get("tools"):
+            return await fault_tools.answer(self, body, params)
         prompts = params["prompts"]
         choices = [
             self._choice(p, params, i, self._salt(p, len(prompts)))

@@ -109,4 +109,25 @@ FAULTS: dict[str, str] = {
     # issue 15: the harness checks itself
     "server_histogram_slow": "the TTFT and E2E histograms record 10x the real times, so the "
     "client's p50 lies below the server's median bucket",
+    # issue 17: tools
+    "tools_not_served": "tool_choice auto, required and named answer vLLM's 400 '... requires "
+    "--tool-call-parser ...' (none is served)",
+    "tool_wrong_name": "tool calls name a function that was not offered (its name + '_v2')",
+    "tool_duplicate_ids": "a second call is added with the first call's id",
+    "tool_type_missing": "tool calls have no type",
+    "tool_args_not_json": "tool call arguments lose their closing brace",
+    "tool_args_not_object": "tool call arguments are '9049'",
+    "tool_args_violate_schema": "strict tool call arguments carry a property the schema forbids",
+    "tool_finish_stop": "answers with tool calls finish with 'stop' (auto and required too)",
+    "tool_finish_without_calls": "answers without tool calls finish with 'tool_calls'",
+    "tool_required_text": "tool_choice 'required' is answered with text",
+    "tool_none_called": "tool_choice 'none' is answered with a call",
+    "tool_named_ignored": "a named tool_choice is answered with a call to another function",
+    "tool_parallel_ignored": "parallel_tool_calls false is answered with two calls",
+    "tool_auto_empty": "tool_choice 'auto' is answered with content null and no call",
+    "tool_stream_no_index": "streamed tool-call deltas carry no index",
+    "tool_stream_name_late": "a streamed call's first delta carries its id, its name the next",
+    "tool_stream_differs": "streamed tool calls carry other (valid) arguments than returned",
+    "tool_followup_rejected": "a message with role 'tool' is refused with a 400",
+    "tool_calls_differ": "every other identical tool-call request gets other (valid) arguments",
 }
