@@ -39,6 +39,8 @@ MARKERS = {
     "topology": "the two-instance service: routing by path and health over both engines",
     # issue 17
     "structured_outputs": "chat response_format: json_schema and json_object answers parse and fit",
+    # issue 17: tools
+    "tools": "tool calling: tool_choice honoured, well-formed calls and arguments, streamed deltas",
 }
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and

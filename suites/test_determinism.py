@@ -1,7 +1,8 @@
 """Determinism: the same greedy request gives the same answer however it is sent.
 
 Six modes: a concurrent burst, alone vs batched vs hidden among other requests,
-replicas, prefix cache cold vs warm, seeded sampling, streaming vs not. What the user
+replicas, prefix cache cold vs warm, seeded sampling, streaming vs not; and a burst of
+identical tool-call requests (the calls' names and arguments). What the user
 receives must match exactly: the visible text, the token ids (asked for with vLLM's
 ``return_token_ids``) and the logprob tokens; logprobs must match bit for bit under
 --vllm-profile=batch-invariant, and any drift is otherwise a warning that states its size.
@@ -204,3 +205,38 @@ def test_streaming_and_non_streaming_give_the_same_tokens(
         judge.streams_as_returned(
             [plain, _streamed(r, plain)], judge.Prompt(prompt=repr(p.name), curl=r.curl)
         )
+
+
+# issue 17: tools
+def test_a_burst_of_identical_tool_call_requests_gives_one_set_of_calls(
+    vllm_client: Client,
+    vllm_target: Target,
+    vllm_settings: Settings,
+    request: pytest.FixtureRequest,
+) -> None:
+    """--vllm-determinism-requests copies of one greedy ``tool_choice: "required"`` request
+    give the same calls: the names and argument strings an agent runs. The call ids are
+    not compared: a server draws a fresh one per call, and an agent only echoes it back."""
+    from pytest_vllm_conformance.workload import tools
+
+    n, c = vllm_settings.determinism_requests, vllm_settings.determinism_concurrency
+    body = tools.request(vllm_target.model, "required")
+    probe = vllm_client.post("/v1/chat/completions", body)
+    if (reason := tools.not_supported(probe)) is not None:
+        pytest.skip(reason)
+    checks.request_succeeded(probe, checks.Status(title="A tool-call determinism request failed"))
+    try:
+        outcomes = vllm_client.run(
+            det.burst(vllm_client.aio, body, n, c, "/v1/chat/completions", det.parse_tool_calls)
+        )
+    except det.RequestFailed as exc:
+        checks.request_succeeded(
+            exc.response,
+            checks.Status(title="A tool-call determinism request failed", severity=Severity.MEDIUM),
+        )
+        raise
+    measurements.record(request, det.DeterminismVerdict.of(outcomes, n))
+    judge.one_output(
+        outcomes,
+        judge.Mode(verdict=judge.TOOL_BURST.titled(n=n, c=c), power=det.power_statement(n)),
+    )

@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from tests import fault_model as fm
 from tests import fault_structured  # issue 17: structured outputs
+from tests import fault_tools  # issue 17: tools
 from tests.faults import FAULTS
 
 MODEL = "fault-model"
@@ -298,6 +299,9 @@ class FaultServer:
         # issue 17: structured outputs
         if chat and (structured := fault_structured.answer(self, body, params)) is not None:
             return structured
+        # issue 17: tools
+        if chat and body.get("tools"):
+            return await fault_tools.answer(self, body, params)
         prompts = params["prompts"]
         choices = [
             self._choice(p, params, i, self._salt(p, len(prompts)))

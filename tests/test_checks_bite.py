@@ -36,6 +36,7 @@ from pytest_vllm_conformance.checks import (
     slo,
     streaming,
     structured,
+    tools,
     topology,
     values,
 )
@@ -590,6 +591,123 @@ ROWS: list[Bite] = [
         structured.STREAM_DIFFERS,
     ),
 ]
+# issue 17: tools
+TOOLS = "test_tools.py::test_"
+TOOL_STREAM = f"{TOOLS}streamed_tool_calls_assemble_into_the_returned_calls"
+ROWS += [
+    Bite(
+        "tool_wrong_name",
+        f"{TOOLS}required_gives_at_least_one_call",
+        tools.calls_well_formed,
+        tools.NAME_NOT_OFFERED,
+    ),
+    Bite(
+        "tool_duplicate_ids",
+        f"{TOOLS}required_gives_at_least_one_call",
+        tools.calls_well_formed,
+        tools.IDS_REPEAT,
+    ),
+    Bite(
+        "tool_type_missing",
+        f"{TOOLS}auto_gives_a_well_formed_answer_either_way",
+        tools.calls_well_formed,
+        tools.NOT_FUNCTION,
+    ),
+    Bite(
+        "tool_args_not_json",
+        f"{TOOLS}required_gives_at_least_one_call",
+        tools.arguments_are_json_objects,
+        tools.ARGS_NOT_JSON,
+    ),
+    Bite(
+        "tool_args_not_object",
+        f"{TOOLS}a_named_function_gives_exactly_one_call_to_it",
+        tools.arguments_are_json_objects,
+        tools.ARGS_NOT_OBJECT,
+    ),
+    Bite(
+        "tool_args_violate_schema",
+        f"{TOOLS}required_gives_at_least_one_call",
+        tools.strict_arguments_valid,
+        tools.ARGS_INVALID,
+    ),
+    Bite(
+        "tool_finish_stop",
+        f"{TOOLS}required_gives_at_least_one_call",
+        tools.finish_reason_matches,
+        tools.FINISH_NOT_TOOL_CALLS,
+    ),
+    Bite(
+        "tool_finish_without_calls",
+        f"{TOOLS}none_gives_no_call",
+        tools.finish_reason_matches,
+        tools.FINISH_WITHOUT_CALLS,
+    ),
+    Bite(
+        "tool_required_text",
+        f"{TOOLS}required_gives_at_least_one_call",
+        tools.required_call,
+        tools.REQUIRED_IGNORED,
+    ),
+    Bite("tool_none_called", f"{TOOLS}none_gives_no_call", tools.no_call, tools.NONE_IGNORED),
+    Bite(
+        "tool_named_ignored",
+        f"{TOOLS}a_named_function_gives_exactly_one_call_to_it",
+        tools.named_call,
+        tools.NAMED_IGNORED,
+    ),
+    Bite(
+        "tool_parallel_ignored",
+        f"{TOOLS}parallel_tool_calls_false_gives_at_most_one_call",
+        tools.at_most_one_call,
+        tools.PARALLEL_IGNORED,
+    ),
+    Bite(
+        "tool_auto_empty",
+        f"{TOOLS}auto_gives_a_well_formed_answer_either_way",
+        tools.something_answered,
+        tools.EMPTY,
+        [],
+        (),
+    ),
+    Bite(
+        "tool_stream_no_index",
+        f"{TOOL_STREAM}[required]",
+        tools.assembled,
+        tools.STREAM_NO_INDEX,
+        [],
+        (streaming.well_formed,),
+    ),
+    Bite(
+        "tool_stream_name_late",
+        f"{TOOL_STREAM}[named]",
+        tools.assembled,
+        tools.STREAM_HEAD,
+        [],
+        (streaming.well_formed,),
+    ),
+    Bite(
+        "tool_stream_differs",
+        f"{TOOL_STREAM}[required]",
+        tools.same_calls,
+        tools.STREAM_DIFFERS,
+        [],
+        (streaming.well_formed, tools.assembled),
+    ),
+    Bite(
+        "tool_followup_rejected",
+        f"{TOOLS}a_tool_result_turn_is_accepted",
+        checks.request_succeeded,
+        failed("A tool-result turn (role 'tool' with its tool_call_id) was refused"),
+    ),
+    Bite(
+        "tool_calls_differ",
+        "test_determinism.py::test_a_burst_of_identical_tool_call_requests_gives_one_set_of_calls",
+        determinism.one_output,
+        determinism.TOOL_BURST.titled(n=20, c=10),
+        ["--vllm-determinism-requests=20"],
+    ),
+]
 #: Registered checks no fault of the fault server reaches, and why.
 UNPROVEN: dict[AnyCheck, str] = {
     harness.answer_read: "none: it names a harness bug; the clean fault server's run must "
@@ -634,6 +752,8 @@ ELSEWHERE |= {"echo_key_everywhere", "model_id_escapes", "model_id_surrogate", "
 ELSEWHERE |= {"models_data_not_list", "deep_json"}
 # issue 17: structured outputs (tests/test_structured_suite.py)
 ELSEWHERE |= {"structured_unsupported"}
+# issue 17: tools (tests/test_tools_suite.py)
+ELSEWHERE |= {"tools_not_served"}
 
 
 def test_every_fault_has_a_check() -> None:

@@ -250,3 +250,42 @@ def test_a_bad_prompt_file_is_one_usage_error(
     result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-prompts={bad}", BURST)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --vllm-prompts: {message}"])
+
+
+# issue 17: tools
+def test_the_tool_burst_compares_names_and_arguments_not_ids() -> None:
+    def outcome(rid: int, call_id: str, arguments: str) -> det.Outcome:
+        body = {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": arguments},
+                            }
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        }
+        r = Response(
+            RequestRecord("POST", "http://x/v1/chat/completions"),
+            200,
+            {},
+            json.dumps(body).encode(),
+            Timings(),
+        )
+        return det.parse_tool_calls(r, rid, 0.0)
+
+    same = [outcome(0, "call_a", "{}"), outcome(1, "call_b", "{}")]
+    assert det.compare(same) is None
+    found = det.compare([*same, outcome(2, "call_c", '{"city":"rome"}')])
+    assert found is not None
+    assert "first divergence in the text" in found.describe()
+    assert "logprob tokens equal" not in found.describe()  # none were given

@@ -20,8 +20,12 @@ CACHED = Verdict("The answer changes once the prefix is cached", Severity.HIGH)
 SEEDED = Verdict("The same seed gives different samples", Severity.HIGH)
 STREAMED = Verdict("Prompt {prompt} streams a different output than it returns", Severity.HIGH)
 LOGPROBS = Verdict("Logprobs differ {what}", Severity.MEDIUM)
+# issue 17: tools
+TOOL_BURST = Verdict(
+    "{n} identical tool-call requests ({c} in flight) gave different calls", Severity.HIGH
+)
 #: How the same request was sent: the verdict :func:`one_output` gives when answers differ.
-MODES = (BURST, BATCHED, REPLICAS, CACHED, SEEDED)
+MODES = (BURST, BATCHED, REPLICAS, CACHED, SEEDED, TOOL_BURST)
 
 
 class LogprobDrift(UserWarning):

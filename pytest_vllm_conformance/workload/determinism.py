@@ -15,6 +15,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,10 +125,28 @@ def parse_completion(r: Response, rid: int, t0: float, index: int = 0) -> Outcom
     )
 
 
+# issue 17: tools
+def parse_tool_calls(r: Response, rid: int, t0: float) -> Outcome:
+    """An Outcome from a chat answer with tool calls: what an agent acts on, the calls'
+    names and argument strings, one call a line as ``name(arguments)`` (the Outcome's text).
+    Call ids are left out: a server draws a fresh id per call, and an agent only echoes it."""
+    from pytest_vllm_conformance.checks import tools
+
+    turn = tools.read_turn(r.json(), r.curl)
+    shown = "\n".join(f"{c.name}({c.arguments})" for c in turn.calls)
+    return Outcome(rid, (), (), r.timings.sent - t0, r.timings.done - t0, r.curl, text=shown)
+
+
 async def burst(
-    client: AsyncClient, body: dict[str, Any], n: int, concurrency: int
+    client: AsyncClient,
+    body: dict[str, Any],
+    n: int,
+    concurrency: int,
+    path: str = "/v1/completions",
+    parse: Callable[[Response, int, float], Outcome] = parse_completion,
 ) -> list[Outcome]:
-    """``n`` copies of one /v1/completions request, ``concurrency`` in flight at a time."""
+    """``n`` copies of one request (a /v1/completions one unless ``path`` and ``parse`` say
+    otherwise), ``concurrency`` in flight at a time."""
     gate = asyncio.Semaphore(concurrency)
     running: set[int] = set()
     t0 = time.perf_counter()
@@ -137,12 +156,12 @@ async def burst(
             neighbours = tuple(sorted(running))
             running.add(rid)
             try:
-                r = await client.post("/v1/completions", body)
+                r = await client.post(path, body)
             finally:
                 running.discard(rid)
         if r.status != 200:
             raise RequestFailed(r)
-        out = parse_completion(r, rid, t0)
+        out = parse(r, rid, t0)
         out.in_flight = neighbours
         return out
 
@@ -219,7 +238,9 @@ class Divergence:
         same = [
             p
             for p in PARTS
-            if p not in self.parts and (p != "token ids" or a.token_ids is not None)
+            if p not in self.parts
+            and (p != "token ids" or a.token_ids is not None)
+            and (p != "logprob tokens" or a.tokens or b.tokens)  # none given: not "equal"
         ]
         lines = [
             f"{len(self.counts)} distinct outputs in {total} answers: "
