@@ -34,8 +34,10 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests import fault_model as fm
-from tests import fault_structured  # issue 17: structured outputs
-from tests import fault_tools  # issue 17: tools
+from tests import (
+    fault_structured,  # issue 17: structured outputs
+    fault_tools,  # issue 17: tools
+)
 from tests.faults import FAULTS
 
 MODEL = "fault-model"
