@@ -34,6 +34,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests import fault_model as fm
+from tests import fault_responses  # issue 17: responses
 from tests.faults import FAULTS
 
 MODEL = "fault-model"
@@ -117,6 +118,7 @@ class FaultServer:
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/_control", self.control, methods=["POST"]),
+                *fault_responses.routes(self),  # issue 17: responses
             ],
             middleware=[Middleware(_EchoKeyHeader, server=self)],
         )
