@@ -37,6 +37,8 @@ MARKERS = {
     "health": "liveness and readiness endpoints",
     "cancellation": "dropped streams free their server resources",
     "topology": "the two-instance service: routing by path and health over both engines",
+    # issue 17: responses
+    "responses": "the Responses API (/v1/responses): Response objects, typed streams, storage",
 }
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and
@@ -45,6 +47,7 @@ SUITE_ORDER = (
     "test_health",
     "test_compliance",
     "test_streaming",
+    "test_responses",  # issue 17: responses
     "test_embeddings",
     "test_metrics",
     "test_determinism",
