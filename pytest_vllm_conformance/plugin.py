@@ -37,10 +37,10 @@ MARKERS = {
     "health": "liveness and readiness endpoints",
     "cancellation": "dropped streams free their server resources",
     "topology": "the two-instance service: routing by path and health over both engines",
-    # issue 17
+    # the agentic surface (issue 17)
     "structured_outputs": "chat response_format: json_schema and json_object answers parse and fit",
-    # issue 17: tools
     "tools": "tool calling: tool_choice honoured, well-formed calls and arguments, streamed deltas",
+    "responses": "the Responses API (/v1/responses): Response objects, typed streams, storage",
 }
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and
@@ -49,6 +49,9 @@ SUITE_ORDER = (
     "test_health",
     "test_compliance",
     "test_streaming",
+    "test_structured_outputs",
+    "test_tools",
+    "test_responses",
     "test_embeddings",
     "test_metrics",
     "test_determinism",

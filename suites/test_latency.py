@@ -39,3 +39,9 @@ def test_streamed_completions_at_an_open_loop_arrival_rate(vllm_load: LoadRunner
 @pytest.mark.parametrize("batch", [1, 16], ids=["single", "batch-16"])
 def test_embeddings_latency_and_rate(vllm_load: LoadRunner, batch: int) -> None:
     vllm_load.embeddings(batch=batch, concurrency=min(max(vllm_load.perf.concurrency), 16))
+
+
+# issue 17: responses
+def test_streamed_responses_time_to_first_text(vllm_load: LoadRunner) -> None:
+    """One closed-loop level of streamed /v1/responses: TTFT is the first output_text.delta."""
+    vllm_load.responses(concurrency=1)

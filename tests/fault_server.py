@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from tests import fault_model as fm
 from tests import (
+    fault_responses,  # issue 17: responses
     fault_structured,  # issue 17: structured outputs
     fault_tools,  # issue 17: tools
 )
@@ -121,6 +122,7 @@ class FaultServer:
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/_control", self.control, methods=["POST"]),
+                *fault_responses.routes(self),  # issue 17: responses
             ],
             middleware=[Middleware(_EchoKeyHeader, server=self)],
         )

@@ -142,4 +142,27 @@ FAULTS: dict[str, str] = {
     "tool_stream_differs": "streamed tool calls carry other (valid) arguments than returned",
     "tool_followup_rejected": "a message with role 'tool' is refused with a 400",
     "tool_calls_differ": "every other identical tool-call request gets other (valid) arguments",
+    # issue 17: responses
+    "responses_not_served": "POST and GET /v1/responses answer 404 (a server without the "
+    "Responses API: the suite must skip, saying so)",
+    "responses_no_store": "nothing is stored: GET /v1/responses/{id} answers 404 (vLLM 0.32 "
+    "without VLLM_ENABLE_RESPONSES_API_STORE)",
+    "responses_missing_field": "non-streamed Response objects have no error field",
+    "responses_status_in_progress": "non-streamed Responses say status in_progress",
+    "responses_no_output": "non-streamed Responses have an empty output list",
+    "responses_usage_mismatch": "Response usage.total_tokens is not input + output",
+    "responses_max_output_ignored": "max_output_tokens is overrun: 3 tokens more than asked",
+    "responses_truncated_completed": "a Response cut by max_output_tokens says completed",
+    "responses_instructions_ignored": "instructions are neither echoed nor given to the model",
+    "responses_event_name_wrong": "every Responses stream event's event: line says message",
+    "responses_event_missing_field": "streamed output_text.delta events have no item_id",
+    "responses_events_out_of_order": "content_part.added comes before output_item.added",
+    "responses_sequence_repeats": "every Responses stream event has sequence_number 0",
+    "responses_deltas_differ": "the second output_text.delta is not sent (the done text has it)",
+    "responses_no_terminal": "Responses streams end after output_item.done, with no terminal event",
+    "responses_terminal_mismatch": "a truncated stream ends with response.completed carrying "
+    "status incomplete (vLLM 0.32's way)",
+    "responses_store_differs": "GET /v1/responses/{id} returns another text than was answered",
+    "responses_previous_ignored": "previous_response_id is accepted, but the earlier turns are "
+    "not given to the model",
 }

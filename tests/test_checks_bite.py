@@ -30,6 +30,7 @@ from pytest_vllm_conformance.checks import (
     logprobs,
     memory,
     metrics,
+    responses,
     schema,
     sdk,
     semantics,
@@ -80,6 +81,7 @@ INVALID = "test_errors.py::test_an_invalid_request_is_rejected"
 MEMORY = "test_memory.py::test_server_memory_is_stable_under_sustained_load"
 BURST = "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output[short]"
 SPELL = "test_compliance.py::test_logprob_tokens_spell_the_text"
+RESPONSES = "test_responses.py::"  # issue 17: responses
 CONFORMS = (answers.answer_conforms,)
 BURST_DIFFERS = determinism.BURST.titled(n=100, c=10)
 SLO_MISSED, LOAD_FAILED = slo.SLO_MISSED, slo.LOAD_FAILED
@@ -707,6 +709,124 @@ ROWS += [
         determinism.TOOL_BURST.titled(n=20, c=10),
         ["--vllm-determinism-requests=20"],
     ),
+    # issue 17: responses
+    Bite(
+        "responses_missing_field",
+        f"{RESPONSES}test_a_response_matches_the_schema",
+        schema.matches,
+        schema.VIOLATION,
+    ),
+    Bite(
+        "responses_status_in_progress",
+        f"{RESPONSES}test_a_finished_response_has_a_final_status",
+        responses.finished,
+        responses.UNFINISHED,
+    ),
+    Bite(
+        "responses_no_output",
+        f"{RESPONSES}test_the_output_carries_the_text",
+        responses.output_text,
+        responses.NO_TEXT,
+    ),
+    Bite(
+        "responses_usage_mismatch",
+        f"{RESPONSES}test_usage_adds_up",
+        responses.usage_adds_up,
+        responses.USAGE_SUM,
+    ),
+    Bite(
+        "responses_max_output_ignored",
+        f"{RESPONSES}test_max_output_tokens_is_respected",
+        responses.max_output_tokens_respected,
+        responses.OVERRUN,
+    ),
+    Bite(
+        "responses_truncated_completed",
+        f"{RESPONSES}test_max_output_tokens_is_respected",
+        responses.max_output_tokens_respected,
+        responses.NOT_INCOMPLETE,
+    ),
+    Bite(
+        "responses_instructions_ignored",
+        f"{RESPONSES}test_instructions_are_honoured",
+        responses.instructions_honoured,
+        responses.NOT_ECHOED,
+    ),
+    Bite(
+        "responses_event_name_wrong",
+        f"{RESPONSES}test_sequence_numbers_strictly_increase[plain]",
+        responses.typed_events,
+        responses.EVENT_NAME,
+    ),
+    Bite(
+        "responses_event_missing_field",
+        f"{RESPONSES}test_stream_events_are_typed_and_match_the_schema[plain]",
+        responses.events_match,
+        schema.VIOLATION,
+        [],
+        (schema.matches,),
+    ),
+    Bite(
+        "responses_events_out_of_order",
+        f"{RESPONSES}test_stream_events_come_in_the_documented_order[plain]",
+        responses.events_in_order,
+        responses.ORDER,
+    ),
+    Bite(
+        "responses_sequence_repeats",
+        f"{RESPONSES}test_sequence_numbers_strictly_increase[truncated]",
+        responses.sequence_increases,
+        responses.SEQUENCE,
+    ),
+    Bite(
+        "responses_deltas_differ",
+        f"{RESPONSES}test_streamed_deltas_add_up_to_the_final_text[plain]",
+        responses.deltas_add_up,
+        responses.DELTAS,
+    ),
+    Bite(
+        "responses_no_terminal",
+        f"{RESPONSES}test_the_stream_ends_with_a_terminal_event[plain]",
+        responses.ends_with_terminal,
+        responses.NO_TERMINAL,
+    ),
+    Bite(
+        "responses_terminal_mismatch",
+        f"{RESPONSES}test_the_stream_ends_with_a_terminal_event[truncated]",
+        responses.ends_with_terminal,
+        responses.TERMINAL_STATUS,
+    ),
+    Bite(
+        "responses_store_differs",
+        f"{RESPONSES}test_a_stored_response_can_be_retrieved",
+        responses.same_stored,
+        responses.STORED,
+    ),
+    Bite(
+        "responses_previous_ignored",
+        f"{RESPONSES}test_previous_response_id_continues_the_conversation",
+        responses.continues,
+        responses.PREVIOUS,
+    ),
+    Bite(
+        "error_shape",
+        f"{RESPONSES}test_an_invalid_request_is_rejected[input-wrong-type]",
+        errors.error_body,
+        errors.NOT_ERROR_OBJECT,
+    ),
+    Bite(
+        "invalid_accepted",
+        f"{RESPONSES}test_an_invalid_request_is_rejected[negative-max-output-tokens]",
+        errors.rejected,
+        errors.ACCEPTED,
+    ),
+    Bite(
+        "slow_first_token",
+        "test_latency.py::test_streamed_responses_time_to_first_text",
+        slo.slo_met,
+        SLO_MISSED,
+        ["--vllm-slo=ttft_p95_ms=500", *FEW],
+    ),
 ]
 #: Registered checks no fault of the fault server reaches, and why.
 UNPROVEN: dict[AnyCheck, str] = {
@@ -754,6 +874,8 @@ ELSEWHERE |= {"models_data_not_list", "deep_json"}
 ELSEWHERE |= {"structured_unsupported"}
 # issue 17: tools (tests/test_tools_suite.py)
 ELSEWHERE |= {"tools_not_served"}
+# issue 17: responses (tests/test_responses_suite.py)
+ELSEWHERE |= {"responses_not_served", "responses_no_store"}
 
 
 def test_every_fault_has_a_check() -> None:

@@ -4,7 +4,8 @@ Definitions (tools disagree, so they are written down; the README repeats them):
 
 - queue: the request's intended start (its arrival time, or when a worker became free) to
   its send stamp; connection set-up is part of it.
-- TTFT: send stamp -> the first chunk carrying non-empty generated text.
+- TTFT: send stamp -> the first chunk carrying non-empty generated text (in a Responses
+  stream, the first ``response.output_text.delta``).
 - ITL: the gaps between consecutive chunks carrying text: chunks, not tokens; chunks that
   arrive in one read share its timestamp, so a 0 gap means "arrived together".
 - TPOT: (E2E - TTFT) / (output tokens - 1), output tokens from the server's ``usage``.
@@ -36,6 +37,8 @@ from typing import Any, Protocol
 
 from pytest_vllm_conformance.client import ClientError, Response
 from pytest_vllm_conformance.client.events import text_times
+from pytest_vllm_conformance.client.records import loads
+from pytest_vllm_conformance.client.sse import SSEEvent
 from pytest_vllm_conformance.perf.selfcheck import ClientHealth
 from pytest_vllm_conformance.perf.stats import Summary
 from pytest_vllm_conformance.report.measurements import measurement
@@ -68,6 +71,10 @@ class Sample:
     write_pending: int = 0  # bytes left to the transport's buffer: flow control, recorded only
 
 
+#: A finished stream's text chunk times, its server-counted output tokens, and its problem.
+Reader = Callable[[list[SSEEvent]], tuple[list[float], int | None, str]]
+
+
 def _failed(r: Response) -> str:
     if r.status != 200:
         return f"HTTP {r.status}: {r.error_message()}"
@@ -76,12 +83,17 @@ def _failed(r: Response) -> str:
     return ""
 
 
-def stream_sample(r: Response, intended: float) -> Sample:
-    """Measure a finished SSE response whose request was meant to start at ``intended``."""
+def stream_sample(
+    r: Response, intended: float, reader: Reader = text_times, done: bool = True
+) -> Sample:
+    """Measure a finished SSE response whose request was meant to start at ``intended``
+    (``reader`` finds its text chunks' times; ``done``: it must end with ``[DONE]``)."""
     queue = (r.timings.sent - intended) * 1000
-    if problem := _failed(r) or ("" if r.done_seen else "the stream ended without [DONE]"):
+    if problem := _failed(r) or (
+        "" if r.done_seen or not done else "the stream ended without [DONE]"
+    ):
         return Sample(False, problem, queue)
-    times, tokens, problem = text_times(r.events)
+    times, tokens, problem = reader(r.events)
     if problem:
         return Sample(False, problem, queue)
     sent = r.timings.sent
@@ -172,6 +184,51 @@ class StopRule(Protocol):
 
 def streamed(r: Response, intended: float) -> Finish:
     return Exchange(r, intended, functools.partial(stream_sample, r, intended))
+
+
+# issue 17: responses
+def streamed_response(r: Response, intended: float) -> Finish:
+    """A Responses stream: TTFT at its first ``response.output_text.delta``, no ``[DONE]``."""
+    measure = functools.partial(stream_sample, r, intended, response_text_times, False)
+    return Exchange(r, intended, measure)
+
+
+RESPONSE_END = ("response.completed", "response.incomplete", "response.failed")
+
+
+def response_text_times(events: list[SSEEvent]) -> tuple[list[float], int | None, str]:
+    """A Responses stream read as :func:`text_times` reads a chat stream: the times of the
+    events carrying text (``response.output_text.delta``), the output tokens of the final
+    Response's usage, and the problem ("" for a stream that ended with its terminal event)."""
+    times: list[float] = []
+    tokens, ended = None, ""
+    for ev in events:
+        try:
+            event = loads(ev.data)
+        except ValueError:
+            return [], None, "a streamed data: line is not JSON"
+        if not isinstance(event, dict):
+            return [], None, "a streamed data: line is not a JSON object"
+        kind = event.get("type")
+        if kind == "error":
+            return [], None, f"error inside the stream: {str(event.get('message'))[:300]}"
+        if kind == "response.output_text.delta":
+            if event.get("delta") and isinstance(event["delta"], str):
+                times.append(ev.t)
+        elif kind in RESPONSE_END:
+            ended = str(kind)
+            response = event.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+            tokens = usage.get("output_tokens") if isinstance(usage, dict) else None
+            if tokens is not None and (
+                not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0
+            ):
+                return [], None, f"usage.output_tokens is {str(tokens)[:40]!r}, not a count"
+    if ended != "response.completed" and ended != "response.incomplete":
+        return [], None, f"the stream ended with {ended or 'no terminal event'}"
+    if not times:
+        return [], None, "the stream carried no text"
+    return times, tokens, ""
 
 
 def plain(r: Response, intended: float, items: int = 1) -> Finish:

@@ -209,3 +209,45 @@ class LoadRunner:
             stop=self.stop_rule(n, embeddings=True),
         )
         return self._judge(self._run(coro, embeddings=True), embeddings=True)
+
+    # issue 17: responses
+    def response_sender(self, max_tokens: int) -> latency.Send:
+        from pytest_vllm_conformance.workload import responses
+
+        aio = self.client.aio
+
+        async def send(intended: float) -> latency.Finish:
+            body = responses.create(
+                self.target.model,
+                input=next(self._prompts).text,
+                max_output_tokens=max_tokens,
+                stream=True,
+            )
+            return latency.streamed_response(await aio.stream(responses.PATH, body), intended)
+
+        return send
+
+    def responses(
+        self, *, concurrency: int = 1, requests: int | None = None, max_tokens: int | None = None
+    ) -> Level:
+        """Streamed /v1/responses at a concurrency level (TTFT: the first
+        ``response.output_text.delta``); a server without the route skips, "not supported"."""
+        from pytest_vllm_conformance.workload import responses
+
+        p = self.perf
+        probe = self.client.post(
+            responses.PATH, responses.create(self.target.model, max_output_tokens=16)
+        )
+        if reason := responses.not_supported(probe, f"POST {responses.PATH}"):
+            pytest.skip(reason)
+        n = requests or p.requests
+        coro = latency.closed_loop(
+            f"responses, concurrency {concurrency}",
+            self.response_sender(max_tokens or p.max_tokens),
+            concurrency,
+            n,
+            p.duration_s,
+            p.warmup,
+            stop=self.stop_rule(n, embeddings=False),
+        )
+        return self._judge(self._run(coro, embeddings=False), embeddings=False)

@@ -196,3 +196,18 @@ def _describe(error: ValidationError) -> Violation:
 def _short(value: Any, limit: int = 100) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# issue 17: responses
+@cache
+def stream_event_roots() -> dict[str, str]:
+    """Responses streaming: each event ``type`` the spec defines -> the schema of that event
+    (``response.output_text.delta`` -> ``ResponseTextDeltaEvent``), from ResponseStreamEvent."""
+    defs = _document()["$defs"]
+    roots: dict[str, str] = {}
+    for option in defs["ResponseStreamEvent"]["anyOf"]:
+        name = option["$ref"].removeprefix("#/$defs/")
+        kind = defs[name].get("properties", {}).get("type", {})
+        for value in kind.get("enum", ()):
+            roots[value] = name
+    return roots

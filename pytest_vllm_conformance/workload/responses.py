@@ -1,0 +1,42 @@
+"""What the Responses suite sends to ``/v1/responses``, and how it tells "not served".
+
+Every request is bounded by ``max_output_tokens``: a model that never stops (the tiny
+random-weight one) must not run to the end of its context. :data:`TRUNCATE_AT` is
+OpenAI's smallest ``max_output_tokens``; :data:`MAX_OUTPUT` leaves a model room to finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_vllm_conformance import untrusted
+from pytest_vllm_conformance.client import Response
+
+PATH = "/v1/responses"
+INPUT = "Tell me a short story about a lighthouse keeper and a storm."
+INSTRUCTIONS = "You are a storyteller. Answer in plain sentences, without lists or headings."
+MAX_OUTPUT = 32
+TRUNCATE_AT = 16
+#: Statuses that say the route (or the stored-response route) is not served at all.
+NOT_SERVED = (404, 405, 501)
+
+
+def create(model: str, /, **extra: Any) -> dict[str, Any]:
+    """A greedy ``POST /v1/responses`` body; ``extra`` overrides (None removes a field)."""
+    body = {
+        "model": model,
+        "input": INPUT,
+        "max_output_tokens": MAX_OUTPUT,
+        "temperature": 0,
+        **extra,
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def not_supported(r: Response, what: str) -> str:
+    """The skip reason for a route the server does not serve ("" when it serves it): it
+    carries the server's own message, made safe for every output."""
+    if r.status not in NOT_SERVED:
+        return ""
+    said = untrusted.line(r.error_message(), 200)
+    return f"not supported: {what} answered HTTP {r.status}: {said}"
