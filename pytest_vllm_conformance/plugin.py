@@ -314,3 +314,19 @@ def vllm_load(
     return LoadRunner(
         vllm_client, vllm_target, vllm_settings, request, early_stop=vllm_settings.perf.early_stop
     )
+
+
+# issue 17: capabilities
+if TYPE_CHECKING:
+    from pytest_vllm_conformance.target.capabilities import Capabilities
+
+
+@pytest.fixture(scope="session")
+def vllm_capabilities(pytestconfig: pytest.Config) -> Capabilities:
+    """What the server supports, probed once per session: ``.require(feature, probe)`` skips
+    as "not supported: FEATURE: EVIDENCE" when the probe returns the server's evidence, and
+    every later test of that feature skips at once with the same reason."""
+    from pytest_vllm_conformance.target.capabilities import of
+
+    _session(pytestconfig)
+    return of(pytestconfig)

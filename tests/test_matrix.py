@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_conformance.cli import main as cli
+from pytest_vllm_conformance.report.matrix import LEGEND
 from tests.fault_server import FaultServer
 
 
@@ -41,7 +42,10 @@ def test_the_matrix_puts_each_engine_in_a_column(
         "| `test_streaming::test_stream_ends_with_done[chat]` | pass | "
         "FAIL: Stream does not end with [DONE] |"
     ) in lines
-    assert lines[-1] == "| **total** | 31 pass / 0 FAIL / 0 skip | 25 pass / 6 FAIL / 0 skip |"
+    assert lines[-3] == (
+        "| **total** | 31 pass / 0 FAIL / 0 skip / 0 n/s | 25 pass / 6 FAIL / 0 skip / 0 n/s |"
+    )
+    assert lines[-2:] == ["", LEGEND]  # issue 17: capabilities (n/s, not supported)
 
 
 def test_a_bad_engine_spec_is_one_clear_line() -> None:

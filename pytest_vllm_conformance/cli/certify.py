@@ -37,7 +37,7 @@ def run_certify(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from pytest_vllm_conformance.report.certify import SUMS, sha256, verify
+    from pytest_vllm_conformance.report.certify import SUMS, describe, sha256, verify
 
     problems = verify(args.folder, (args.digest or "").removeprefix("sha256:") or None)
     for problem in problems:
@@ -46,4 +46,5 @@ def run_verify(args: argparse.Namespace) -> int:
         print(
             f"OK: every file of {args.folder} matches {SUMS} (sha256:{sha256(args.folder / SUMS)})"
         )
+        print(describe(args.folder))
     return 1 if problems else 0

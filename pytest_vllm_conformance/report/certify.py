@@ -8,11 +8,19 @@ OpenMetrics text, the console output, ``versions.json`` (harness, Python, pytest
 line) and ``SHA256SUMS`` with one line per file, whose own SHA-256 is the bundle's digest:
 ``vllm-conformance verify DIR`` recomputes both.
 
-The profile, ``certification/1``: every bundled suite, the ``vllm`` conformance profile for
-vLLM and ``openai`` for other engines (``auto``), 100 identical requests per prompt in the
-determinism burst, the latency sweep 1, 8 and 50 users with the default SLO (100-token
-completions p95 under 5 s, embeddings p95 under 500 ms and 100/s, no errors), 60 s of memory
-load allowed at most 100 MB/h. A bundle certifies a deployment when its verdict is ``pass``.
+The profile, ``certification/2``: every bundled suite, now with the agentic ones (markers
+``structured_outputs``, ``tools``, ``responses``), the ``vllm`` conformance profile for vLLM and
+``openai`` for other engines (``auto``), 100 identical requests per prompt in the determinism
+burst, the latency sweep 1, 8 and 50 users with the default SLO (100-token completions p95 under
+5 s, embeddings p95 under 500 ms and 100/s, no errors), 60 s of memory load allowed at most
+100 MB/h. A bundle certifies a deployment when its verdict is ``pass``. A feature the server
+does not support (a test skipped as ``not supported: FEATURE: EVIDENCE``) is declared, not
+failed: the verdict stays ``pass``, and the bundle names each such feature with the server's
+evidence, in ``versions.json`` (``not_supported``) and in ``summary.txt``, the human-readable
+summary that ``certify`` also prints.
+
+``certification/1`` (before the agentic suites, no declared features) bundles stay checkable:
+``verify`` only reads ``SHA256SUMS``, and :func:`describe` reads either version.
 """
 
 from __future__ import annotations
@@ -25,8 +33,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-PROFILE = "certification/1"
+PROFILE = "certification/2"
+#: Every profile whose bundles ``verify`` and :func:`describe` read.
+PROFILES = ("certification/1", "certification/2")
+SUMMARY = "summary.txt"
 PROFILE_ARGS = (
     "--vllm-profile=auto",
     "--vllm-suites=on",
@@ -85,6 +97,54 @@ def verify(folder: Path, digest: str | None = None) -> list[str]:
     return problems
 
 
+def declared(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The features the server does not support, from the results document (each: feature,
+    evidence, tests, suites); a document without the section declares none."""
+    section = doc.get("not_supported")
+    return list(section["features"]) if isinstance(section, dict) else []
+
+
+def summary(doc: dict[str, Any], gaps: list[dict[str, Any]]) -> str:
+    """The bundle's verdict for people: counts (ordinary skips apart from the features not
+    supported), then each feature not supported with the server's evidence."""
+    from pytest_vllm_conformance import untrusted
+
+    counts = doc["counts"]
+    ns = sum(int(g["tests"]) for g in gaps)
+    lines = [
+        f"{doc['verdict'].upper()}: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['error']} errors, {counts['skipped'] - ns} skipped, {ns} not supported"
+    ]
+    if gaps:
+        names = ", ".join(untrusted.line(g["feature"]) for g in gaps)
+        lines.append(f"not supported (declared by the server, not failed): {names}")
+        lines += [untrusted.line(f"  {g['feature']}: {g['evidence'] or '-'}") for g in gaps]
+    lines.append(f"profile {PROFILE}")
+    return "\n".join(lines) + "\n"
+
+
+def describe(folder: Path) -> str:
+    """One line naming a bundle's profile, verdict and declared features (either version);
+    what cannot be read says so. The file is checked by ``verify``, never trusted for code."""
+    from pytest_vllm_conformance import untrusted
+
+    try:
+        versions = json.loads((folder / "versions.json").read_text(encoding="utf-8"))
+        profile, verdict = str(versions["profile"]), str(versions["verdict"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return untrusted.line(f"versions.json unreadable: {type(exc).__name__}: {exc}")
+    if profile not in PROFILES:
+        return untrusted.line(f"profile {profile}: unknown to this harness (knows {PROFILES})")
+    gaps = versions.get("not_supported")
+    names = (
+        [str(g.get("feature")) for g in gaps if isinstance(g, dict)]
+        if isinstance(gaps, list)
+        else []
+    )
+    said = f"; not supported: {', '.join(names)}" if names else ""
+    return untrusted.line(f"profile {profile}, verdict {verdict}{said}")
+
+
 def certify(url: str, out: Path, extra: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
@@ -134,6 +194,7 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
 
     from pytest_vllm_conformance import __version__
 
+    gaps = declared(doc)
     versions = {
         "profile": PROFILE,
         "profile_overrides": extra,
@@ -143,16 +204,16 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
         "platform": platform.platform(),
         "server": doc["target"],
         "verdict": doc["verdict"],
+        "counts": doc["counts"],
+        "not_supported": gaps,
     }
     (out / "versions.json").write_text(
         json.dumps(versions, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
+    text = summary(doc, gaps)
+    (out / SUMMARY).write_text(text, encoding="utf-8")
     digest = write_sums(out)
-    print(
-        f"{doc['verdict'].upper()}: {doc['counts']['passed']} passed, "
-        f"{doc['counts']['failed']} failed, {doc['counts']['error']} errors, "
-        f"{doc['counts']['skipped']} skipped"
-    )
+    print(text, end="")
     print(f"bundle {out}, digest sha256:{digest} ({SUMS})")
     if extra:
         print(

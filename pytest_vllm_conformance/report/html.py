@@ -10,6 +10,10 @@ organised by capability, check title, load level and memory curve, and runs no s
 (which is what lets the CSP forbid scripts outright). Jinja2 does the templating and escaping,
 matplotlib the plots; only the layout is ours.
 
+Features the server does not support (tests skipped as ``not supported: FEATURE: ...``) have
+their own column in the capability matrix and their own section: declared, not failed, and not
+mixed with ordinary skips.
+
 The latency, determinism and memory sections come from each test's typed measurements
 (:mod:`report.measurements`), read by field, never from a property's name.
 """
@@ -28,6 +32,7 @@ from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.perf.latency import LevelFigures
 from pytest_vllm_conformance.perf.memory import MemoryGrowth
 from pytest_vllm_conformance.report.measurements import Measurement, load
+from pytest_vllm_conformance.report.results import not_supported
 from pytest_vllm_conformance.workload.determinism import DeterminismVerdict
 
 COLUMNS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
@@ -142,10 +147,17 @@ def render(doc: dict[str, Any]) -> str:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     tests = doc["tests"]
+    gaps = doc.get("not_supported") or not_supported(tests)  # older documents lack it
     skip_reasons: dict[str, list[str]] = defaultdict(list)
     for t in tests:
+        if t.get("not_supported"):
+            continue  # shown in the not-supported column, not among the skip reasons
         if t["skip_reason"] and t["skip_reason"] not in skip_reasons[t["suite"]]:
             skip_reasons[t["suite"]].append(t["skip_reason"])
+    gap_features: dict[str, list[str]] = defaultdict(list)
+    for gap in gaps["features"]:
+        for suite in gap["suites"]:
+            gap_features[suite].append(gap["feature"])
     measured = _measured(tests)
     latency = [_latency_level(m) for _, m in measured if isinstance(m, LevelFigures)]
     determinism = [_determinism(t, m) for t, m in measured if isinstance(m, DeterminismVerdict)]
@@ -153,6 +165,8 @@ def render(doc: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(
         doc=doc,
         skip_reasons=skip_reasons,
+        gaps=gaps,
+        gap_features=gap_features,
         tests_by_id={t["nodeid"]: t for t in tests},
         latency=latency,
         latency_plot=_latency_plot(latency) if latency else "",

@@ -7,6 +7,10 @@
 Each ``--engine`` is ``NAME=URL`` followed by any extra pytest options for that run.
 Every run is a separate pytest process writing JUnit XML (pytest's own, through
 ``--junitxml``); the table is built from those files and printed as Markdown.
+
+A test skipped as ``not supported: FEATURE: EVIDENCE`` (:mod:`target.capabilities`; JUnit keeps
+the reason as the skip's message) is ``n/s``, not ``skip``: the engine declared it lacks the
+feature. A legend under the table says so.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-PASS, FAIL, SKIP, ERROR = "pass", "FAIL", "skip", "ERROR"
+from pytest_vllm_conformance.target.capabilities import parse
+
+PASS, FAIL, SKIP, ERROR, NOT_SUPPORTED = "pass", "FAIL", "skip", "ERROR", "n/s"
+LEGEND = (
+    f"{PASS}: passed; {FAIL}: a check failed; {ERROR}: the test could not run; "
+    f"{NOT_SUPPORTED}: not supported, the engine declared it lacks the feature (its own answer, "
+    f"e.g. a 400 naming a missing option), not a failure; {SKIP}: the test did not apply."
+)
 
 
 def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
@@ -33,10 +44,15 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
                 result = label
                 text = node.get("message") or node.text or ""
                 reason = text.strip().splitlines()[0] if text.strip() else ""
+                gap = parse(reason) if label == SKIP else None
+                if gap is not None:
+                    result = NOT_SUPPORTED
+                    reason = f"{gap[0]}: {gap[1]}" if gap[1] else gap[0]
                 break
         if reason.startswith("["):
             reason = reason.split("] ", 1)[-1]
-        out[name] = (result, reason.split("  (x")[0][:70])
+        cut = 120 if result == NOT_SUPPORTED else 70  # the evidence's point is often at its end
+        out[name] = (result, reason.split("  (x")[0][:cut])
     return out
 
 
@@ -78,12 +94,13 @@ def table(results: dict[str, dict[str, tuple[str, str]]]) -> str:
         lines.append(f"| `{test}` | " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     totals = [
         " / ".join(
-            f"{sum(1 for o, _ in results[e].values() if o == k)} {k}" for k in (PASS, FAIL, SKIP)
+            f"{sum(1 for o, _ in results[e].values() if o == k)} {k}"
+            for k in (PASS, FAIL, SKIP, NOT_SUPPORTED)
         )
         for e in engines
     ]
     lines.append("| **total** | " + " | ".join(totals) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + LEGEND + "\n"
 
 
 if __name__ == "__main__":  # the old spelling, kept as an alias of ``vllm-conformance matrix``

@@ -3,7 +3,10 @@
 Collected on the controller from test reports (so pytest-xdist workers' results arrive too):
 each test's outcome, duration, properties (its ``user_properties``, the same ones pytest's
 JUnit XML carries), typed measurements (:mod:`report.measurements`, each a ``kind`` and its
-fields) and, for a failed check, its title, severity, expected, received and curl.
+fields) and, for a failed check, its title, severity, expected, received and curl. A test
+skipped as ``not supported: FEATURE: EVIDENCE`` (:mod:`target.capabilities`) stays skipped (the
+``skipped`` counts include it, so older readers stay right) and also names its feature; the
+document lists those features, and the terminal shows them apart from ordinary skips.
 The JSON follows ``schemas/results-1.schema.json``; the schema id names its version.
 
 Every string in it passed :func:`untrusted.safe` (no key, control characters escaped, long
@@ -26,6 +29,7 @@ import pytest
 
 from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.report import measurements
+from pytest_vllm_conformance.target import capabilities
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.session import ConformanceSession
@@ -95,6 +99,7 @@ class ResultsRecorder:
                 "measurements": [],
                 "failure": None,
                 "skip_reason": None,
+                "not_supported": None,
             },
         )
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 6)
@@ -107,6 +112,7 @@ class ResultsRecorder:
             entry["measurements"] = [_plain(m) for m in measured]  # each report has them all
         if report.failed:
             entry["outcome"] = "failed" if report.when == "call" else "error"
+            entry["not_supported"] = None  # only a skipped test is a declared gap
             props = dict(report.user_properties)
             if "failure_title" in props:
                 entry["failure"] = {
@@ -127,6 +133,7 @@ class ResultsRecorder:
             entry["skip_reason"] = str(
                 longrepr[2] if isinstance(longrepr, tuple) else longrepr
             ).removeprefix("Skipped: ")
+            entry["not_supported"] = capabilities.feature_of(entry["skip_reason"])
 
     def _suite(self, report: pytest.TestReport) -> str:
         return next((s for s in self.suites if s in report.keywords), "other")
@@ -142,6 +149,8 @@ class ResultsRecorder:
         for test in doc["tests"]:
             if test["failure"] is not None:
                 test["failure"]["title"] = untrusted.line(test["failure"]["title"])
+        for gap in doc["not_supported"]["features"]:  # one line each, as in the skip reason
+            gap["evidence"] = untrusted.line(gap["evidence"], capabilities.EVIDENCE_LIMIT)
         return doc
 
     def _document(self) -> dict[str, Any]:
@@ -176,6 +185,7 @@ class ResultsRecorder:
             "counts": {k: counts[k] for k in ("passed", "failed", "skipped", "error")},
             "matrix": matrix,
             "failures_by_title": self.failures_by_title(),
+            "not_supported": not_supported(tests),
             "tests": tests,
         }
 
@@ -279,12 +289,20 @@ class ResultsRecorder:
             tr.write_line(f"vllm-conformance: {problem}")
         if doc is None:
             return
+        gaps = doc["not_supported"]
         for suite, row in doc["matrix"].items():
-            parts = [f"{n} {k}" for k, n in row.items() if n]
-            tr.write_line(f"{untrusted.line(suite):<14} {', '.join(parts)}")
+            tr.write_line(f"{untrusted.line(suite):<14} {_suite_line(row, suite, gaps)}")
         for g in doc["failures_by_title"]:  # titles are single-line and safe (document())
             tr.write_line(
                 f"[{g['severity']}] {g['title']}: {g['count']} test{'s' if g['count'] != 1 else ''}"
+            )
+        for gap in gaps["features"]:  # declared by the server, not failed
+            n = gap["tests"]
+            tr.write_line(
+                untrusted.line(
+                    f"not supported: {gap['feature']} ({n} test{'s' if n != 1 else ''}): "
+                    f"{gap['evidence'] or 'no evidence given'}"
+                )
             )
         for sentence in _harness_sentences(doc):  # the latency self-check's (issue 15)
             tr.write_line(f"harness: {untrusted.line(sentence, untrusted.FIELD_LIMIT)}")
@@ -294,6 +312,47 @@ class ResultsRecorder:
             tr.write_line(f"metrics {self.pushed}")
         for problem in self.problems:
             tr.write_line(f"vllm-conformance: {problem}")
+
+
+def not_supported(tests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The features the server does not support: how many tests (a subset of the skipped
+    ones, which still count them), per suite, and each feature with its first evidence."""
+    features: dict[str, dict[str, Any]] = {}
+    by_suite: Counter[str] = Counter()
+    for t in tests:
+        feature = t.get("not_supported")
+        if t["outcome"] != "skipped" or not feature:
+            continue
+        parsed = capabilities.parse(t["skip_reason"])
+        gap = features.setdefault(
+            feature,
+            {
+                "feature": feature,
+                "evidence": parsed[1] if parsed else "",
+                "tests": 0,
+                "suites": [],
+            },
+        )
+        gap["tests"] += 1
+        if t["suite"] not in gap["suites"]:
+            gap["suites"].append(t["suite"])
+        by_suite[t["suite"]] += 1
+    return {
+        "count": sum(by_suite.values()),
+        "by_suite": dict(by_suite),
+        "features": [features[f] for f in sorted(features)],
+    }
+
+
+def _suite_line(row: dict[str, int], suite: str, gaps: dict[str, Any]) -> str:
+    """One suite's counts for people: ordinary skips apart from the features not supported."""
+    declared = gaps["by_suite"].get(suite, 0)
+    shown = dict(row, skipped=row.get("skipped", 0) - declared)
+    parts = [f"{n} {k}" for k, n in shown.items() if n]
+    if declared:
+        names = [g["feature"] for g in gaps["features"] if suite in g["suites"]]
+        parts.append(f"{declared} not supported ({', '.join(names)})")
+    return ", ".join(parts)
 
 
 def _harness_sentences(doc: dict[str, Any]) -> list[str]:
