@@ -222,8 +222,10 @@ def test_a_burst_of_identical_tool_call_requests_gives_one_set_of_calls(
     n, c = vllm_settings.determinism_requests, vllm_settings.determinism_concurrency
     body = tools.request(vllm_target.model, "required")
     probe = vllm_client.post("/v1/chat/completions", body)
-    if (reason := tools.not_supported(probe)) is not None:
-        pytest.skip(reason)
+    if (evidence := tools.not_supported(probe)) is not None:
+        from pytest_vllm_conformance.target.capabilities import not_supported
+
+        not_supported("tool calling", evidence)
     checks.request_succeeded(probe, checks.Status(title="A tool-call determinism request failed"))
     try:
         outcomes = vllm_client.run(

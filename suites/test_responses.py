@@ -19,6 +19,7 @@ from pytest_vllm_conformance.checks import schema as schema_checks
 from pytest_vllm_conformance.checks.registry import Context
 from pytest_vllm_conformance.client import Client, ClientError, Response
 from pytest_vllm_conformance.failures import Findings
+from pytest_vllm_conformance.target.capabilities import not_supported
 from pytest_vllm_conformance.workload import responses as shapes
 from pytest_vllm_conformance.workload.responses import PATH
 
@@ -84,8 +85,8 @@ def api(vllm_client: Client, vllm_model: str) -> Responses:
         probe = api.shared("plain", api.send)
     except ClientError:
         return api  # kept: each test shows it as its failure, not as a setup error
-    if reason := shapes.not_supported(probe, f"POST {PATH}"):
-        pytest.skip(reason)
+    if evidence := shapes.not_supported(probe, f"POST {PATH}"):
+        not_supported("responses api", evidence)
     return api
 
 
@@ -95,8 +96,8 @@ def stored(api: Responses) -> tuple[dict[str, Any], Response]:
     r, body = api.answer("stored", store=True)
     rid = values.field(body, "id", str, "$", r.curl)
     got = api.shared("retrieved", lambda: api.client.get(f"{PATH}/{quote(rid, safe='')}"))
-    if reason := shapes.not_supported(got, f"GET {PATH}/{{id}}"):
-        pytest.skip(reason)
+    if evidence := shapes.not_supported(got, f"GET {PATH}/{{id}}"):
+        not_supported("responses storage", evidence)
     return body, got
 
 

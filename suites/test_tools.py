@@ -20,6 +20,7 @@ from pytest_vllm_conformance.checks import streaming, tools
 from pytest_vllm_conformance.checks.registry import Check, Context
 from pytest_vllm_conformance.client import Client, MalformedResponse, Response
 from pytest_vllm_conformance.failures import CheckFailure, Findings
+from pytest_vllm_conformance.target.capabilities import not_supported
 from pytest_vllm_conformance.workload import tools as tool_requests
 
 pytestmark = pytest.mark.tools
@@ -39,8 +40,8 @@ AnyCheck = Check[Any, Any, Any]
 def _send(client: Client, body: dict[str, Any], *, stream: bool = False) -> Response:
     """The request; a skip when the server says it does not serve tool calling."""
     r = client.stream(PATH, body) if stream else client.post(PATH, body)
-    if (reason := tool_requests.not_supported(r)) is not None:
-        pytest.skip(reason)
+    if (evidence := tool_requests.not_supported(r)) is not None:
+        not_supported("tool calling", evidence)
     title = f"{'streamed ' if stream else ''}POST {PATH} with tools failed"
     checks.request_succeeded(r, checks.Status(title=title))
     return r

@@ -41,7 +41,7 @@ def test_a_server_without_the_responses_api_skips_it(
     outcomes = result.parseoutcomes()
     assert not {"failed", "error", "passed"} & set(outcomes), result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["SKIPPED *not supported: POST /v1/responses answered HTTP 404: Not Found*"]
+        ["SKIPPED *not supported: responses api: POST /v1/responses answered HTTP 404: Not Found*"]
     )
     latency = pytester.runpytest(
         f"--vllm-url={fault.url}",
@@ -49,7 +49,9 @@ def test_a_server_without_the_responses_api_skips_it(
         "-rs",
     )
     latency.assert_outcomes(skipped=1)
-    latency.stdout.fnmatch_lines(["SKIPPED *not supported: POST /v1/responses answered*"])
+    latency.stdout.fnmatch_lines(
+        ["SKIPPED *not supported: responses api: POST /v1/responses answered*"]
+    )
 
 
 def test_a_server_that_stores_nothing_skips_the_storage_tests(
@@ -61,7 +63,7 @@ def test_a_server_that_stores_nothing_skips_the_storage_tests(
     assert outcomes.get("skipped") == len(STORAGE) and "failed" not in outcomes, outcomes
     result.stdout.fnmatch_lines(
         [
-            "SKIPPED *not supported: GET /v1/responses/{id} answered HTTP 404: "
+            "SKIPPED *not supported: responses storage: GET /v1/responses/{id} answered HTTP 404: "
             "Response with id 'resp_fault*' not found.*"
         ]
     )

@@ -23,7 +23,7 @@ def test_a_server_that_says_it_does_not_serve_response_format_skips(
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped") == 10 and "failed" not in outcomes, result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["*not supported: HTTP 400: response_format is not supported by this server*"]
+        ["*not supported: structured outputs: HTTP 400: response_format is not supported*"]
     )
 
 

@@ -15,6 +15,7 @@ from pytest_vllm_conformance.checks import tools, values
 from pytest_vllm_conformance.checks.registry import Context
 from pytest_vllm_conformance.client.records import RequestRecord, Response, Timings
 from pytest_vllm_conformance.failures import CheckFailure
+from pytest_vllm_conformance.target.capabilities import not_supported
 from pytest_vllm_conformance.workload import tools as tool_requests
 from tests.fault_server import FaultServer
 
@@ -40,27 +41,34 @@ def error(status: int, message: str) -> Response:
     [
         (
             error(400, 'tool_choice="required" requires --tool-call-parser to be set'),
-            'not supported: tool_choice="required" requires --tool-call-parser to be set',
+            'not supported: tool calling: tool_choice="required" requires --tool-call-parser',
         ),
         (  # llama.cpp without jinja: a 500, with a message that says why
             error(500, "tools param requires --jinja flag"),
-            "not supported: tools param requires --jinja flag",
+            "not supported: tool calling: tools param requires --jinja flag",
         ),
         (error(400, "max_tokens must be at least 1"), None),  # not about tools
         (error(500, "internal failure in tool parser"), None),  # no missing capability
-        (error(400, "\x1b[31mtools\x1b[0m are not supported"), "not supported: \\x1b[31mtools"),
+        (
+            error(400, "\x1b[31mtools\x1b[0m are not supported"),
+            "not supported: tool calling: \\x1b[31mtools",
+        ),
         (answered(200, {"choices": []}), None),
     ],
 )
 def test_a_refusal_that_names_tools_and_a_missing_capability_is_not_supported(
     response: Response, reason: str | None
 ) -> None:
-    found = tool_requests.not_supported(response)
+    evidence = tool_requests.not_supported(response)
     if reason is None:
-        assert found is None
-    else:
-        assert found is not None and found.startswith(reason), found
-        assert "\x1b" not in found  # the server's words pass through untrusted.safe
+        assert evidence is None
+        return
+    assert evidence is not None
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        not_supported("tool calling", evidence)
+    found = str(skipped.value.msg)
+    assert found.startswith(reason), found
+    assert "\x1b" not in found  # the server's words pass through untrusted.line
 
 
 def test_a_server_without_tool_calling_skips_as_not_supported(
@@ -74,11 +82,11 @@ def test_a_server_without_tool_calling_skips_as_not_supported(
         f"--vllm-url={fault.url}", "test_tools.py", BURST, "-rs", "-p", "no:randomly"
     )
     result.assert_outcomes(passed=2, skipped=7)
-    result.stdout.fnmatch_lines(
+    result.stdout.fnmatch_lines_random(
         [
-            '*not supported: tool_choice="required" requires --tool-call-parser to be set*',
-            '*not supported: tool_choice=function "get_weather" requires --tool-call-parser*',
-            '*not supported: "auto" tool choice requires --enable-auto-tool-choice*',
+            '*not supported: tool calling: tool_choice="required" requires --tool-call-parser*',
+            '*not supported: tool calling: tool_choice=function "get_weather" requires*',
+            '*not supported: tool calling: "auto" tool choice requires --enable-auto-tool-choice*',
         ]
     )
 

@@ -238,8 +238,10 @@ class LoadRunner:
         probe = self.client.post(
             responses.PATH, responses.create(self.target.model, max_output_tokens=16)
         )
-        if reason := responses.not_supported(probe, f"POST {responses.PATH}"):
-            pytest.skip(reason)
+        if evidence := responses.not_supported(probe, f"POST {responses.PATH}"):
+            from pytest_vllm_conformance.target.capabilities import not_supported
+
+            not_supported("responses api", evidence)
         n = requests or p.requests
         coro = latency.closed_loop(
             f"responses, concurrency {concurrency}",

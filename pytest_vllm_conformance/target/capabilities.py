@@ -46,6 +46,7 @@ def reason(feature: str, evidence: object) -> str:
 def not_supported(feature: str, evidence: object) -> NoReturn:
     """Skip this test: the server does not support ``feature``, as ``evidence`` shows (the
     server's own words, e.g. the message of its 400). Reports count it as not supported."""
+    __tracebackhide__ = True  # the skip's location is the caller's, not this module's
     pytest.skip(reason(feature, evidence))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from pytest_vllm_conformance import untrusted
 from pytest_vllm_conformance.workload import shapes
 
 if TYPE_CHECKING:
@@ -85,8 +84,8 @@ _NOT_ON = re.compile(
 
 
 def not_supported(response: Response) -> str | None:
-    """The skip reason when ``response`` refuses a tools request because the server does
-    not serve tool calling ("not supported: <the server's words>"); None otherwise.
+    """The server's words when ``response`` refuses a tools request because the server does
+    not serve tool calling (the evidence of a "not supported" skip); None otherwise.
 
     Only a refusal that says so counts: its error message names tools (or functions) and
     a missing capability ("requires --tool-call-parser", "requires --jinja flag", "not
@@ -95,5 +94,5 @@ def not_supported(response: Response) -> str | None:
         return None
     message = response.error_message()
     if _ABOUT_TOOLS.search(message) and _NOT_ON.search(message):
-        return f"not supported: {untrusted.line(message)}"
+        return message
     return None
