@@ -115,6 +115,15 @@ def test_unknown_kinds_are_left_out_when_read_back() -> None:
     assert read == [verdict]
 
 
+def test_an_item_that_does_not_rebuild_is_left_out() -> None:
+    """A retyped or hand-edited field costs that item only, never the summary's crash."""
+    verdict = DeterminismVerdict(5, 1, logprob_drift_max=0.0)
+    broken = {**measurements.to_json(verdict), "distinct_outputs": {"not": "an int"}}
+    missing = {"kind": measurements.kind_of(verdict)}
+    read = measurements.load([broken, missing, measurements.to_json(verdict)])
+    assert read == [verdict]
+
+
 def _pytester_run(pytester: pytest.Pytester, fault: FaultServer) -> dict[str, Any]:
     fault.faults = {"diverge_sometimes"}
     fault.divergence_rate = 0.5

@@ -147,9 +147,18 @@ def from_json(data: dict[str, Any]) -> Measurement:
 
 def load(items: Iterable[dict[str, Any]]) -> list[Measurement]:
     """Rebuild a list of JSON measurements, leaving out kinds this version does not know
-    (a results file from a newer harness, a user's kind whose module is not imported)."""
+    (a results file from a newer harness, a user's kind whose module is not imported) and
+    items that do not rebuild (a field retyped, a hand-edited file): every reader of the
+    results (the terminal summary, HTML, OpenMetrics, a comparison) then still works."""
     known = kinds()
-    return [from_json(d) for d in items if isinstance(d, dict) and d.get("kind") in known]
+    rebuilt: list[Measurement] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("kind") in known:
+            try:
+                rebuilt.append(from_json(item))
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue
+    return rebuilt
 
 
 def _plain(value: Any) -> Any:
@@ -194,4 +203,8 @@ def _typed(hint: Any, value: Any) -> Any:
         return [_typed(args[0], v) for v in value]
     if origin is dict:
         return {k: _typed(args[1], v) for k, v in value.items()}
+    if hint in (int, str, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise TypeError(f"expected {hint.__name__}, got {type(value).__name__}")
     return value
