@@ -87,3 +87,18 @@ def test_violations_name_the_path_and_the_closest_branch() -> None:
     body = _with(choices__0__logprobs={"content": []})
     [v] = schema.validate("CreateChatCompletionResponse", body, "openai")
     assert (v.path, v.expected) == ("$.choices[0].logprobs.refusal", "field 'refusal' present")
+
+
+def test_a_typed_union_member_is_judged_as_the_member_it_names() -> None:
+    """An output message with a null ``logprobs`` (vLLM 0.32) is told about its logprobs, not
+    about a file search call's ``queries`` (the branch of the union whose type it is not)."""
+    item = {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "hi", "annotations": [], "logprobs": None}],
+    }
+    event = {"type": "response.output_item.done", "output_index": 0, "sequence_number": 3}
+    found = schema.validate("ResponseOutputItemDoneEvent", {**event, "item": item}, "openai")
+    assert [(v.path, v.expected) for v in found] == [("$.item.content[0].logprobs", "type array")]

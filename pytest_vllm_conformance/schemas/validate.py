@@ -163,12 +163,27 @@ def json_path(parts: Any) -> str:
     return out
 
 
-def _describe(error: ValidationError) -> Violation:
-    if error.context:  # anyOf / oneOf: the closest branch, never "should be null"
+def _closest_branch(error: ValidationError) -> ValidationError:
+    """For an anyOf / oneOf: the error of the branch the instance meant, never "should be
+    null", and never a branch whose own ``type`` field rejects the instance's (a union of
+    typed objects, e.g. an output item: a message must not be told it lacks a file search's
+    ``queries``)."""
+    while error.context:
         branches = [
             e for e in error.context if not (e.validator == "type" and e.validator_value == "null")
         ]
-        error = best_match(branches or error.context)
+        wrong_kind = {
+            e.relative_schema_path[0]
+            for e in branches
+            if list(e.relative_path) == ["type"] and e.validator in ("const", "enum")
+        }
+        meant = [e for e in branches if e.relative_schema_path[0] not in wrong_kind]
+        error = best_match(meant or branches or error.context)
+    return error
+
+
+def _describe(error: ValidationError) -> Violation:
+    error = _closest_branch(error)
     path = json_path(error.absolute_path)
     kind, value = error.validator, error.validator_value
     if kind == "additionalProperties":
