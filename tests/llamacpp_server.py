@@ -1,4 +1,5 @@
-"""Run llama.cpp's HTTP server (xllamacpp) until killed: ``llamacpp_server.py PORT [--embedding]``.
+"""Run llama.cpp's HTTP server (xllamacpp) until killed:
+``llamacpp_server.py PORT [--embedding] [--no-jinja]``.
 
 xllamacpp has no command-line entry point, so the tests start this file in a child
 process; it prints READY once the server object exists.
@@ -24,7 +25,7 @@ def smollm2_path() -> str:
     )
 
 
-def main(port: int, embedding: bool = False) -> None:
+def main(port: int, embedding: bool = False, jinja: bool = True) -> None:
     params = xllamacpp.CommonParams()
     params.model.path = smollm2_path()
     params.hostnames = ["127.0.0.1"]
@@ -35,6 +36,7 @@ def main(port: int, embedding: bool = False) -> None:
     params.model_alias = {"smollm2-embed" if embedding else "smollm2"}  # a set, not a str
     params.embedding = embedding
     params.sampling.seed = 0
+    params.use_jinja = jinja  # on by default: the model's own template; off: llama.cpp's legacy one
     server = xllamacpp.Server(params)
     print("READY", flush=True)
     while server is not None:
@@ -42,4 +44,4 @@ def main(port: int, embedding: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), embedding="--embedding" in sys.argv[2:])
+    main(int(sys.argv[1]), embedding="--embedding" in sys.argv[2:], jinja="--no-jinja" not in sys.argv)

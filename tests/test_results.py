@@ -87,9 +87,9 @@ def test_a_clean_run_passes_with_its_measurements(
         "-p",
         "no:randomly",
     )
-    result.assert_outcomes(passed=2, skipped=2)
+    result.assert_outcomes(passed=3, skipped=2)  # two completion levels, one Responses level
     doc = _load(pytester.path / "out" / "r.json")
-    assert doc["verdict"] == "pass" and doc["matrix"]["latency"]["passed"] == 2
+    assert doc["verdict"] == "pass" and doc["matrix"]["latency"]["passed"] == 3
     level = next(t for t in doc["tests"] if t["nodeid"].endswith("[c2]"))
     assert level["properties"]["concurrency 2: ttft_p95_ms"] > 0
     assert level["properties"]["concurrency 2: slo e2e_p95_ms"].endswith("vs 5000")
