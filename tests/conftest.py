@@ -86,6 +86,13 @@ def llamacpp_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def llamacpp_nojinja_url() -> Iterator[str]:
+    """The same llama.cpp server without jinja (llama.cpp's legacy chat template): no tools."""
+    with llamacpp_smollm2(jinja=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def vllm_embed_url() -> Iterator[str]:
     """A real vLLM embedding server (pooling runner) on the tiny model, served as tiny-embed."""
     with vllm_tiny("VLLM_EMBED_TEST_URL", embed=True) as url:

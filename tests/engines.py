@@ -125,14 +125,17 @@ def process(
 
 
 @contextmanager
-def llamacpp_smollm2(embedding: bool = False) -> Iterator[str]:
-    if url := os.environ.get("LLAMACPP_EMBED_TEST_URL" if embedding else "LLAMACPP_TEST_URL"):
+def llamacpp_smollm2(embedding: bool = False, jinja: bool = True) -> Iterator[str]:
+    if jinja and (
+        url := os.environ.get("LLAMACPP_EMBED_TEST_URL" if embedding else "LLAMACPP_TEST_URL")
+    ):
         yield url
         return
     port = free_port()
     script = str(Path(__file__).with_name("llamacpp_server.py"))
-    cmd = [sys.executable, script, str(port), *(["--embedding"] if embedding else [])]
-    name = "llamacpp-embed" if embedding else "llamacpp"
+    flags = [*(["--embedding"] if embedding else []), *([] if jinja else ["--no-jinja"])]
+    cmd = [sys.executable, script, str(port), *flags]
+    name = ("llamacpp-embed" if embedding else "llamacpp") + ("" if jinja else "-nojinja")
     with process(name, cmd, lambda log: b"READY" in log.read_bytes(), {}):
         yield f"http://127.0.0.1:{port}"
 

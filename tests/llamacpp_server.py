@@ -44,4 +44,8 @@ def main(port: int, embedding: bool = False, jinja: bool = True) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), embedding="--embedding" in sys.argv[2:], jinja="--no-jinja" not in sys.argv)
+    main(
+        int(sys.argv[1]),
+        embedding="--embedding" in sys.argv[2:],
+        jinja="--no-jinja" not in sys.argv,
+    )

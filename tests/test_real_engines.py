@@ -43,6 +43,24 @@ def _identify(url: str, model: str | None = None) -> tuple[str, str | None, str]
     return t.engine.name, t.engine.version, t.model
 
 
+#: vLLM 0.32's real departures in the Responses API, each caught by the check meant for it
+#: (the tiny model runs to max_output_tokens, so the "plain" stream is cut too): no `error`
+#: field and null `logprobs` in Response objects and events, a cut message item marked
+#: completed, and a `response.completed` event whose response says "incomplete".
+VLLM_DEPARTURES = {
+    "test_responses.py::test_a_response_matches_the_schema",
+    "test_responses.py::test_max_output_tokens_is_respected",
+    "test_responses.py::test_stream_events_are_typed_and_match_the_schema[plain]",
+    "test_responses.py::test_stream_events_are_typed_and_match_the_schema[truncated]",
+    "test_responses.py::test_the_stream_ends_with_a_terminal_event[plain]",
+    "test_responses.py::test_the_stream_ends_with_a_terminal_event[truncated]",
+}
+
+
+def _failed(result: pytest.RunResult) -> set[str]:
+    return {line.split()[1] for line in result.stdout.lines if line.startswith("FAILED ")}
+
+
 def _no_harness_errors(result: pytest.RunResult) -> None:
     out = result.stdout.str()
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), out
@@ -72,13 +90,16 @@ def test_every_bundled_suite_passes_against_vllm(
         *CPU_PERF,
     )
     result.stdout.fnmatch_lines(["*vllm-conformance: * (vllm 0.32.0), model tiny, profile vllm"])
-    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    _no_harness_errors(result)
+    assert _failed(result) == VLLM_DEPARTURES, result.stdout.str()
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
     reasons = (
         "the vllm profile allows this",
         "no --vllm-api-key given",
         "one --vllm-url given",
         "needs the two-instance service started by the plugin",
+        # vLLM stores responses only with VLLM_ENABLE_RESPONSES_API_STORE=1
+        "not supported: responses storage: GET /v1/responses/{id} answered HTTP 404",
     )
     assert all(any(r in line for r in reasons) for line in skipped), skipped
 
@@ -119,8 +140,8 @@ def test_the_suites_give_the_same_results_under_xdist(
         *CPU_PERF,
         "--vllm-latency-harness-tolerance=50",
     )
-    outcomes = result.parseoutcomes()
-    assert result.ret == pytest.ExitCode.OK and outcomes.get("failed", 0) == 0, result.stdout.str()
+    _no_harness_errors(result)
+    assert _failed(result) == VLLM_DEPARTURES, result.stdout.str()
 
 
 def test_the_suites_run_to_the_end_against_llamacpp(
@@ -143,6 +164,12 @@ def test_the_suites_run_to_the_end_against_llamacpp(
         [
             "FAILED *test_an_invalid_request_is_rejected[[]unknown-model]*",
             "FAILED *test_usage_chunk_is_last_with_empty_choices[[]completions-usage]*",
+            # with jinja, SmolLM2's template has no tools: tool_choice is ignored, text answers
+            "FAILED *test_required_gives_at_least_one_call*",
+            "FAILED *test_a_named_function_gives_exactly_one_call_to_it*",
+            # its Response objects lack required fields; its events carry no sequence_number
+            "FAILED *test_a_response_matches_the_schema*",
+            "FAILED *test_sequence_numbers_strictly_increase[[]plain]*",
         ]
     )
     # Determinism holds on llama.cpp but for its prompt cache, which changes greedy answers
@@ -152,7 +179,32 @@ def test_the_suites_run_to_the_end_against_llamacpp(
         for line in result.stdout.lines
         if line.startswith("FAILED") and "test_determinism" in line
     ]
-    assert all("test_prefix_cache_cold_and_warm" in line for line in failed), failed
+    # The tool-call burst has no calls to compare (tools are ignored): its text answers
+    # differ now and then for the same cache.
+    allowed = ("test_prefix_cache_cold_and_warm", "tool_call_requests_gives_one_set_of_calls")
+    assert all(any(a in line for a in allowed) for line in failed), failed
+
+
+def test_llamacpp_without_jinja_declares_tool_calling_not_supported(
+    pytester: pytest.Pytester, llamacpp_nojinja_url: str
+) -> None:
+    """Its 500 "tools param requires --jinja flag" is a declared gap, not a failure."""
+    result = pytester.runpytest(
+        f"--vllm-url={llamacpp_nojinja_url}",
+        "-m",
+        "tools or structured_outputs or responses",
+        "--vllm-timeout=30",
+        "-p",
+        "no:randomly",
+    )
+    _no_harness_errors(result)
+    result.stdout.fnmatch_lines_random(
+        [
+            "tools * 8 not supported (tool calling)",
+            "structured_outputs 10 passed",
+            "not supported: tool calling (8 tests): tools param requires --jinja flag",
+        ]
+    )
 
 
 def test_transformers_serve_is_reported_for_its_missing_done(
