@@ -49,6 +49,8 @@ def test_completions_match_the_schema(
             root="CreateCompletionResponse",
             chunk_root="CreateCompletionResponse",
             profile=vllm_profile,
+            title=f"POST {r.request.url} is not a JSON object",
+            finish_reasons=True,
         ),
     )
 
@@ -66,6 +68,8 @@ def test_chat_completions_match_the_schema(
             root="CreateChatCompletionResponse",
             chunk_root="CreateChatCompletionStreamResponse",
             profile=vllm_profile,
+            title=f"POST {r.request.url} is not a JSON object",
+            finish_reasons=True,
         ),
     )
 
