@@ -51,6 +51,7 @@ def test_completions_match_the_schema(
             profile=vllm_profile,
             title=f"POST {r.request.url} is not a JSON object",
             finish_reasons=True,
+            some_chunk=False,
         ),
     )
 
@@ -70,6 +71,7 @@ def test_chat_completions_match_the_schema(
             profile=vllm_profile,
             title=f"POST {r.request.url} is not a JSON object",
             finish_reasons=True,
+            some_chunk=False,
         ),
     )
 

@@ -116,6 +116,7 @@ def test_generated_valid_requests_succeed(
                 else "CreateCompletionResponse",
                 title=f"{path} is not a JSON object",
                 finish_reasons=False,
+                some_chunk=True,
             ),
         )
 

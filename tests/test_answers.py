@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance.checks import answers, semantics
+from pytest_vllm_conformance.checks import answers, semantics, streaming
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.client.records import RequestRecord, Timings
 from pytest_vllm_conformance.client.sse import SSEEvent
@@ -40,7 +40,9 @@ def _response(body: bytes, events: tuple[bytes, ...] = ()) -> Response:
     )
 
 
-def _asked(stream: bool = False, **flags: Any) -> answers.Asked:
+def _asked(
+    stream: bool = False, finish_reasons: bool = False, some_chunk: bool = False
+) -> answers.Asked:
     request: dict[str, Any] = {"model": "m", "prompt": "p", "max_tokens": 2}
     if stream:
         request |= {"stream": True, "stream_options": {"include_usage": True}}
@@ -49,7 +51,9 @@ def _asked(stream: bool = False, **flags: Any) -> answers.Asked:
         root="CreateCompletionResponse",
         chunk_root="CreateCompletionResponse",
         profile="vllm",
-        **{"title": "/v1/completions is not a JSON object", "finish_reasons": False} | flags,
+        title="/v1/completions is not a JSON object",
+        finish_reasons=finish_reasons,
+        some_chunk=some_chunk,
     )
 
 
@@ -68,3 +72,14 @@ def test_finish_reasons_are_judged_only_where_asked(asked: bool) -> None:
     with pytest.raises(CheckFailure) as failure:
         answers.answer_conforms(r, _asked(finish_reasons=True))
     assert failure.value.title == semantics.NO_FINISH_REASON.title
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_stream_without_chunks_fails_only_where_asked(asked: bool) -> None:
+    r = _response(b"", (b"[DONE]",))
+    if not asked:
+        answers.answer_conforms(r, _asked(stream=True, some_chunk=False))
+        return
+    with pytest.raises(CheckFailure) as failure:
+        answers.answer_conforms(r, _asked(stream=True, some_chunk=True))
+    assert failure.value.title == streaming.NO_CHUNK.title
