@@ -41,6 +41,17 @@ def _loaded_after(code: str) -> list[str]:
     return loaded
 
 
+def test_importing_the_plugin_loads_no_heavy_module() -> None:
+    loaded = _loaded_after("import pytest_vllm_conformance.plugin")
+    assert "pytest_vllm_conformance.plugin" in loaded
+    heavy = [m for m in loaded if m.split(".")[0] in HEAVY]
+    late = [
+        m for m in loaded if m.startswith("pytest_vllm_conformance.") and m.split(".")[1] in LATE
+    ]
+    assert heavy == [], f"the plugin's import loads {heavy}"
+    assert late == [], f"the plugin's import loads {late}"
+
+
 def test_target_is_importable_from_the_package_and_loaded_late() -> None:
     """``pytest_vllm_conformance.target.Target`` as before the layout moved it."""
     loaded = _loaded_after("import pytest_vllm_conformance.target")
