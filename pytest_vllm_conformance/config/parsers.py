@@ -35,9 +35,10 @@ def seconds(raw: object, flag: str) -> float:
 
 
 def integer(raw: object, flag: str, least: int = 1) -> int:
-    """A whole number of at least ``least`` (one wording for every count option)."""
+    """A whole number of at least ``least`` in its plain spelling (no sign, no leading zero,
+    no ``_``), one wording for every count option."""
     digits = str(raw).strip()
-    value = int(digits) if re.fullmatch(r"\d+", digits) else least - 1
+    value = int(digits) if re.fullmatch(r"0|[1-9][0-9]*", digits) else least - 1
     if value < least:
         raise pytest.UsageError(f"{flag} must be a whole number of at least {least}, got {raw!r}.")
     return value
