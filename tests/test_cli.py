@@ -52,7 +52,9 @@ def test_verify_reports_a_folder_that_is_no_bundle(
     assert "SHA256SUMS is missing" in capsys.readouterr().out
 
 
-def test_the_old_module_spellings_still_work() -> None:
+def test_the_module_paths_run_their_subcommands() -> None:
+    """`python -m` on a subcommand's module runs it (the pre-redesign `python -m
+    pytest_vllm_conformance.matrix`, `.load` and `.certify` are gone)."""
     locust = _run("-m", "pytest_vllm_conformance.perf.locust", "--path")
     assert locust.returncode == 0 and locust.stdout.strip() == str(LOCUSTFILE)
     matrix = _run("-m", "pytest_vllm_conformance.report.matrix", "--engine", "no-url-here")
