@@ -80,7 +80,7 @@ _text = _by_flag(parsers.text)
 
 @dataclass(frozen=True)
 class Option:
-    """One ``--vllm-NAME`` option and its ``vllm_NAME`` ini twin."""
+    """One ``--vllm-NAME`` option and its ``vllm_NAME`` ini twin (if it has one)."""
 
     name: str  # the flag without --vllm-
     field: str  # the Settings attribute it sets; "perf.x" / "container.x" for a sub-setting
@@ -666,7 +666,8 @@ OPTIONS: tuple[Option, ...] = (
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """Register every option of :data:`OPTIONS` in one group, and its ini twin."""
+    """Register every option of :data:`OPTIONS` in one group, with its ini twin (every
+    option but ``--vllm-api-key`` has one: a key does not belong in a checked-in file)."""
     group = parser.getgroup(*GROUP)
     for option in OPTIONS:
         extra: dict[str, Any] = {} if option.metavar is None else {"metavar": option.metavar}
@@ -691,8 +692,8 @@ def render_options_markdown() -> str:
         "# Options",
         "",
         "Generated from `pytest_vllm_conformance/config/table.py` "
-        "(`render_options_markdown()`); do not edit by hand. Every option also reads its "
-        "ini twin; the command line wins.",
+        "(`render_options_markdown()`); do not edit by hand. Every option but "
+        "`--vllm-api-key` also reads its ini twin; the command line wins.",
         "",
         "| option | ini | default | what it does |",
         "|---|---|---|---|",
