@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_conformance.cli import main
-from pytest_vllm_conformance.cli.options import plugin_help
 from pytest_vllm_conformance.perf.locust import LOCUSTFILE
 
 
@@ -77,25 +76,8 @@ def test_checks_prints_the_registry_without_the_fault_column(
     assert "`answers.answer_conforms`" in out
 
 
-HELP = """\
-general:
-  -k EXPRESSION         only run tests which match
-OpenAI-compatible server conformance:
-  --vllm-url=URL        base URL of the server
-                        wrapped help
-  --vllm-model=NAME     model to test
+def test_options_prints_the_option_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_vllm_conformance.config import render_options_markdown
 
-[pytest] configuration options in the first pytest.ini file found:
-  markers (linelist):   Register new markers
-  vllm_url (string):    base URL
-                        wrapped (ini)
-  vllm_model (string):  model
-  xfail_strict (bool):  default for the strict parameter
-"""
-
-
-def test_options_keeps_only_the_plugin_s_options_and_ini_lines() -> None:
-    text = plugin_help(HELP)
-    assert "--vllm-url=URL" in text and "wrapped help" in text and "--vllm-model" in text
-    assert "vllm_url (string)" in text and "wrapped (ini)" in text and "vllm_model" in text
-    assert "-k EXPRESSION" not in text and "markers" not in text and "xfail_strict" not in text
+    assert main(["options"]) == 0
+    assert capsys.readouterr().out == render_options_markdown()

@@ -130,17 +130,12 @@ def histogram_buckets(scrape: Scrape, ctx: Sample) -> dict[float, float]:
     return out
 
 
-def parse_text(text: str, curl: str = "") -> Scrape:
-    """Prometheus text parsed by prometheus_client; unparseable text is a titled failure.
-
-    The one parser of the project: the metrics, memory and latency suites all read
-    /metrics through it."""
-    return prometheus_text(text, Context(curl=curl))
-
-
 @check(UNPARSEABLE)
 def prometheus_text(text: str, ctx: Context = NO_CONTEXT) -> Scrape:
-    """/metrics is Prometheus text that prometheus_client parses; returns the scrape."""
+    """/metrics is Prometheus text that prometheus_client parses; returns the scrape.
+
+    The one Prometheus parser of the project: the metrics, memory and latency suites all
+    read /metrics through it."""
     from prometheus_client.parser import text_string_to_metric_families
 
     curl = ctx.curl
@@ -173,7 +168,7 @@ def parse(r: Response, ctx: Context = NO_CONTEXT) -> Scrape:
         raise METRICS_FAILED.failure(
             path="GET /metrics", expected="HTTP 200", received=f"HTTP {r.status}", curl=r.curl
         )
-    return parse_text(r.body.decode("utf-8", "replace"), r.curl)
+    return prometheus_text(r.body.decode("utf-8", "replace"), Context(curl=r.curl))
 
 
 @dataclass(frozen=True, kw_only=True)

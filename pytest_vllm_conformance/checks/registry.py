@@ -147,18 +147,6 @@ def all_checks() -> list[Check[Any, Any, Any]]:
     return sorted(REGISTRY.values(), key=lambda c: c.qualname)
 
 
-def matching(title: str) -> list[Check[Any, Any, Any]]:
-    """The checks one of whose verdicts can produce ``title``."""
-    return [c for c in all_checks() if any(_fits(v, title) for v in c.verdicts)]
-
-
-def _fits(verdict: Verdict, title: str) -> bool:
-    import re
-
-    parts = re.split(r"\{[^}]*\}", verdict.title)
-    return re.fullmatch(".+".join(map(re.escape, parts)), title) is not None
-
-
 def render_markdown(
     proofs: Mapping[str, Sequence[str]] | None = None, unproven: Mapping[str, str] | None = None
 ) -> str:
