@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.checks.registry import NO_CONTEXT, Context, Verdict, check
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import Severity
-from pytest_vllm_conformance.report.measurements import measurement
 
 NEGATIVE = Verdict("Negative value in /metrics", Severity.HIGH)
 NO_BOUND = Verdict("Histogram bucket without a bound", Severity.HIGH)
@@ -271,17 +269,3 @@ def same_order_of_magnitude(server_s: float, ctx: Agreement) -> None:
             expected=f"within 10x of the client's {client_s * 1000:.1f} ms",
             received=f"{server_s * 1000:.1f} ms",
         )
-
-
-@measurement("idle_gauge")
-@dataclass(frozen=True)
-class IdleReading:
-    """The running-requests gauge with none of this run's requests in flight: the lowest
-    reading while it was given time to settle, and whether it reached the level asked."""
-
-    gauge: str
-    lowest: float
-    settled: bool
-
-    def properties(self) -> list[tuple[str, Any]]:
-        return [("cancellation_idle_running", self.lowest)]

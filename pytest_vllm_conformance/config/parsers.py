@@ -111,9 +111,10 @@ def memory_duration(raw: object, flag: str) -> float:
 
 
 # -- service-level objectives ----------------------------------------------------------------
+SLO_METRICS = ("ttft", "itl", "tpot", "e2e", "queue", "embeddings")
 SLO_STATS = ("p50", "p90", "p95", "p99", "mean", "max")
 #: ``<metric>_<stat>_ms``: an upper limit on a latency statistic
-SLO_LATENCY_KEY = re.compile(rf"(ttft|itl|tpot|e2e|queue|embeddings)_({'|'.join(SLO_STATS)})_ms")
+SLO_LATENCY_KEY = re.compile(rf"({'|'.join(SLO_METRICS)})_({'|'.join(SLO_STATS)})_ms")
 #: lower limits on throughput, and the level rate each one reads
 SLO_RATES = {
     "min_rps": "requests_per_s",

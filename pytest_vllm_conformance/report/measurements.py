@@ -43,7 +43,7 @@ DOMAIN_MODULES = (
     "pytest_vllm_conformance.perf.memory",
     "pytest_vllm_conformance.workload.determinism",
     "pytest_vllm_conformance.checks.logprobs",
-    "pytest_vllm_conformance.checks.metrics",
+    "pytest_vllm_conformance.checks.cancellation",
 )
 
 _KINDS: dict[str, type[Any]] = {}
