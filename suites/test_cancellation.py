@@ -63,7 +63,7 @@ def _idle_level(client: Client, gauge: str, shared: bool, request: pytest.Fixtur
     """0, or on a shared server the lowest level seen; a non-zero idle gauge is a finding."""
     reading = _settle(client, gauge, 0.0)
     lowest = reading.lowest
-    measurements.record(request, metrics.IdleReading(gauge, lowest, reading.reached))
+    measurements.record(request, cancellation.IdleReading(gauge, lowest, reading.reached))
     if reading.reached:
         return 0.0
     idle = Gauge(gauge=gauge, settle_s=SETTLE_S, shared=shared)

@@ -49,6 +49,9 @@ def test_completions_match_the_schema(
             root="CreateCompletionResponse",
             chunk_root="CreateCompletionResponse",
             profile=vllm_profile,
+            title=f"POST {r.request.url} is not a JSON object",
+            finish_reasons=True,
+            some_chunk=False,
         ),
     )
 
@@ -66,6 +69,9 @@ def test_chat_completions_match_the_schema(
             root="CreateChatCompletionResponse",
             chunk_root="CreateChatCompletionStreamResponse",
             profile=vllm_profile,
+            title=f"POST {r.request.url} is not a JSON object",
+            finish_reasons=True,
+            some_chunk=False,
         ),
     )
 

@@ -114,6 +114,9 @@ def test_generated_valid_requests_succeed(
                 chunk_root="CreateChatCompletionStreamResponse"
                 if chat
                 else "CreateCompletionResponse",
+                title=f"{path} is not a JSON object",
+                finish_reasons=False,
+                some_chunk=True,
             ),
         )
 

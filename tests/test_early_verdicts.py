@@ -259,3 +259,16 @@ def test_early_stop_takes_only_on_or_off(pytester: pytest.Pytester, fault: Fault
     result.stderr.fnmatch_lines(
         ["*--vllm-latency-early-stop must be one of on, off, got 'maybe'.*"]
     )
+
+
+def test_the_keys_that_end_a_level_early_are_the_configurations_slo_keys() -> None:
+    """Early stop reads its key names from config.parsers: per-request order statistics."""
+    from pytest_vllm_conformance.config.parsers import SLO_METRICS, SLO_STATS, valid_slo_key
+    from pytest_vllm_conformance.perf.early_stop import _UPPER
+
+    early = {
+        f"{m}_{s}_ms" for m in SLO_METRICS for s in SLO_STATS if _UPPER.fullmatch(f"{m}_{s}_ms")
+    }
+    assert all(valid_slo_key(k) for k in early)
+    assert {k.split("_")[0] for k in early} == {"ttft", "e2e", "queue", "embeddings"}
+    assert {k.split("_")[1] for k in early} == {"p50", "p90", "p95", "p99", "max"}

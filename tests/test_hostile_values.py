@@ -334,7 +334,7 @@ vllm:e2e_request_latency_seconds_sum 1
 
 
 def test_prometheus_values_are_validated_where_they_are_used() -> None:
-    scrape = metrics.parse_text(HIST % "NaN")
+    scrape = metrics.prometheus_text(HIST % "NaN")
     with pytest.raises(CheckFailure, match=values.NON_FINITE):
         scrape.buckets("vllm:e2e_request_latency_seconds")
     assert scrape.value("vllm:e2e_request_latency_seconds_count") == 5
@@ -343,10 +343,10 @@ def test_prometheus_values_are_validated_where_they_are_used() -> None:
     with pytest.raises(CheckFailure, match="not valid Prometheus text"):
         latency.server_view(HIST % "1", "x{ 1\n")
     with pytest.raises(CheckFailure, match="Negative value"):
-        metrics.parse_text("process_resident_memory_bytes -5\n").total(
+        metrics.prometheus_text("process_resident_memory_bytes -5\n").total(
             "process_resident_memory_bytes"
         )
-    nan_counter = metrics.parse_text("# TYPE c counter\nc_total NaN\n")
+    nan_counter = metrics.prometheus_text("# TYPE c counter\nc_total NaN\n")
     with pytest.raises(CheckFailure, match=values.NON_FINITE):
         metrics.counters_only_grow(metrics.Change(nan_counter, nan_counter))
 

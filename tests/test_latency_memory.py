@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from pytest_vllm_conformance.checks.slo import Slo, slo_met
 from pytest_vllm_conformance.config import parsers
 from pytest_vllm_conformance.perf import latency, memory, slo
 from pytest_vllm_conformance.perf.latency import Level, Sample
@@ -65,7 +66,7 @@ def test_slo_sources_and_judgement() -> None:
     rows = {k: met for k, _, _, met in slo.judge(level, slo.DEFAULTS)}
     assert rows == {"e2e_p95_ms": True, "error_rate": False}  # p95 of 20 is below the outlier
     with pytest.raises(AssertionError) as caught:
-        slo.enforce(level, {"e2e_p99_ms": 1000.0, "error_rate": 0.0})
+        slo_met(level, Slo(limits={"e2e_p99_ms": 1000.0, "error_rate": 0.0}))
     text = caught.value.render()  # type: ignore[attr-defined]
     assert "| e2e_p99_ms |" in text and "MISSED" in text and "1x HTTP 503: busy" in text
 

@@ -107,6 +107,20 @@ def test_a_kind_is_a_frozen_dataclass_with_one_owner() -> None:
             value: int
 
 
+def test_a_field_named_kind_is_refused() -> None:
+    """``kind`` names the class (the JSON key and the decorator's class attribute); a field
+    of that name would be overwritten on the class and clash in JSON."""
+    with pytest.raises(TypeError, match="no field named 'kind'"):
+
+        @measurements.measurement("has_a_kind_field")
+        @dataclass(frozen=True)
+        class HasKind:
+            kind: str
+            value: int
+
+    assert "has_a_kind_field" not in measurements.kinds()
+
+
 def test_unknown_kinds_are_left_out_when_read_back() -> None:
     verdict = DeterminismVerdict(5, 1, logprob_drift_max=0.0)
     read = measurements.load(

@@ -16,6 +16,7 @@ from pytest_vllm_conformance.config import (
     PerfSettings,
     Settings,
     normalise_url,
+    parsers,
     read_settings,
     redact_url,
     render_options_markdown,
@@ -255,6 +256,55 @@ def test_every_count_option_words_its_error_alike(
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in result.stderr.lines if line.startswith("ERROR:")] == [message]
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--vllm-timeout=", "ERROR: --vllm-timeout must be a positive number of seconds, got ''."),
+        (
+            "--vllm-examples=",
+            "ERROR: --vllm-examples must be a whole number of at least 1, got ''.",
+        ),
+        ("--vllm-profile=", "ERROR: --vllm-profile must be one of auto, openai, vllm, "),
+        ("--vllm-prompts=", "ERROR: --vllm-prompts must name a readable file, got ''."),
+    ],
+)
+def test_an_empty_command_line_value_is_judged_by_its_parser(
+    pytester: pytest.Pytester, arg: str, message: str
+) -> None:
+    """``--vllm-timeout=`` is a mistake (a variable that expanded to nothing), not the default."""
+    result = pytester.runpytest(arg)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+
+
+def test_empty_values_mean_not_given_where_they_did_before(pytester: pytest.Pytester) -> None:
+    """An empty ini value is never given; an empty command-line value is not given for the
+    options whose empty value always meant "none" (a model, an SLO, a duration)."""
+    pytester.makeini("[pytest]\nvllm_timeout =\nvllm_examples =\nvllm_profile =\n")
+    read = read_settings(
+        pytester.parseconfigure("--vllm-model=", "--vllm-slo=", "--vllm-latency-duration=")
+    )
+    assert (read.timeout, read.examples, read.profile) == (
+        Settings().timeout,
+        Settings().examples,
+        Settings().profile,
+    )
+    assert (read.model, read.perf.slo, read.perf.duration_s) == (None, {}, None)
+    assert [o.flag for o in OPTIONS if o.empty_means_unset and o.action != "store"] == []
+
+
+@pytest.mark.parametrize("raw", ["05", "+5", "1_000", "5.0", "", " "])
+def test_a_count_is_spelt_plainly(raw: str) -> None:
+    with pytest.raises(pytest.UsageError, match="must be a whole number of at least 1"):
+        parsers.integer(raw, "--vllm-examples")
+
+
+def test_a_count_may_have_spaces_around_it_and_zero_where_allowed() -> None:
+    assert parsers.integer(" 12 ", "--vllm-examples") == 12
+    assert parsers.integer("0", "--vllm-latency-warmup", least=0) == 0
 
 
 def test_ini_values_are_parsed_like_the_command_line(pytester: pytest.Pytester) -> None:

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from pytest_vllm_conformance.checks.slo import Slo, slo_met
 from pytest_vllm_conformance.client import http
 from pytest_vllm_conformance.client.records import Timings
-from pytest_vllm_conformance.perf import latency, selfcheck, slo
+from pytest_vllm_conformance.perf import latency, selfcheck
 from pytest_vllm_conformance.perf.latency import Level, Sample
 from tests.fault_server import FaultServer
 
@@ -179,7 +180,7 @@ def test_a_client_p50_below_the_servers_median_bucket_is_impossible() -> None:
     assert "client TTFT p50 0.336 ms is below 5 ms" in bad.server_inconsistent
     assert "client E2E p50 0.377 ms is below 250 ms" in bad.server_inconsistent
     with pytest.raises(selfcheck.HarnessLimited) as caught:
-        slo.enforce(bad, {"e2e_p95_ms": 5000.0})  # met, and still no pass
+        slo_met(bad, Slo(limits={"e2e_p95_ms": 5000.0}))  # met, and still no pass
     assert caught.value.title == selfcheck.HARNESS_IMPOSSIBLE
     assert "impossible against the server's own histograms" in caught.value.received
 
@@ -217,7 +218,7 @@ def _limited(level: Level) -> Level:
 def test_an_slo_verdict_on_a_client_limited_level_is_never_a_pass() -> None:
     level = _limited(_level(20.0, 400.0))
     with pytest.raises(selfcheck.HarnessLimited) as caught:
-        slo.enforce(level, {"e2e_p95_ms": 5000.0})
+        slo_met(level, Slo(limits={"e2e_p95_ms": 5000.0}))
     assert caught.value.title == selfcheck.HARNESS_LIMITED
     assert "waited 40 ms per wake-up" in caught.value.received
     assert "harness_runqueue_delay_ms = 40.0" in caught.value.detail
@@ -229,7 +230,7 @@ def test_failed_requests_stay_failed_on_a_client_limited_level() -> None:
     level = _limited(_level(20.0, 400.0))
     level.samples.append(Sample(False, "HTTP 503: busy"))
     with pytest.raises(AssertionError) as caught:
-        slo.enforce(level, {"error_rate": 0.0})
+        slo_met(level, Slo(limits={"error_rate": 0.0}))
     assert not isinstance(caught.value, selfcheck.HarnessLimited)
 
 

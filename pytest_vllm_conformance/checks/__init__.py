@@ -2,7 +2,9 @@
 
 The basics live here; the submodules hold one family each: ``schema``, ``semantics``,
 ``answers``, ``streaming``, ``errors``, ``embeddings``, ``metrics``, ``logprobs``, ``health``,
-``determinism``, ``memory``, ``cancellation``, ``topology``, ``slo``, ``sdk``. Each check is
+``determinism``, ``memory``, ``cancellation``, ``topology``, ``slo``, ``sdk``, ``structured``,
+``tools``; ``harness`` turns an answer no check foresaw into a titled finding instead of a
+traceback. Each check is
 ``check(subject, context)``, registered with its verdicts in :mod:`.registry`, which also
 renders ``docs/checks.md``.
 """

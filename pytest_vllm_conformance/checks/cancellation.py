@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_vllm_conformance.checks.registry import Context, Verdict, check
 from pytest_vllm_conformance.failures import Severity
+from pytest_vllm_conformance.report.measurements import measurement
 
 NOT_IDLE = Verdict("The running gauge is not 0 when idle", Severity.HIGH)
 KEPT_RUNNING = Verdict("Dropped streams keep running", Severity.HIGH)
@@ -29,6 +31,20 @@ class Gauge(Context):
     level: float = 0.0
     shared: bool = False  # --vllm-shared-server: others' requests may hold the gauge up
     streams: int = 0  # how many streams were dropped
+
+
+@measurement("idle_gauge")
+@dataclass(frozen=True)
+class IdleReading:
+    """The running-requests gauge with none of this run's requests in flight: the lowest
+    reading while it was given time to settle, and whether it reached the level asked."""
+
+    gauge: str
+    lowest: float
+    settled: bool
+
+    def properties(self) -> list[tuple[str, Any]]:
+        return [("cancellation_idle_running", self.lowest)]
 
 
 def idle_note(reading: Settled, ctx: Gauge) -> str:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.checks.registry import NO_CONTEXT, Context, Verdict, check
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import Severity
-from pytest_vllm_conformance.report.measurements import measurement
 
 NEGATIVE = Verdict("Negative value in /metrics", Severity.HIGH)
 NO_BOUND = Verdict("Histogram bucket without a bound", Severity.HIGH)
@@ -130,17 +128,12 @@ def histogram_buckets(scrape: Scrape, ctx: Sample) -> dict[float, float]:
     return out
 
 
-def parse_text(text: str, curl: str = "") -> Scrape:
-    """Prometheus text parsed by prometheus_client; unparseable text is a titled failure.
-
-    The one parser of the project: the metrics, memory and latency suites all read
-    /metrics through it."""
-    return prometheus_text(text, Context(curl=curl))
-
-
 @check(UNPARSEABLE)
 def prometheus_text(text: str, ctx: Context = NO_CONTEXT) -> Scrape:
-    """/metrics is Prometheus text that prometheus_client parses; returns the scrape."""
+    """/metrics is Prometheus text that prometheus_client parses; returns the scrape.
+
+    The one Prometheus parser of the project: the metrics, memory and latency suites all
+    read /metrics through it."""
     from prometheus_client.parser import text_string_to_metric_families
 
     curl = ctx.curl
@@ -173,7 +166,7 @@ def parse(r: Response, ctx: Context = NO_CONTEXT) -> Scrape:
         raise METRICS_FAILED.failure(
             path="GET /metrics", expected="HTTP 200", received=f"HTTP {r.status}", curl=r.curl
         )
-    return parse_text(r.body.decode("utf-8", "replace"), r.curl)
+    return prometheus_text(r.body.decode("utf-8", "replace"), Context(curl=r.curl))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,17 +269,3 @@ def same_order_of_magnitude(server_s: float, ctx: Agreement) -> None:
             expected=f"within 10x of the client's {client_s * 1000:.1f} ms",
             received=f"{server_s * 1000:.1f} ms",
         )
-
-
-@measurement("idle_gauge")
-@dataclass(frozen=True)
-class IdleReading:
-    """The running-requests gauge with none of this run's requests in flight: the lowest
-    reading while it was given time to settle, and whether it reached the level asked."""
-
-    gauge: str
-    lowest: float
-    settled: bool
-
-    def properties(self) -> list[tuple[str, Any]]:
-        return [("cancellation_idle_running", self.lowest)]

@@ -147,53 +147,67 @@ def all_checks() -> list[Check[Any, Any, Any]]:
     return sorted(REGISTRY.values(), key=lambda c: c.qualname)
 
 
-def matching(title: str) -> list[Check[Any, Any, Any]]:
-    """The checks one of whose verdicts can produce ``title``."""
-    return [c for c in all_checks() if any(_fits(v, title) for v in c.verdicts)]
-
-
-def _fits(verdict: Verdict, title: str) -> bool:
-    import re
-
-    parts = re.split(r"\{[^}]*\}", verdict.title)
-    return re.fullmatch(".+".join(map(re.escape, parts)), title) is not None
-
-
 def render_markdown(
     proofs: Mapping[str, Sequence[str]] | None = None, unproven: Mapping[str, str] | None = None
 ) -> str:
-    """``docs/checks.md``: each check with its verdicts, the suite tests that call it and the
-    fault switches that prove it bites (``proofs``: check qualname -> fault names; a check
-    no fault can reach has its reason in ``unproven``)."""
+    """Each check with its verdicts and the suite tests that call it, as Markdown.
+
+    With ``proofs`` (check qualname -> the fault switches under which it fails; a check no
+    fault can reach has its reason in ``unproven``), the table gains the column of faults
+    that prove each check bites: that is the project's ``docs/checks.md``, rendered by
+    ``python -m tests.test_checks_bite``. Without them (``vllm-conformance checks``, where
+    the project's tests are not installed) the column is left out."""
     from pytest_vllm_conformance.checks._callers import callers
 
+    proven = proofs is not None
     proofs, unproven = proofs or {}, unproven or {}
     found = callers()
-    lines = [
-        "# Checks",
-        "",
-        "Generated from the check registry (`pytest_vllm_conformance/checks/registry.py`) by",
-        "`python -m tests.test_checks_bite > docs/checks.md`; a test keeps it current.",
-        "",
+    judged = (
         "Every check takes what it judges and one typed context, and raises a titled",
         "`CheckFailure` with one of its registered verdicts. `{name}` in a title is filled by",
-        "the suite. A fault is a switch of the project's fault server (`tests/faults.py`) under",
-        "which the check fails its suite test (`tests/test_checks_bite.py`).",
-        "",
-        "| Check | Verdicts (severity) | Called from | Fails on the fault |",
-        "|---|---|---|---|",
-    ]
+    )
+    if proven:
+        lines = [
+            "# Checks",
+            "",
+            "Generated from the check registry (`pytest_vllm_conformance/checks/registry.py`) by",
+            "`python -m tests.test_checks_bite > docs/checks.md`; a test keeps it current.",
+            "",
+            *judged,
+            "the suite. A fault is a switch of the project's fault server (`tests/faults.py`)"
+            " under",
+            "which the check fails its suite test (`tests/test_checks_bite.py`).",
+            "",
+            "| Check | Verdicts (severity) | Called from | Fails on the fault |",
+            "|---|---|---|---|",
+        ]
+    else:
+        lines = [
+            "# Checks",
+            "",
+            "Generated from the check registry (`pytest_vllm_conformance/checks/registry.py`);",
+            "the project's docs/checks.md adds the fault that proves each check.",
+            "",
+            *judged,
+            "the suite.",
+            "",
+            "| Check | Verdicts (severity) | Called from |",
+            "|---|---|---|",
+        ]
     for c in all_checks():
         verdicts = "<br>".join(
             f"{_cell(v.title)} ({v.severity.name})" + (f": {_cell(v.about)}" if v.about else "")
             for v in c.verdicts
         )
         where = "<br>".join(f"`{_cell(w)}`" for w in found.get(c.qualname, [])) or "-"
-        bites = ", ".join(f"`{f}`" for f in sorted(set(proofs.get(c.qualname, [])))) or _cell(
-            unproven.get(c.qualname, "-")
-        )
         name = c.qualname.removeprefix("pytest_vllm_conformance.checks.")
-        lines.append(f"| `{name}`: {_cell(c.doc)} | {verdicts} | {where} | {bites} |")
+        row = f"| `{name}`: {_cell(c.doc)} | {verdicts} | {where} |"
+        if proven:
+            bites = ", ".join(f"`{f}`" for f in sorted(set(proofs.get(c.qualname, [])))) or _cell(
+                unproven.get(c.qualname, "-")
+            )
+            row += f" {bites} |"
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 

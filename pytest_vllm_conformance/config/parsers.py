@@ -35,9 +35,10 @@ def seconds(raw: object, flag: str) -> float:
 
 
 def integer(raw: object, flag: str, least: int = 1) -> int:
-    """A whole number of at least ``least`` (one wording for every count option)."""
+    """A whole number of at least ``least`` in its plain spelling (no sign, no leading zero,
+    no ``_``), one wording for every count option."""
     digits = str(raw).strip()
-    value = int(digits) if re.fullmatch(r"\d+", digits) else least - 1
+    value = int(digits) if re.fullmatch(r"0|[1-9][0-9]*", digits) else least - 1
     if value < least:
         raise pytest.UsageError(f"{flag} must be a whole number of at least {least}, got {raw!r}.")
     return value
@@ -110,9 +111,10 @@ def memory_duration(raw: object, flag: str) -> float:
 
 
 # -- service-level objectives ----------------------------------------------------------------
+SLO_METRICS = ("ttft", "itl", "tpot", "e2e", "queue", "embeddings")
 SLO_STATS = ("p50", "p90", "p95", "p99", "mean", "max")
 #: ``<metric>_<stat>_ms``: an upper limit on a latency statistic
-SLO_LATENCY_KEY = re.compile(rf"(ttft|itl|tpot|e2e|queue|embeddings)_({'|'.join(SLO_STATS)})_ms")
+SLO_LATENCY_KEY = re.compile(rf"({'|'.join(SLO_METRICS)})_({'|'.join(SLO_STATS)})_ms")
 #: lower limits on throughput, and the level rate each one reads
 SLO_RATES = {
     "min_rps": "requests_per_s",

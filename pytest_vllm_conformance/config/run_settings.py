@@ -126,15 +126,22 @@ def read_settings(config: pytest.Config) -> Settings:
 
 def _given(config: pytest.Config, option: Option) -> Any:
     """The option's raw value: the command line's, else the ini file's, else the
-    environment's; None when it is given nowhere (an empty value counts as not given)."""
+    environment's; None when it is given nowhere. An empty ini or environment value counts
+    as not given; an empty command-line value too where the option says so
+    (``empty_means_unset``), else its parser judges it."""
     value = config.getoption(option.dest)
-    if _present(value):
+    if _present(value) or (_on_command_line(value) and not option.empty_means_unset):
         return value
     if option.ini_name is not None:
         value = config.getini(option.ini_name)
         if _present(value):
             return value
     return next((os.environ[name] for name in option.env if os.environ.get(name)), None)
+
+
+def _on_command_line(value: Any) -> bool:
+    """Whether the command line gave the option at all (its default is None, [] or False)."""
+    return value is not None and value is not False and value != []
 
 
 def _present(value: Any) -> bool:

@@ -80,7 +80,7 @@ _text = _by_flag(parsers.text)
 
 @dataclass(frozen=True)
 class Option:
-    """One ``--vllm-NAME`` option and its ``vllm_NAME`` ini twin."""
+    """One ``--vllm-NAME`` option and its ``vllm_NAME`` ini twin (if it has one)."""
 
     name: str  # the flag without --vllm-
     field: str  # the Settings attribute it sets; "perf.x" / "container.x" for a sub-setting
@@ -96,6 +96,9 @@ class Option:
     ini_help: str = ""  # the ini line's text; "" = the help
     env: tuple[str, ...] = ()  # environment variables read when given nowhere else
     given_field: str | None = None  # also record whether a value was given
+    #: an empty command-line value (``--vllm-model=``) means not given; otherwise the
+    #: parser judges it (``--vllm-timeout=`` is an error). An empty ini value is never given.
+    empty_means_unset: bool = False
 
     @property
     def flag(self) -> str:
@@ -151,6 +154,7 @@ OPTIONS: tuple[Option, ...] = (
         f"name; '{TINY}' builds a tiny random-weight model, no download) and test it",
         "none",
         ini_help="model for a locally started vLLM server",
+        empty_means_unset=True,
     ),
     Option(
         "serve-arg",
@@ -175,6 +179,7 @@ OPTIONS: tuple[Option, ...] = (
         "this interpreter",
         default=sys.executable,
         ini_help="interpreter that has vllm installed",
+        empty_means_unset=True,
     ),
     Option(
         "serve-timeout",
@@ -208,6 +213,7 @@ OPTIONS: tuple[Option, ...] = (
         _by_flag(parsers.secret),
         ini=None,
         env=API_KEY_ENV_VARS,
+        empty_means_unset=True,
     ),
     Option(
         "model",
@@ -216,6 +222,7 @@ OPTIONS: tuple[Option, ...] = (
         "model to test",
         "the first id listed by /v1/models",
         ini_help="model to test",
+        empty_means_unset=True,
     ),
     Option(
         "embedding-url",
@@ -225,6 +232,7 @@ OPTIONS: tuple[Option, ...] = (
         "the main URL",
         _by_flag(parsers.normalise_url),
         ini_help="server answering /v1/embeddings",
+        empty_means_unset=True,
     ),
     Option(
         "embedding-model",
@@ -233,6 +241,7 @@ OPTIONS: tuple[Option, ...] = (
         "model used for embeddings",
         "none, embeddings tests skip with a reason",
         ini_help="model used for embeddings",
+        empty_means_unset=True,
     ),
     Option(
         "timeout",
@@ -347,6 +356,7 @@ OPTIONS: tuple[Option, ...] = (
         lambda raw, at: at.root / str(raw).strip(),
         derive_default=lambda at: at.root / DEFAULT_OUTPUT_DIR,
         ini_help="folder for logs and reports",
+        empty_means_unset=True,
     ),
     Option(
         "json",
@@ -357,6 +367,7 @@ OPTIONS: tuple[Option, ...] = (
         "results.json in the output dir",
         lambda raw, at: parsers.output_path(raw, at.root),
         derive_default=_out("results.json"),
+        empty_means_unset=True,
     ),
     Option(
         "html",
@@ -366,6 +377,7 @@ OPTIONS: tuple[Option, ...] = (
         "report.html in the output dir",
         lambda raw, at: parsers.output_path(raw, at.root),
         derive_default=_out("report.html"),
+        empty_means_unset=True,
     ),
     Option(
         "junit-test-properties",
@@ -387,6 +399,7 @@ OPTIONS: tuple[Option, ...] = (
         "metrics.txt in the output dir",
         lambda raw, at: parsers.output_path(raw, at.root),
         derive_default=_out("metrics.txt"),
+        empty_means_unset=True,
     ),
     Option(
         "pushgateway",
@@ -395,6 +408,7 @@ OPTIONS: tuple[Option, ...] = (
         "also push them to this Prometheus Pushgateway",
         "none",
         _by_flag(parsers.normalise_url),
+        empty_means_unset=True,
     ),
     Option(
         "pool-id",
@@ -403,6 +417,7 @@ OPTIONS: tuple[Option, ...] = (
         "the pool_id label of the exported metrics",
         "default",
         default="default",
+        empty_means_unset=True,
     ),
     Option(
         "replica-id",
@@ -410,6 +425,7 @@ OPTIONS: tuple[Option, ...] = (
         "ID",
         "the replica_id label of the exported metrics",
         "the target's host:port",
+        empty_means_unset=True,
     ),
     # -- the latency and memory suites --------------------------------------------------------
     Option(
@@ -420,6 +436,7 @@ OPTIONS: tuple[Option, ...] = (
         ",".join(map(str, DEFAULT_CONCURRENCY)),
         _by_flag(parsers.levels),
         DEFAULT_CONCURRENCY,
+        empty_means_unset=True,
     ),
     Option(
         "latency-requests",
@@ -437,6 +454,7 @@ OPTIONS: tuple[Option, ...] = (
         "also end a load level after this long",
         "none",
         _by_flag(parsers.number),
+        empty_means_unset=True,
     ),
     Option(
         "latency-rate",
@@ -484,6 +502,7 @@ OPTIONS: tuple[Option, ...] = (
         "the defaults",
         _by_flag(parsers.slo),
         derive_default=lambda at: {},
+        empty_means_unset=True,
     ),
     Option(
         "memory-duration",
@@ -493,6 +512,7 @@ OPTIONS: tuple[Option, ...] = (
         f"{DEFAULT_MEMORY_DURATION_S:g}s",
         _by_flag(parsers.memory_duration),
         DEFAULT_MEMORY_DURATION_S,
+        empty_means_unset=True,
     ),
     Option(
         "memory-max-growth",
@@ -534,6 +554,7 @@ OPTIONS: tuple[Option, ...] = (
         "level's smallest TTFT/E2E p50)",
         "2",
         _by_flag(parsers.number),
+        empty_means_unset=True,
     ),
     Option(
         "latency-early-stop",
@@ -554,6 +575,7 @@ OPTIONS: tuple[Option, ...] = (
         "test it (needs --vllm-model; containers/vllm/Dockerfile builds the batch-invariant "
         "vLLM image)",
         "none",
+        empty_means_unset=True,
     ),
     Option(
         "topology",
@@ -576,6 +598,7 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         _by_flag(parsers.gpus),
         "auto",
+        empty_means_unset=True,
     ),
     Option(
         "gpu-share",
@@ -596,6 +619,7 @@ OPTIONS: tuple[Option, ...] = (
         DEFAULT_HF_CACHE,
         _hf_cache,
         derive_default=lambda at: _hf_cache(DEFAULT_HF_CACHE, at),
+        empty_means_unset=True,
     ),
     Option(
         "shm-size",
@@ -605,6 +629,7 @@ OPTIONS: tuple[Option, ...] = (
         DEFAULT_SHM_SIZE,
         _by_flag(parsers.shm_size),
         DEFAULT_SHM_SIZE,
+        empty_means_unset=True,
     ),
     Option(
         "router-image",
@@ -613,6 +638,7 @@ OPTIONS: tuple[Option, ...] = (
         "HAProxy image of the split topology's router",
         DEFAULT_ROUTER_IMAGE,
         default=DEFAULT_ROUTER_IMAGE,
+        empty_means_unset=True,
     ),
     Option(
         "router-config",
@@ -640,7 +666,8 @@ OPTIONS: tuple[Option, ...] = (
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """Register every option of :data:`OPTIONS` in one group, and its ini twin."""
+    """Register every option of :data:`OPTIONS` in one group, with its ini twin (every
+    option but ``--vllm-api-key`` has one: a key does not belong in a checked-in file)."""
     group = parser.getgroup(*GROUP)
     for option in OPTIONS:
         extra: dict[str, Any] = {} if option.metavar is None else {"metavar": option.metavar}
@@ -665,8 +692,8 @@ def render_options_markdown() -> str:
         "# Options",
         "",
         "Generated from `pytest_vllm_conformance/config/table.py` "
-        "(`render_options_markdown()`); do not edit by hand. Every option also reads its "
-        "ini twin; the command line wins.",
+        "(`render_options_markdown()`); do not edit by hand. Every option but "
+        "`--vllm-api-key` also reads its ini twin; the command line wins.",
         "",
         "| option | ini | default | what it does |",
         "|---|---|---|---|",

@@ -24,10 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pytest_vllm_conformance.client.sse import DONE
+from pytest_vllm_conformance.config.parsers import SLO_METRICS, SLO_STATS
 from pytest_vllm_conformance.perf.latency import Exchange, Finish, Sample
 
-_UPPER = re.compile(r"(ttft|e2e|queue|embeddings)_(p50|p90|p95|p99|max)_ms")
 _QUANTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
+#: the SLO keys one request can settle: a per-request figure (not ITL or TPOT, which need
+#: every chunk parsed) at an order statistic (not the mean)
+_UPPER = re.compile(
+    rf"({'|'.join(m for m in SLO_METRICS if m not in ('itl', 'tpot'))})"
+    rf"_({'|'.join(s for s in SLO_STATS if s in _QUANTILE)})_ms"
+)
 
 
 def tolerated_exceeding(planned: int, q: float) -> int:

@@ -479,9 +479,9 @@ def histogram_buckets(text: str, name: str) -> dict[float, float]:
 
     Through the project's one validated parser: unparseable text or a NaN count is a
     :class:`CheckFailure`, which :class:`LoadRunner` turns into a note."""
-    from pytest_vllm_conformance.checks.metrics import parse_text
+    from pytest_vllm_conformance.checks.metrics import prometheus_text
 
-    return parse_text(text).buckets(name)
+    return prometheus_text(text).buckets(name)
 
 
 def bucket_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
@@ -507,9 +507,9 @@ def server_view(before: str, after: str) -> dict[str, dict[str, float]]:
 
     Raises :class:`CheckFailure` when either scrape is unparseable or carries a
     non-finite count; a quantile that comes out NaN (no request counted) is left out."""
-    from pytest_vllm_conformance.checks.metrics import parse_text
+    from pytest_vllm_conformance.checks.metrics import prometheus_text
 
-    first, last = parse_text(before), parse_text(after)
+    first, last = prometheus_text(before), prometheus_text(after)
     out: dict[str, dict[str, float]] = {}
     for metric, name in SERVER_HISTOGRAMS.items():
         b, a = first.buckets(name), last.buckets(name)
@@ -541,9 +541,9 @@ def server_floors(before: str, after: str) -> dict[str, float]:
 
     vLLM starts these clocks after the request arrived and stops them before the answer
     left, so a client p50 below this floor is impossible (:func:`selfcheck.against_server`)."""
-    from pytest_vllm_conformance.checks.metrics import parse_text
+    from pytest_vllm_conformance.checks.metrics import prometheus_text
 
-    first, last = parse_text(before), parse_text(after)
+    first, last = prometheus_text(before), prometheus_text(after)
     out: dict[str, float] = {}
     for metric, name in SERVER_HISTOGRAMS.items():
         b, a = first.buckets(name), last.buckets(name)

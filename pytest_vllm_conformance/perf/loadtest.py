@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_vllm_conformance.checks.slo import Slo, slo_met
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure
@@ -148,7 +149,7 @@ class LoadRunner:
         rows = slo.judge(level, self.slo, embeddings)
         measurements.record(self.request, latency.LevelFigures.of(level, rows))
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
-        slo.enforce(level, self.slo, embeddings, detail=text)
+        slo_met(level, Slo(limits=self.slo, embeddings=embeddings, detail=text))
         return level
 
     def completions(

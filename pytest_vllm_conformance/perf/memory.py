@@ -230,6 +230,7 @@ def metrics_rss(text: str, curl: str = "") -> float | None:
     None when the series is absent; unparseable text, NaN, an infinity or a negative
     value is a titled :class:`CheckFailure` (a NaN sample would make every slope NaN,
     and a NaN slope is never above the limit)."""
-    from pytest_vllm_conformance.checks.metrics import parse_text
+    from pytest_vllm_conformance.checks.metrics import prometheus_text
+    from pytest_vllm_conformance.checks.registry import Context
 
-    return parse_text(text, curl).total("process_resident_memory_bytes")
+    return prometheus_text(text, Context(curl=curl)).total("process_resident_memory_bytes")

@@ -336,14 +336,6 @@ class HarnessLimited(CheckFailure):
     """The level's figures cannot be vouched for: an error whatever the SLO verdict."""
 
 
-def check(level: Level, slo_table: str = "") -> None:
-    """Raise :class:`HarnessLimited` when the level is client-limited or impossible (the
-    registered check :func:`pytest_vllm_conformance.checks.slo.harness_sound`)."""
-    from pytest_vllm_conformance.checks.slo import Table, harness_sound
-
-    harness_sound(level, Table(table=slo_table))
-
-
 def limited_sentence(level: Level) -> str:
     """The one sentence the terminal, JUnit, JSON and HTML carry; "" for a sound level."""
     parts = []
@@ -374,7 +366,6 @@ __all__ = [
     "HarnessLimited",
     "Monitor",
     "against_server",
-    "check",
     "judge",
     "limited_sentence",
 ]

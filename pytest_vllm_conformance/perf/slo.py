@@ -92,13 +92,3 @@ def table(rows: list[tuple[str, float, float, bool]]) -> str:
 def is_rate(key: str) -> bool:
     """True for a lower limit (a rate the level must reach), False for an upper one."""
     return key in _RATES
-
-
-def enforce(
-    level: Level, slo: dict[str, float], embeddings: bool = False, detail: str = ""
-) -> list[tuple[str, float, float, bool]]:
-    """Raise a :class:`CheckFailure` with the measured-vs-allowed table if any limit is missed
-    (the registered check :func:`pytest_vllm_conformance.checks.slo.slo_met`)."""
-    from pytest_vllm_conformance.checks.slo import Slo, slo_met
-
-    return slo_met(level, Slo(limits=slo, embeddings=embeddings, detail=detail))

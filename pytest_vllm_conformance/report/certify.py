@@ -223,7 +223,7 @@ def certify(url: str, out: Path, extra: list[str]) -> int:
     return 0 if doc["verdict"] == "pass" else 1
 
 
-if __name__ == "__main__":  # the old spelling, kept as an alias of ``vllm-conformance``
+if __name__ == "__main__":  # ``python -m ...report.certify``: an alias of ``vllm-conformance``
     from pytest_vllm_conformance.cli import main
 
     sys.exit(main())

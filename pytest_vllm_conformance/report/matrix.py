@@ -103,7 +103,9 @@ def table(results: dict[str, dict[str, tuple[str, str]]]) -> str:
     return "\n".join(lines) + "\n\n" + LEGEND + "\n"
 
 
-if __name__ == "__main__":  # the old spelling, kept as an alias of ``vllm-conformance matrix``
+if (
+    __name__ == "__main__"
+):  # ``python -m ...report.matrix``: an alias of ``vllm-conformance matrix``
     from pytest_vllm_conformance.cli import main
 
     sys.exit(main(["matrix", *sys.argv[1:]]))

@@ -43,7 +43,7 @@ DOMAIN_MODULES = (
     "pytest_vllm_conformance.perf.memory",
     "pytest_vllm_conformance.workload.determinism",
     "pytest_vllm_conformance.checks.logprobs",
-    "pytest_vllm_conformance.checks.metrics",
+    "pytest_vllm_conformance.checks.cancellation",
 )
 
 _KINDS: dict[str, type[Any]] = {}
@@ -71,6 +71,11 @@ def measurement(kind: str) -> Callable[[M], M]:
         params = getattr(cls, "__dataclass_params__", None)
         if not (dataclasses.is_dataclass(cls) and params is not None and params.frozen):
             raise TypeError(f"{cls.__name__}: a measurement is a frozen dataclass")
+        if any(f.name == "kind" for f in dataclasses.fields(cls)):
+            raise TypeError(
+                f"{cls.__name__}: a measurement has no field named 'kind', which names its "
+                "class in JSON and in the decorator's class attribute"
+            )
         taken = _KINDS.get(kind)
         if taken is not None and _name(taken) != _name(cls):  # a re-import replaces itself
             raise ValueError(f"measurement kind {kind!r} is taken by {_name(taken)}")

@@ -82,14 +82,6 @@ class Violation:
     received: str
     extra_field: bool  # only a field the description does not define
 
-    @property
-    def title(self) -> str:
-        return (
-            "Field not defined by the OpenAI API"
-            if self.extra_field
-            else "Response does not match the OpenAI schema"
-        )
-
 
 @cache
 def _document() -> dict[str, Any]:

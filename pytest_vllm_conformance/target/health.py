@@ -53,12 +53,17 @@ async def poll(
     paths: Sequence[str] = ("/health",),
     before: Callable[[], None] | None = None,
     give_up: Callable[[Probe], bool] = _never,
+    probe_timeout_s: float | None = PROBE_TIMEOUT_S,
 ) -> Wait:
     """Poll ``GET paths[0]`` every ``interval_s`` until ``until(probe)``, ``give_up(probe)``
-    or ``within_s`` runs out (no probe starts after the deadline).
+    or ``within_s`` runs out. The wait uses all of ``within_s``: the last sleep is cut to the
+    time left, so one last probe starts at the deadline, and the wait ends with the first
+    probe that finishes after it.
 
     A 404 moves on to the next path at once (a server without ``/health``). ``before`` runs
     before each probe and raises to stop the wait (the process under watch has died).
+    ``probe_timeout_s`` bounds one probe, cut to the time left (but at least 0.5 s); None
+    leaves each probe the client's own timeout.
     """
     started = time.monotonic()
     deadline = started + within_s
@@ -70,10 +75,9 @@ async def poll(
         path = remaining_paths[0]
         remaining = deadline - time.monotonic()
         status: int | None = None
+        timeout = None if probe_timeout_s is None else max(0.5, min(probe_timeout_s, remaining))
         try:
-            r = await client.get(
-                path, base_url=base_url, timeout=max(0.5, min(PROBE_TIMEOUT_S, remaining))
-            )
+            r = await client.get(path, base_url=base_url, timeout=timeout)
             status = r.status
             problem = f"GET {path} answered HTTP {status}"
             only_refused = False
@@ -89,9 +93,9 @@ async def poll(
         if status == 404 and len(remaining_paths) > 1:
             remaining_paths.pop(0)
             continue
-        if give_up(probe) or now + interval_s > deadline:
+        if give_up(probe) or now > deadline:
             return Wait(False, probe)
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(min(interval_s, deadline - now))
 
 
 def wait_healthy(
@@ -107,6 +111,7 @@ def wait_healthy(
                 within_s=timeout_s,
                 interval_s=interval_s,
                 before=before,
+                probe_timeout_s=None,  # the client's: PROBE_TIMEOUT_S, whatever time is left
             )
         )
     return wait.reached
@@ -116,8 +121,14 @@ def health_until(
     client: Client, want: int, within_s: float, interval_s: float = 0.25
 ) -> tuple[int, float]:
     """Poll ``/health`` until it answers ``want``; the last status (0: no answer) and the
-    seconds waited."""
+    seconds waited. Each probe may take the client's own timeout (``--vllm-timeout``)."""
     wait = client.run(
-        poll(client.aio, until=lambda p: p.status == want, within_s=within_s, interval_s=interval_s)
+        poll(
+            client.aio,
+            until=lambda p: p.status == want,
+            within_s=within_s,
+            interval_s=interval_s,
+            probe_timeout_s=None,
+        )
     )
     return wait.last.status or 0, wait.last.waited_s

@@ -1,5 +1,6 @@
-"""``python -m pytest_vllm_conformance.perf.locust``: the old spelling of
-``vllm-conformance load``, kept as an alias."""
+"""``python -m pytest_vllm_conformance.perf.locust``: an alias of ``vllm-conformance load``
+under the package's module path (the earlier ``python -m pytest_vllm_conformance.load``
+is gone)."""
 
 import sys
 
