@@ -678,10 +678,23 @@ class FaultServer:
             data.append({"object": "embedding", "index": i, "embedding": value})
         if self.on("embed_order"):
             data = [dict(d, index=i) for i, d in enumerate(reversed(data))]
+        # issue 16: every embedding check bites on its own defect
+        if self.on("embed_count_short") and len(data) > 1:
+            data = data[:-1]
+        if self.on("embed_index_reversed") and len(data) > 1:
+            data = [dict(d, index=len(data) - 1 - i) for i, d in enumerate(data)]
+        if self.on("embed_not_base64") and fmt == "base64":
+            data = [dict(d, embedding="!!" + d["embedding"]) for d in data]
+        overflow = self.on("embed_overflow") and fmt != "base64" and bool(data)
+        if overflow:
+            data[0] = dict(data[0], embedding=["OVERFLOW", *data[0]["embedding"][1:]])
         tokens = sum(fm.count_tokens(t) for t in texts)
         out: dict[str, Any] = {"object": "list", "data": data, "model": self.served_model()}
         if not self.on("embed_no_usage"):
             out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if overflow:  # a number JSON allows and no float holds
+            text = json.dumps(out).replace('"OVERFLOW"', "1e999", 1)
+            return Response(text, media_type="application/json")
         return JSONResponse(out)
 
     @staticmethod

@@ -71,6 +71,11 @@ FAULTS: dict[str, str] = {
     "embed_no_usage": "embedding responses have no usage",
     "embed_bad_input_200": "invalid embedding input answers 200 with no data",
     "embed_no_token_ids": "token-id embedding input is refused",
+    # issue 16: every embedding check bites on its own defect
+    "embed_count_short": "a batch answers one embedding fewer than it was sent",
+    "embed_index_reversed": "a batch keeps its order but numbers its items n-1..0",
+    "embed_not_base64": "base64 embeddings are not base64 ('!!' prepended)",
+    "embed_overflow": "the first component of a float embedding is 1e999 (infinite once parsed)",
     # determinism
     "diverge_sometimes": "about 1 greedy request in 100 (divergence_rate) answers differently",
     "logprob_drift": "logprobs drift by ~1e-6 from request to request, tokens unchanged",

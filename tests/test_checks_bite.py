@@ -275,7 +275,35 @@ ROWS: list[Bite] = [
         embeddings.same_vector,
         embeddings.DIFFERS.titled(what="Batched embedding of *"),
         EMBED,
-        (embeddings.vectors, embeddings.decode, embeddings.finite_vector),
+    ),
+    # issue 16: every embedding check bites on its own defect
+    Bite(
+        "embed_count_short",
+        "test_embeddings.py::test_a_batch_keeps_order_and_index",
+        embeddings.vectors,
+        embeddings.COUNT,
+        EMBED,
+    ),
+    Bite(
+        "embed_index_reversed",
+        "test_embeddings.py::test_a_batch_keeps_order_and_index",
+        embeddings.vectors,
+        embeddings.ORDER,
+        EMBED,
+    ),
+    Bite(
+        "embed_not_base64",
+        "test_embeddings.py::test_base64_decodes_to_the_float_vector",
+        embeddings.decode,
+        embeddings.NOT_BASE64,
+        EMBED,
+    ),
+    Bite(
+        "embed_overflow",
+        "test_embeddings.py::test_a_single_input_gives_one_valid_vector",
+        embeddings.finite_vector,
+        values.INFINITE,
+        EMBED,
     ),
     Bite(
         "embed_dims",
@@ -918,11 +946,14 @@ def pattern(verdict: Verdict) -> str:
 
 
 def proofs() -> dict[str, list[str]]:
-    """check qualname -> the faults it fails on (directly, or as a check on the way)."""
+    """check qualname -> the faults it fails on: its own rows, and rows whose verdict it
+    raises on the way (a bundle such as ``answers.answer_conforms`` gives its inner checks'
+    verdicts); a check merely called on the way to another's verdict is not credited."""
     found: dict[str, list[str]] = {}
     for row in ROWS:
         for c in (row.check, *row.via):
-            found.setdefault(c.qualname, []).append(row.fault)
+            if any(row.verdict.same_kind(v) for v in c.verdicts):
+                found.setdefault(c.qualname, []).append(row.fault)
     return found
 
 
