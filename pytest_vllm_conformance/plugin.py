@@ -41,6 +41,8 @@ MARKERS = {
     "structured_outputs": "chat response_format: json_schema and json_object answers parse and fit",
     "tools": "tool calling: tool_choice honoured, well-formed calls and arguments, streamed deltas",
     "responses": "the Responses API (/v1/responses): Response objects, typed streams, storage",
+    # issue 18: baseline
+    "baseline": "compared with an earlier run (--vllm-baseline): greedy answers and latency",
 }
 #: Bundled suites run in this order: a smoke test first, then what reads the server, then
 #: what may leave it busy (huge or invalid requests a weak server keeps working on), and
@@ -60,6 +62,7 @@ SUITE_ORDER = (
     "test_cancellation",
     "test_generated",
     "test_errors",
+    "test_baseline",  # issue 18: last but before topology
     "test_topology",
 )
 SESSION_KEY = pytest.StashKey["ConformanceSession"]()
@@ -330,3 +333,36 @@ def vllm_capabilities(pytestconfig: pytest.Config) -> Capabilities:
 
     _session(pytestconfig)
     return of(pytestconfig)
+
+
+# issue 18: baseline
+if TYPE_CHECKING:
+    from pytest_vllm_conformance.report.compare import Identity
+
+
+@pytest.fixture(scope="session")
+def vllm_baseline(pytestconfig: pytest.Config) -> dict[str, object]:
+    """The earlier run's results document (``--vllm-baseline``); skips without one."""
+    path = settings(pytestconfig).baseline
+    if path is None:
+        pytest.skip("no --vllm-baseline given: nothing to compare with")
+    from pytest_vllm_conformance.report.compare import load
+
+    return load(path)
+
+
+@pytest.fixture(scope="session")
+def vllm_identity(pytestconfig: pytest.Config) -> Identity:
+    """This run's server as a results document names it (engine, version, model, URL)."""
+    from pytest_vllm_conformance.report.compare import Identity
+
+    t = _session(pytestconfig).target
+    assert t is not None
+    return Identity(
+        t.engine.name,
+        t.engine.version or "-",
+        t.model,
+        t.engine.fingerprint or "-",
+        t.display_url,
+        "this run",
+    )

@@ -45,23 +45,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def greedy(target: Target, text: str | list[str], max_tokens: int, **extra: Any) -> dict[str, Any]:
     """Every sampling parameter explicit: a model's generation_config may override defaults."""
-    body: dict[str, Any] = {
-        "model": target.model,
-        "prompt": text,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "top_p": 1,
-        "n": 1,
-        "presence_penalty": 0,
-        "frequency_penalty": 0,
-        "logprobs": 1,
-        **extra,
-    }
-    if target.engine.name == "vllm":  # vLLM's own knobs that generation_config can set
-        body.update(
-            {"top_k": -1, "min_p": 0, "repetition_penalty": 1, "return_token_ids": True}
-        )  # ...and the token ids, to compare them too
-    return body
+    return det.greedy_body(target.model, target.engine.name, text, max_tokens, **extra)
 
 
 def _one(client: Client, body: dict[str, Any], rid: int, url: str | None = None) -> det.Outcome:
@@ -79,10 +63,9 @@ def test_a_burst_of_identical_requests_gives_one_output(
     request: pytest.FixtureRequest,
 ) -> None:
     n, c = vllm_settings.determinism_requests, vllm_settings.determinism_concurrency
+    body = greedy(vllm_target, prompt.text, prompt.max_tokens)
     try:
-        outcomes = vllm_client.run(
-            det.burst(vllm_client.aio, greedy(vllm_target, prompt.text, prompt.max_tokens), n, c)
-        )
+        outcomes = vllm_client.run(det.burst(vllm_client.aio, body, n, c))
     except det.RequestFailed as exc:
         checks.request_succeeded(
             exc.response,
@@ -92,6 +75,7 @@ def test_a_burst_of_identical_requests_gives_one_output(
     # Recorded as a measurement, not with record_property: no warning under the default
     # xunit2 family (which drops test-case properties; the JSON report carries them anyway).
     measurements.record(request, det.DeterminismVerdict.of(outcomes, n))
+    measurements.record(request, det.GreedyOutput.of(prompt.name, body, outcomes))  # issue 18
     judge.one_output(
         outcomes,
         judge.Mode(

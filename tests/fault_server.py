@@ -376,6 +376,7 @@ class FaultServer:
         prefix = prompt[:60]
         if self.on("cache_differs") and prefix in self.seen_prefixes:
             salt += "|cached"
+        salt += "|changed" if self.on("greedy_changed") else ""  # issue 18: baseline
         self.seen_prefixes.add(prefix)
         return salt
 
@@ -520,7 +521,8 @@ class FaultServer:
                 self.m_e2e.labels(MODEL).observe((now - started) * slow)
 
     def _first_delay(self) -> float:
-        return 1.5 if self.on("slow_first_token") else 0.0
+        slower = 0.03 if self.on("slow_30ms") else 0.0  # issue 18: baseline
+        return slower + (1.5 if self.on("slow_first_token") else 0.0)
 
     def _token_delay(self) -> float:
         return 0.06 if self.on("slow_tokens") else self.token_delay_s

@@ -905,6 +905,55 @@ ELSEWHERE |= {"tools_not_served"}
 # issue 17: responses (tests/test_responses_suite.py)
 ELSEWHERE |= {"responses_not_served", "responses_no_store"}
 
+# issue 18: baseline
+from pytest_vllm_conformance.checks import baseline as baseline_checks  # noqa: E402
+
+#: The baseline the rows below compare with: a clean run of the fault server recorded once
+#: per session (by :func:`_baseline_recorded`), written as this file in each row's folder.
+BASELINE = ["--vllm-baseline=baseline.json"]
+BASELINE_RECORD = [
+    "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output[short]",
+    "test_latency.py::test_streamed_completions_at_each_concurrency_level",
+    "--vllm-latency-concurrency=1",
+    "--vllm-latency-requests=16",
+    "--vllm-latency-warmup=2",
+    "--vllm-latency-max-tokens=16",
+    "--vllm-determinism-requests=4",
+    "--vllm-json=baseline.json",
+]
+_BASELINE_BYTES: list[bytes] = []
+ROWS += [
+    Bite(
+        "greedy_changed",
+        "test_baseline.py::test_greedy_answer_equals_the_baseline[short]",
+        baseline_checks.same_output,
+        baseline_checks.OUTPUT_CHANGED,
+        BASELINE,
+    ),
+    Bite(
+        "slow_30ms",
+        "test_baseline.py::test_latency_has_not_regressed[concurrency 1]",
+        baseline_checks.latency_within_tolerance,
+        baseline_checks.LATENCY_REGRESSED.titled(level="concurrency 1"),
+        BASELINE,
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _baseline_recorded(request: pytest.FixtureRequest) -> None:
+    """For a row that compares with a baseline: its baseline.json, recorded from the clean
+    fault server at the first such row (before the row switches its fault on)."""
+    spec = getattr(request.node, "callspec", None)
+    row = spec.params.get("row") if spec is not None else None
+    if request.node.name.startswith("test_the_check_fails") and row and row.extra == BASELINE:
+        tester: pytest.Pytester = request.getfixturevalue("pytester")
+        fault: FaultServer = request.getfixturevalue("fault")
+        if not _BASELINE_BYTES:
+            tester.runpytest(f"--vllm-url={fault.url}", *BASELINE_RECORD, "-p", "no:randomly")
+            _BASELINE_BYTES.append((tester.path / "baseline.json").read_bytes())
+        (tester.path / "baseline.json").write_bytes(_BASELINE_BYTES[0])
+
 
 def test_every_fault_has_a_check() -> None:
     assert set(FAULTS) == {row[0] for row in ROWS} | ELSEWHERE
@@ -934,6 +983,7 @@ def test_the_clean_fault_server_passes_every_suite(
         "the vllm profile allows this",
         "one --vllm-url given",
         "needs the two-instance service started by the plugin",
+        "no --vllm-baseline given",  # issue 18: baseline
     )
     assert all(any(a in line for a in allowed) for line in skipped), skipped
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pytest_vllm_conformance.cli import certify, checks, load, matrix, options
+from pytest_vllm_conformance.cli import certify, checks, compare, load, matrix, options
 
 #: the subcommand modules, in the order ``--help`` lists them
-COMMANDS = (certify, matrix, load, checks, options)
+COMMANDS = (certify, matrix, load, checks, options, compare)  # issue 18: compare
 
 
 def parser() -> argparse.ArgumentParser:

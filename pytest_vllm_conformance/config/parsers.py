@@ -311,3 +311,84 @@ def redact_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]).geturl()
+
+
+# issue 18: baseline
+#: The results schema ids a baseline may carry (additive changes keep version 1).
+BASELINE_SCHEMAS = ("pytest-vllm-conformance/results/1",)
+#: The latency metrics a baseline comparison judges: per request TTFT, E2E, and the mean gap
+#: between its text chunks (its ITL summary).
+BASELINE_METRICS = ("ttft", "itl", "e2e")
+BASELINE_PERCENTILES = (50, 90, 95, 99)
+#: +10% on p50 and p95 of each metric, and a regression must also exceed 1 ms.
+BASELINE_TOLERANCE_DEFAULTS: dict[str, float] = {
+    **{f"{m}_p{q}": 0.10 for m in BASELINE_METRICS for q in (50, 95)},
+    "abs_ms": 1.0,
+}
+BASELINE_ACCEPT_WORDS = ("outputs", "latency")
+
+
+def baseline_file(raw: object, flag: str, root: Path) -> Path:
+    """A results JSON file of an earlier run, or a certification bundle folder (its
+    ``results.json``); anything else is one sentence naming what is wrong."""
+    import json
+
+    path = root / str(raw).strip()
+    if path.is_dir():
+        path = path / "results.json"
+        if not path.is_file():
+            raise pytest.UsageError(
+                f"{flag}: {raw!r} is a folder without results.json (not a certification bundle)."
+            )
+    if not path.is_file():
+        raise pytest.UsageError(f"{flag} must name a results JSON file or a bundle, got {raw!r}.")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = type(exc).__name__
+        raise pytest.UsageError(f"{flag}: {path} is not readable JSON ({reason}).") from None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if schema not in BASELINE_SCHEMAS or not isinstance(doc.get("tests"), list):
+        raise pytest.UsageError(
+            f"{flag}: {path} is not a pytest-vllm-conformance results file "
+            f"(schema {str(schema)[:60]!r}, expected {BASELINE_SCHEMAS[0]!r})."
+        )
+    return path
+
+
+def baseline_tolerance(raw: object, flag: str = "--vllm-baseline-tolerance") -> dict[str, float]:
+    """``ttft_p95=20%,e2e_p50=off,abs_ms=2`` over the defaults: KEY is METRIC_pQ (metrics
+    ttft, itl, e2e; q 50, 90, 95 or 99) with a percentage (``off``: not judged), or
+    ``abs_ms`` with the milliseconds a regression must also exceed."""
+    out = dict(BASELINE_TOLERANCE_DEFAULTS)
+    for item in filter(None, (part.strip() for part in str(raw).split(","))):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        keys = {f"{m}_p{q}" for m in BASELINE_METRICS for q in BASELINE_PERCENTILES}
+        if sep and key in keys and value.lower() == "off":
+            out.pop(key, None)
+            continue
+        number = _float(value.removesuffix("%"))
+        percent = value.endswith("%") or key in keys
+        if not sep or (key not in keys and key != "abs_ms") or not math.isfinite(number):
+            number = -1.0
+        if number < 0:
+            raise pytest.UsageError(
+                f"{flag}: {item!r} is not KEY=PERCENT (KEY like ttft_p50, itl_p95, e2e_p99; "
+                "'off' to leave it out) or abs_ms=MILLISECONDS."
+            )
+        out[key] = number / 100 if percent and key != "abs_ms" else number
+    return out
+
+
+def baseline_accept(raw: object, flag: str = "--vllm-baseline-accept") -> tuple[str, ...]:
+    """What changed on purpose: ``outputs`` (every greedy answer), ``outputs:NAME`` (one
+    prompt's), ``latency`` (every latency regression), comma-separated."""
+    out: list[str] = []
+    for item in filter(None, (part.strip() for part in str(raw).split(","))):
+        word, sep, name = item.partition(":")
+        if word not in BASELINE_ACCEPT_WORDS or (sep and (word != "outputs" or not name)):
+            raise pytest.UsageError(
+                f"{flag}: {item!r} is not one of outputs, outputs:PROMPT_NAME, latency."
+            )
+        out.append(item)
+    return tuple(out)

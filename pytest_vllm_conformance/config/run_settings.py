@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_vllm_conformance.config import table
+from pytest_vllm_conformance.config.parsers import BASELINE_TOLERANCE_DEFAULTS
 from pytest_vllm_conformance.config.table import OPTIONS, Option, Reading
 from pytest_vllm_conformance.secrets import Secret
 
@@ -91,6 +92,12 @@ class Settings:
     pool_id: str = "default"
     replica_id: str | None = None
     container: ContainerSettings = field(default_factory=ContainerSettings)
+    # issue 18: baseline
+    baseline: Path | None = None
+    baseline_accept: tuple[str, ...] = ()
+    baseline_tolerance: dict[str, float] = field(
+        default_factory=lambda: dict(BASELINE_TOLERANCE_DEFAULTS)
+    )
 
     @property
     def has_target(self) -> bool:

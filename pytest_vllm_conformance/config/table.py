@@ -665,6 +665,47 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+# issue 18: baseline
+OPTIONS += (
+    Option(
+        "baseline",
+        "baseline",
+        "PATH",
+        "compare with an earlier run: its results JSON or certification bundle folder; the "
+        "baseline suite then fails when a determinism prompt's greedy answer changed or a "
+        "latency level regressed, and the summary lists tests that passed there and fail now",
+        "none",
+        lambda raw, at: parsers.baseline_file(raw, at.flag, at.root),
+        ini_help="results file or bundle of the run to compare with",
+    ),
+    Option(
+        "baseline-accept",
+        "baseline_accept",
+        "WHAT,...",
+        "changes from the baseline made on purpose: 'outputs' (every greedy answer), "
+        "'outputs:PROMPT' (one prompt's), 'latency' (every latency regression); shown, "
+        "not failed",
+        "none",
+        _by_flag(parsers.baseline_accept),
+        (),
+        ini_help="baseline changes accepted on purpose",
+    ),
+    Option(
+        "baseline-tolerance",
+        "baseline_tolerance",
+        "KEY=PERCENT,...",
+        "how much slower than the baseline a latency percentile may be: METRIC_pQ=PERCENT "
+        "(metrics ttft, itl, e2e; q 50, 90, 95, 99; 'off' leaves a key out) and abs_ms=MS, "
+        "what a regression must also exceed; a regression fails only when also significant "
+        "(seeded bootstrap: the 95% interval of the percentile ratio wholly above 1 + tolerance)",
+        "ttft/itl/e2e p50 and p95 at 10%, abs_ms=1",
+        _by_flag(parsers.baseline_tolerance),
+        derive_default=lambda at: dict(parsers.BASELINE_TOLERANCE_DEFAULTS),
+        ini_help="per-key latency tolerances against the baseline",
+    ),
+)
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Register every option of :data:`OPTIONS` in one group, with its ini twin (every
     option but ``--vllm-api-key`` has one: a key does not belong in a checked-in file)."""

@@ -555,6 +555,57 @@ def server_floors(before: str, after: str) -> dict[str, float]:
 #: One SLO verdict row: (key, measured, allowed, met), as :func:`slo.judge` gives it.
 SloRow = tuple[str, float, float, bool]
 
+# issue 18: baseline
+#: At most this many requests' samples are kept per level (a seeded uniform reservoir).
+SAMPLES_KEPT = 20_000
+SAMPLES_SEED = 18
+
+
+@dataclass(frozen=True)
+class LevelSamples:
+    """The raw per-request figures of a level's successful requests (ms, rounded to the
+    microsecond), what a later run's comparison tests against (:mod:`report.compare`).
+
+    A level of more than :data:`SAMPLES_KEPT` requests keeps a uniform random subset of
+    them, drawn with the seeded ``random.Random(seed)`` (``seen`` requests, ``kept`` kept,
+    in their order): every request had the same chance, so percentiles of the subset
+    estimate the level's with the sampling error of ``kept`` draws. NaN (no text: an
+    embeddings request's TTFT) is written as null. ``itl_mean_ms``: each request's mean gap
+    between text chunks (its ITL summary); NaN for a request of fewer than two chunks."""
+
+    seen: int
+    kept: int
+    seed: int
+    ttft_ms: tuple[float, ...] = ()
+    e2e_ms: tuple[float, ...] = ()
+    itl_mean_ms: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, samples: list[Sample], cap: int = SAMPLES_KEPT) -> LevelSamples:
+        ok = [s for s in samples if s.ok]
+        if len(ok) > cap:
+            chosen = sorted(random.Random(SAMPLES_SEED).sample(range(len(ok)), cap))
+            kept = [ok[i] for i in chosen]
+        else:
+            kept = ok
+
+        def r(v: float) -> float:
+            return round(v, 3) if math.isfinite(v) else NAN
+
+        return cls(
+            len(ok),
+            len(kept),
+            SAMPLES_SEED,
+            tuple(r(s.ttft_ms) for s in kept),
+            tuple(r(s.e2e_ms) for s in kept),
+            tuple(r(math.fsum(s.itl_ms) / len(s.itl_ms)) if s.itl_ms else NAN for s in kept),
+        )
+
+    def metric(self, name: str) -> list[float]:
+        """One metric's finite values (``ttft``, ``e2e`` or ``itl``)."""
+        values = {"ttft": self.ttft_ms, "e2e": self.e2e_ms, "itl": self.itl_mean_ms}[name]
+        return [v for v in values if math.isfinite(v)]
+
 
 @measurement("latency_level")
 @dataclass(frozen=True)
@@ -580,6 +631,7 @@ class LevelFigures:
     client: ClientHealth | None = None
     slo: tuple[SloRow, ...] = ()
     harness: str = ""  # the self-check's sentence; "" when the figures can be trusted
+    samples: LevelSamples | None = None  # issue 18: the raw samples (None: an older file)
 
     @classmethod
     def of(cls, level: Level, slo_rows: Iterable[SloRow] = ()) -> LevelFigures:
@@ -604,6 +656,7 @@ class LevelFigures:
             level.client,
             tuple(slo_rows),
             limited_sentence(level),
+            LevelSamples.of(level.samples),
         )
 
     def level_properties(self) -> list[tuple[str, Any]]:

@@ -254,3 +254,53 @@ class LoadRunner:
             stop=self.stop_rule(n, embeddings=False),
         )
         return self._judge(self._run(coro, embeddings=False), embeddings=False)
+
+    # issue 18: baseline
+    def replay(self, name: str, perf: Any) -> Level | None:
+        """Measure again the level an earlier run named ``name`` (as :meth:`completions`,
+        :meth:`embeddings` and :meth:`responses` name theirs), with that run's request
+        count, warm-up, duration and max_tokens (``perf``: its ``PerfSettings``), recorded
+        like any level. Not judged against this run's SLO, only for failed requests and a
+        harness that could not keep up; no early stop. None: a name of no known shape."""
+        import dataclasses
+        import re
+
+        shapes = {
+            "closed": r"concurrency (\d+)",
+            "open": r"rate ([0-9.e+-]+)/s, burstiness ([0-9.e+-]+)",
+            "embeddings": r"embeddings batch (\d+), concurrency (\d+)",
+            "responses": r"responses, concurrency (\d+)",
+        }
+        found = {k: m for k, p in shapes.items() if (m := re.fullmatch(p, name))}
+        if not found:
+            return None
+        kind, match = next(iter(found.items()))
+        saved = self.perf, self.slo, self.early_stop
+        self.perf = dataclasses.replace(self.perf, **perf_fields(perf))
+        self.slo, self.early_stop = {"error_rate": 0.0}, False
+        try:
+            if kind == "closed":
+                return self.completions(concurrency=int(match[1]))
+            if kind == "open":
+                return self.completions(rate=float(match[1]), burstiness=float(match[2]))
+            if kind == "embeddings":
+                return self.embeddings(batch=int(match[1]), concurrency=int(match[2]))
+            return self.responses(concurrency=int(match[1]))
+        finally:
+            self.perf, self.slo, self.early_stop = saved
+
+
+def perf_fields(perf: Any) -> dict[str, Any]:
+    """The load settings a replayed level takes from an earlier run's ``options.perf``
+    (a JSON map): those that shape its requests, each only when it is of the right type."""
+    wanted = {"requests": int, "warmup": int, "max_tokens": int, "duration_s": float}
+    out: dict[str, Any] = {}
+    for key, kind in wanted.items():
+        value = perf.get(key) if isinstance(perf, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if kind is int and isinstance(value, int) and value >= (0 if key == "warmup" else 1):
+            out[key] = value
+        elif kind is float and value > 0:
+            out[key] = float(value)
+    return out

@@ -174,4 +174,5 @@ def render(doc: dict[str, Any]) -> str:
         determinism=determinism,
         memory=memory,
         options_json=json.dumps(doc["options"], indent=2),
+        comparison=doc.get("comparison"),  # issue 18: baseline
     )

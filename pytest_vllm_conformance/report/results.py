@@ -151,7 +151,28 @@ class ResultsRecorder:
                 test["failure"]["title"] = untrusted.line(test["failure"]["title"])
         for gap in doc["not_supported"]["features"]:  # one line each, as in the skip reason
             gap["evidence"] = untrusted.line(gap["evidence"], capabilities.EVIDENCE_LIMIT)
+        if self.state.settings.baseline is not None:  # issue 18: baseline
+            self._guarded("the baseline comparison", lambda: self._compare(doc))
         return doc
+
+    # issue 18: baseline
+    def _compare(self, doc: dict[str, Any]) -> None:
+        """The comparison with ``--vllm-baseline`` as the document's ``comparison``."""
+        from pytest_vllm_conformance.report import compare
+
+        settings = self.state.settings
+        assert settings.baseline is not None
+        found = compare.compare(
+            compare.load(settings.baseline),
+            doc,
+            settings.baseline_tolerance,
+            settings.baseline_accept,
+        )
+        doc["comparison"] = {
+            "baseline": str(settings.baseline),
+            **untrusted.clean(found.as_json()),
+            "table": untrusted.safe(found.table(), 20_000),
+        }
 
     def _document(self) -> dict[str, Any]:
         from pytest_vllm_conformance import __version__
@@ -306,6 +327,8 @@ class ResultsRecorder:
             )
         for sentence in _harness_sentences(doc):  # the latency self-check's (issue 15)
             tr.write_line(f"harness: {untrusted.line(sentence, untrusted.FIELD_LIMIT)}")
+        for line in _comparison_lines(doc):  # issue 18: baseline
+            tr.write_line(untrusted.line(line, untrusted.FIELD_LIMIT))
         where = f"; results in {', '.join(self.written)}" if self.written else ""
         tr.write_line(f"verdict: {doc['verdict'].upper()}{where}")
         if self.pushed:
@@ -393,4 +416,26 @@ def _options(state: ConformanceSession) -> dict[str, Any]:
         out[f.name] = _plain(value)
     out["api_key_given"] = settings.api_key is not None
     out["perf"] = {f.name: _plain(getattr(settings.perf, f.name)) for f in fields(settings.perf)}
+    return out
+
+
+# issue 18: baseline
+def _comparison_lines(doc: dict[str, Any]) -> list[str]:
+    """The baseline comparison for the terminal: tests that regressed or were fixed, and
+    each output or latency regression (the full table is in the JSON and HTML)."""
+    found = doc.get("comparison")
+    if not isinstance(found, dict):
+        return []
+    tests = found.get("tests") or []
+    worse = [t for t in tests if t.get("kind") == "regression"]
+    fixed = [t for t in tests if t.get("kind") == "fix"]
+    out = [
+        f"baseline {found.get('baseline')}: {len(found.get('regressions') or [])} regressions; "
+        f"tests: {len(worse)} passed there and fail now, {len(fixed)} fixed"
+    ]
+    out += [f"  regression: {t['nodeid']} ({t['old']} -> {t['new']})" for t in worse]
+    out += [f"  fixed: {t['nodeid']} ({t['old']} -> {t['new']})" for t in fixed]
+    out += [
+        f"  {r}" for r in found.get("regressions") or [] if not str(r).startswith("test regressed")
+    ]
     return out

@@ -330,3 +330,71 @@ class DeterminismVerdict:
         if self.logprob_drift_max is not None:
             out.append(("determinism_logprob_drift_max", self.logprob_drift_max))
         return out
+
+
+# issue 18: baseline
+def greedy_body(
+    model: str, engine: str, text: str | list[str], max_tokens: int, **extra: Any
+) -> dict[str, Any]:
+    """The determinism suite's greedy /v1/completions request. Every sampling parameter is
+    explicit: a model's generation_config may override defaults."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": text,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "top_p": 1,
+        "n": 1,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "logprobs": 1,
+        **extra,
+    }
+    if engine == "vllm":  # vLLM's own knobs that generation_config can set
+        body.update(
+            {"top_k": -1, "min_p": 0, "repetition_penalty": 1, "return_token_ids": True}
+        )  # ...and the token ids, to compare them too
+    return body
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    """What names a greedy request across runs: the SHA-256 of its canonical JSON without
+    the model name (a renamed deployment of the same weights still compares)."""
+    import hashlib
+    import json
+
+    kept = {k: v for k, v in body.items() if k != "model"}
+    canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def text_hash(text: str) -> str:
+    """The SHA-256 of the text as received: the results file cuts and escapes long or odd
+    text, its hash stays exact."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@measurement("greedy_output")
+@dataclass(frozen=True)
+class GreedyOutput:
+    """One determinism prompt's greedy answer, as a later run compares it
+    (``--vllm-baseline``): the request's hash, the text (its exact hash too: the results file
+    escapes and cuts text), and the token ids where the server gave them."""
+
+    prompt: str  # the prompt's name
+    request_sha256: str  # :func:`request_hash` of the body
+    text: str
+    text_sha256: str
+    token_ids: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(cls, prompt: str, body: dict[str, Any], outcomes: list[Outcome]) -> GreedyOutput:
+        """The most common answer of ``outcomes`` (all of them, when deterministic)."""
+        top = Counter(o.key for o in outcomes).most_common(1)[0][0]
+        o = next(x for x in outcomes if x.key == top)
+        return cls(prompt, request_hash(body), o.text, text_hash(o.text), o.token_ids)
+
+    def properties(self) -> list[tuple[str, Any]]:
+        return [(f"greedy_output {self.prompt}", self.text_sha256[:16])]

@@ -1,0 +1,129 @@
+"""Compared with an earlier run (``--vllm-baseline=PATH``): the same answers, no slower.
+
+Without ``--vllm-baseline`` every test here skips. With it:
+
+- each determinism prompt the baseline recorded a greedy answer for is sent again, the same
+  request the determinism suite sends, and its answer must equal the baseline's (text, and
+  token ids where both runs have them); a prompt whose request changed (another text,
+  max_tokens or engine) is not compared;
+- each load level the baseline measured is measured again with the baseline's request count,
+  warm-up and max_tokens, and per metric (TTFT, per-request ITL, E2E) and percentile it must
+  not be slower by more than its tolerance AND significantly (``report.compare``);
+- tests that passed in the baseline and fail now are listed as regressions (and the reverse
+  as fixes) in the terminal summary, the results JSON and the HTML report: those are
+  already failures here.
+
+``--vllm-baseline-accept`` names changes made on purpose; they are shown, not failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_vllm_conformance import checks
+from pytest_vllm_conformance.checks import baseline as judge
+from pytest_vllm_conformance.checks.slo import Table, harness_sound
+from pytest_vllm_conformance.client import Client
+from pytest_vllm_conformance.config import Settings
+from pytest_vllm_conformance.perf.latency import LevelFigures
+from pytest_vllm_conformance.perf.loadtest import LoadRunner
+from pytest_vllm_conformance.report import compare, measurements
+from pytest_vllm_conformance.report.compare import Identity
+from pytest_vllm_conformance.target.discovery import Target
+from pytest_vllm_conformance.workload import determinism as det
+from pytest_vllm_conformance.workload import prompts
+
+pytestmark = pytest.mark.baseline
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per prompt with a greedy answer in the baseline, one per load level."""
+    from pytest_vllm_conformance.plugin import settings
+
+    path = settings(metafunc.config).baseline
+    doc = compare.load(path) if path is not None else None
+    for name, found in (
+        ("baseline_prompt", compare.outputs_of(doc) if doc else {}),
+        ("baseline_level", compare.levels_of(doc) if doc else {}),
+    ):
+        if name in metafunc.fixturenames:
+            if found:
+                metafunc.parametrize(name, list(found), ids=[str(k) for k in found])
+            else:  # the test skips: no baseline, or one without such measurements
+                metafunc.parametrize(name, [None], ids=["none-recorded" if doc else "no-baseline"])
+
+
+def _identities(vllm_baseline: dict[str, Any], vllm_identity: Identity) -> dict[str, Any]:
+    return {"old_identity": Identity.of(vllm_baseline), "new_identity": vllm_identity}
+
+
+def test_greedy_answer_equals_the_baseline(
+    vllm_baseline: dict[str, Any],
+    vllm_identity: Identity,
+    vllm_client: Client,
+    vllm_target: Target,
+    vllm_settings: Settings,
+    baseline_prompt: str | None,
+    request: pytest.FixtureRequest,
+) -> None:
+    if baseline_prompt is None:
+        pytest.skip("the baseline recorded no greedy output (its determinism suite did not run)")
+    old = compare.outputs_of(vllm_baseline)[baseline_prompt]
+    chosen = {p.name: p for p in prompts.load(vllm_settings.prompts)}
+    if (prompt := chosen.get(baseline_prompt)) is None:
+        pytest.skip(f"prompt {baseline_prompt!r} of the baseline is not in this run's prompt set")
+    body = det.greedy_body(
+        vllm_target.model, vllm_target.engine.name, prompt.text, prompt.max_tokens
+    )
+    if det.request_hash(body) != old.request_sha256:
+        pytest.skip(
+            f"the request for {baseline_prompt!r} differs from the baseline's (another prompt "
+            "text, max_tokens or engine): not compared"
+        )
+    r = vllm_client.post("/v1/completions", body)
+    checks.request_succeeded(r, checks.Status(title="A baseline greedy request failed"))
+    new = det.GreedyOutput.of(prompt.name, body, [det.parse_completion(r, 0, r.timings.scheduled)])
+    measurements.record(request, new)
+    row = judge.same_output(
+        new,
+        judge.Outputs(
+            old=old,
+            accept=vllm_settings.baseline_accept,
+            curl=r.curl,
+            **_identities(vllm_baseline, vllm_identity),
+        ),
+    )
+    if row.verdict == "accepted":
+        request.node.add_report_section("call", "baseline", f"accepted change: {row.detail}")
+
+
+def test_latency_has_not_regressed(
+    vllm_baseline: dict[str, Any],
+    vllm_identity: Identity,
+    vllm_load: LoadRunner,
+    vllm_settings: Settings,
+    baseline_level: str | None,
+    request: pytest.FixtureRequest,
+) -> None:
+    if baseline_level is None:
+        pytest.skip("the baseline measured no load level (its latency suite did not run)")
+    old = compare.levels_of(vllm_baseline)[baseline_level]
+    perf = (vllm_baseline.get("options") or {}).get("perf") or {}
+    level = vllm_load.replay(baseline_level, perf)
+    if level is None:
+        pytest.skip(f"level {baseline_level!r} is of no shape this suite can measure again")
+    new = LevelFigures.of(level)
+    harness_sound(level, Table())  # figures that are not the server's give no verdict
+    rows = judge.latency_within_tolerance(
+        new,
+        judge.Latency(
+            old=old,
+            tolerance=vllm_settings.baseline_tolerance,
+            accept=vllm_settings.baseline_accept,
+            **_identities(vllm_baseline, vllm_identity),
+        ),
+    )
+    shown = [r.sentence() + f": {r.verdict}" for r in rows]
+    request.node.add_report_section("call", "baseline", "\n".join(shown))

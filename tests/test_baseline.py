@@ -1,0 +1,264 @@
+"""--vllm-baseline and ``vllm-conformance compare``, through the fault server.
+
+A clean run is recorded as the baseline (greedy answers of the determinism prompts, a
+concurrency-1 latency level with its raw samples, a compliance test), then compared against:
+the same server (passes), a server whose greedy answers all changed alike (the within-run
+determinism suite still passes there; the baseline suite fails on outputs), and a server 30 ms
+slower per generation (fails on latency at concurrency 1). Each failure names what changed
+and by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy  # noqa: F401 - loaded once here: pytester's runs would reload it (a warning)
+import pytest
+from jsonschema import Draft202012Validator
+
+from pytest_vllm_conformance.cli.app import main
+from pytest_vllm_conformance.perf.latency import LevelFigures, LevelSamples, Sample
+from pytest_vllm_conformance.report import compare
+from pytest_vllm_conformance.report.results import SCHEMA_FILE
+from tests.fault_server import FaultServer
+
+LEVEL = ["--vllm-latency-concurrency=1", "--vllm-latency-requests=24", "--vllm-latency-warmup=2"]
+QUICK = [*LEVEL, "--vllm-latency-max-tokens=16", "--vllm-determinism-requests=4"]
+RECORD = [
+    "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output",
+    "test_latency.py::test_streamed_completions_at_each_concurrency_level",
+    "test_compliance.py::test_completions_match_the_schema",
+]
+OUTPUT_TEST = "test_baseline.py::test_greedy_answer_equals_the_baseline"
+LATENCY_TEST = "test_baseline.py::test_latency_has_not_regressed"
+
+
+def results_errors(doc: dict[str, Any]) -> list[str]:
+    validator = Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    return [e.message for e in validator.iter_errors(doc)]
+
+
+def record(pytester: pytest.Pytester, fault: FaultServer, name: str, *args: str) -> Path:
+    """A run of the recorded tests (and ``args``) against the fault server as it is now."""
+    out = pytester.path / name
+    pytester.runpytest(
+        f"--vllm-url={fault.url}", *RECORD, *QUICK, f"--vllm-json={out}", "-p", "no:randomly", *args
+    )
+    return out
+
+
+@pytest.fixture
+def baseline(pytester: pytest.Pytester, fault: FaultServer) -> Path:
+    path = record(pytester, fault, "baseline.json")
+    doc = json.loads(path.read_text())
+    assert doc["verdict"] == "pass", doc["failures_by_title"]
+    return path
+
+
+def run_baseline(
+    pytester: pytest.Pytester, fault: FaultServer, path: Path, *args: str
+) -> pytest.RunResult:
+    return pytester.runpytest(
+        f"--vllm-url={fault.url}",
+        "test_baseline.py",
+        *QUICK,
+        f"--vllm-baseline={path}",
+        "--vllm-json=now.json",
+        "-p",
+        "no:randomly",
+        *args,
+    )
+
+
+def test_the_results_keep_what_a_comparison_needs(baseline: Path) -> None:
+    doc = json.loads(baseline.read_text())
+    assert results_errors(doc) == []
+    assert doc["target"]["engine"] == "vllm" and doc["target"]["model"]
+    outputs = compare.outputs_of(doc)
+    assert set(outputs) == {"short", "question", "list", "code", "long"}
+    assert all(o.text and o.token_ids for o in outputs.values())
+    (level,) = compare.levels_of(doc).values()
+    assert level.samples is not None and level.samples.kept == level.samples.seen == 24
+    assert len(level.samples.metric("ttft")) == len(level.samples.metric("e2e")) == 24
+
+
+def test_the_same_server_passes(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    result = run_baseline(pytester, fault, baseline)
+    result.assert_outcomes(passed=6)
+    doc = json.loads((pytester.path / "now.json").read_text())
+    assert results_errors(doc) == []
+    assert doc["comparison"]["regressed"] is False
+    assert {r["verdict"] for r in doc["comparison"]["outputs"]} == {"same"}
+    result.stdout.fnmatch_lines(["baseline *: 0 regressions; tests: 0 passed there and fail now*"])
+
+
+def test_greedy_answers_changed_alike_fail_on_outputs(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    fault.faults = {"greedy_changed"}
+    determinism = pytester.runpytest(
+        f"--vllm-url={fault.url}", RECORD[0], "--vllm-determinism-requests=4", "-p", "no:randomly"
+    )
+    determinism.assert_outcomes(passed=5)  # consistent within the run
+    result = run_baseline(pytester, fault, baseline, "-k", "greedy")
+    result.assert_outcomes(failed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*The greedy answer to 'short' changed from the baseline's*",
+            "*first divergence: text differs at character *: old *, new *",
+            "*baseline server: vllm fault-0.1, model fault-model*",
+            "*this server:     vllm fault-0.1, model fault-model*",
+        ]
+    )
+    accepted = run_baseline(
+        pytester, fault, baseline, "-k", "greedy", "--vllm-baseline-accept=outputs"
+    )
+    accepted.assert_outcomes(passed=5)
+
+
+def test_a_server_30_ms_slower_fails_on_latency_at_concurrency_1(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    fault.faults = {"slow_30ms"}
+    result = run_baseline(pytester, fault, baseline, "-k", "latency")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*Latency regressed from the baseline at concurrency 1*",
+            "*concurrency 1 ttft_p50: * ms, was * ms (x*, +* ms; 95% interval x* to x*;*",
+        ]
+    )
+    doc = json.loads((pytester.path / "now.json").read_text())
+    worse = [r for r in doc["comparison"]["latency"] if r["verdict"] == "regression"]
+    assert {"ttft_p50", "e2e_p50"} <= {r["key"] for r in worse}
+    assert all(r["new_ms"] - r["old_ms"] > 25 for r in worse if r["key"].startswith("ttft"))
+
+
+def test_conformance_regressions_and_fixes_are_listed(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    fault.faults = {"missing_usage"}
+    result = pytester.runpytest(
+        f"--vllm-url={fault.url}",
+        RECORD[2],
+        f"--vllm-baseline={baseline}",
+        "--vllm-json=now.json",
+        "--vllm-html=now.html",
+        "-p",
+        "no:randomly",
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "baseline *: * regressions; tests: * passed there and fail now, 0 fixed",
+            "  regression: *test_completions_match_the_schema* (passed -> failed)",
+        ]
+    )
+    doc = json.loads((pytester.path / "now.json").read_text())
+    assert doc["comparison"]["tests"] and all(
+        t["kind"] == "regression" for t in doc["comparison"]["tests"]
+    )
+    html = (pytester.path / "now.html").read_text()
+    assert "Compared with the baseline" in html and "passed" in html
+    # and the reverse: the failing run as the baseline of a clean one lists fixes
+    fault.faults = set()
+    fixed = compare.conformance(doc, json.loads(baseline.read_text()))
+    assert fixed and {c.kind for c in fixed} == {"fix"}
+
+
+def test_compare_prints_the_table_and_exits_on_a_regression(
+    pytester: pytest.Pytester,
+    fault: FaultServer,
+    baseline: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["compare", str(baseline), str(baseline)]) == 0
+    same = capsys.readouterr().out
+    assert "verdict: no regression" in same and "concurrency 1" in same
+    fault.faults = {"greedy_changed", "slow_30ms"}
+    changed = record(pytester, fault, "changed.json")
+    html = pytester.path / "cmp.html"
+    assert main(["compare", str(baseline), str(changed), f"--html={html}"]) == 1
+    table = capsys.readouterr().out
+    assert "CHANGED      short: text differs at character" in table
+    assert "REGRESSION" in table and "verdict: REGRESSION" in table
+    assert "Compared with the baseline" in html.read_text()
+    assert main(["compare", str(baseline), str(changed), "--accept=outputs,latency"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(baseline), str(pytester.path / "missing.json")]) == 2
+    assert "not a readable results file" in capsys.readouterr().err
+
+
+def test_a_bad_baseline_is_one_usage_error(pytester: pytest.Pytester, fault: FaultServer) -> None:
+    (pytester.path / "other.json").write_text('{"schema": "something/else"}')
+    for given, says in (
+        ("nope.json", "must name a results JSON file or a bundle"),
+        ("other.json", "is not a pytest-vllm-conformance results file"),
+        (".", "is a folder without results.json"),
+    ):
+        result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-baseline={given}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: --vllm-baseline*{says}*"])
+    result = pytester.runpytest(f"--vllm-url={fault.url}", "--vllm-baseline-tolerance=ttft=5")
+    result.stderr.fnmatch_lines(["ERROR: --vllm-baseline-tolerance: 'ttft=5' is not KEY=PERCENT*"])
+
+
+def test_without_a_baseline_the_suite_skips(pytester: pytest.Pytester, fault: FaultServer) -> None:
+    result = pytester.runpytest(f"--vllm-url={fault.url}", "test_baseline.py", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*no --vllm-baseline given: nothing to compare with*"])
+
+
+# -- the statistics, without a server ------------------------------------------------------------
+def _level(ttft: list[float], name: str = "concurrency 1") -> LevelFigures:
+    samples = [Sample(True, ttft_ms=t, e2e_ms=t + 100, itl_ms=(1.0, 1.0)) for t in ttft]
+    figures = LevelFigures(name, len(ttft), 0.0, {}, {}, 0, 0, 0)
+    return LevelFigures(**{**figures.__dict__, "samples": LevelSamples.of(samples)})
+
+
+def test_samples_are_capped_by_a_seeded_reservoir() -> None:
+    many = [Sample(True, ttft_ms=float(i), e2e_ms=float(i), itl_ms=(0.5, 1.5)) for i in range(50)]
+    kept = LevelSamples.of(many, cap=10)
+    assert (kept.seen, kept.kept) == (50, 10)
+    assert kept == LevelSamples.of(many, cap=10)  # the same draw every time
+    assert list(kept.ttft_ms) == sorted(kept.ttft_ms)  # in the level's order
+    assert kept.itl_mean_ms == (1.0,) * 10
+    assert math.isnan(LevelSamples.of([Sample(True, e2e_ms=3.0)]).itl_mean_ms[0])
+
+
+def test_a_shift_beyond_the_tolerance_is_a_regression_and_noise_is_not() -> None:
+    import random
+
+    rng = random.Random(3)
+    old = [rng.gauss(100, 10) for _ in range(200)]
+    same = [rng.gauss(100, 10) for _ in range(200)]
+    slower = [x + 30 for x in same]
+    assert {r.verdict for r in compare.level_rows(_level(old), _level(same))} == {"same"}
+    rows = {r.key: r for r in compare.level_rows(_level(old), _level(slower))}
+    assert rows["ttft_p50"].verdict == "regression" and rows["ttft_p50"].low > 1.1
+    faster = compare.level_rows(_level(slower), _level(old))
+    assert {r.key for r in faster if r.verdict == "improvement"} >= {"ttft_p50"}
+    within = compare.level_rows(_level(old), _level([x + 5 for x in old]))
+    assert all(r.verdict == "same" for r in within)  # +5%: inside the 10% tolerance
+
+
+def test_an_older_baseline_without_samples_is_not_compared() -> None:
+    old = LevelFigures("concurrency 1", 3, 0.0, {}, {}, 0, 0, 0)
+    (row,) = compare.level_rows(old, _level([1.0] * 10))
+    assert row.verdict == "not compared" and "older than issue 18" in row.note
+
+
+def _doc(tests: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema": "pytest-vllm-conformance/results/1", "target": {}, "tests": tests}
+
+
+def test_outcomes_moving_are_regressions_or_fixes() -> None:
+    old = _doc([{"nodeid": "a", "outcome": "passed"}, {"nodeid": "b", "outcome": "failed"}])
+    new = _doc([{"nodeid": "a", "outcome": "error"}, {"nodeid": "b", "outcome": "passed"}])
+    found = compare.compare(old, new)
+    assert [(t.nodeid, t.kind) for t in found.tests] == [("a", "regression"), ("b", "fix")]
+    assert found.regressed and "test regressed: a (passed -> error)" in found.regressions
