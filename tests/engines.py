@@ -42,6 +42,20 @@ SPLIT = cpu_split.plan("auto", cpu_split.available_cpus()).split
 ENGINE_CPUS = SPLIT.server if SPLIT is not None else None
 
 
+#: vLLM 0.32's real departures in the Responses API, each caught by the check meant for it
+#: (the tiny model runs to max_output_tokens, so the "plain" stream is cut too): no `error`
+#: field and null `logprobs` in Response objects and events, a cut message item marked
+#: completed, and a `response.completed` event whose response says "incomplete".
+VLLM_DEPARTURES = {
+    "test_responses.py::test_a_response_matches_the_schema",
+    "test_responses.py::test_max_output_tokens_is_respected",
+    "test_responses.py::test_stream_events_are_typed_and_match_the_schema[plain]",
+    "test_responses.py::test_stream_events_are_typed_and_match_the_schema[truncated]",
+    "test_responses.py::test_the_stream_ends_with_a_terminal_event[plain]",
+    "test_responses.py::test_the_stream_ends_with_a_terminal_event[truncated]",
+}
+
+
 @contextmanager
 def harness_cpus() -> Iterator[None]:
     """Keep this test process, and what it starts, off the engines' CPUs while it measures."""

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_vllm_conformance.client import AsyncClient, Client
 from pytest_vllm_conformance.target.discovery import discover
-from tests.engines import harness_cpus
+from tests.engines import VLLM_DEPARTURES, harness_cpus
 
 # Latency and memory sized for a 2-core CPU box, with SLOs a tiny CPU model meets (the
 # defaults are for real deployments: 100 requests per level, 60 s of memory load).
@@ -41,20 +41,6 @@ def _identify(url: str, model: str | None = None) -> tuple[str, str | None, str]
     with Client(AsyncClient(url)) as c:
         t = c.run(discover(c.aio, (url,), model=model, ready_within_s=30))
     return t.engine.name, t.engine.version, t.model
-
-
-#: vLLM 0.32's real departures in the Responses API, each caught by the check meant for it
-#: (the tiny model runs to max_output_tokens, so the "plain" stream is cut too): no `error`
-#: field and null `logprobs` in Response objects and events, a cut message item marked
-#: completed, and a `response.completed` event whose response says "incomplete".
-VLLM_DEPARTURES = {
-    "test_responses.py::test_a_response_matches_the_schema",
-    "test_responses.py::test_max_output_tokens_is_respected",
-    "test_responses.py::test_stream_events_are_typed_and_match_the_schema[plain]",
-    "test_responses.py::test_stream_events_are_typed_and_match_the_schema[truncated]",
-    "test_responses.py::test_the_stream_ends_with_a_terminal_event[plain]",
-    "test_responses.py::test_the_stream_ends_with_a_terminal_event[truncated]",
-}
 
 
 def _failed(result: pytest.RunResult) -> set[str]:
