@@ -7,8 +7,10 @@ finding of its own (see :mod:`pytest_vllm_conformance.checks.structured`).
 
 Capabilities are probed, not assumed: a server that answers a ``response_format`` request
 with 501, or with a 4xx whose message says the feature is unsupported, skips these tests
-with "not supported: <its message>". A 200 whose answer is plain text is a failure
-("response_format ignored"): the user was told nothing and got no JSON.
+with "not supported: <its message>", provided the message names the feature
+(response_format, json_schema, grammar, guided or structured decoding): any other refusal
+is a failure. A 200 whose answer is plain text is a failure ("response_format ignored"):
+the user was told nothing and got no JSON. So is a refusal of the harmless question.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_conformance import checks, untrusted
+from pytest_vllm_conformance import checks
 from pytest_vllm_conformance.checks import streaming, structured, values
 from pytest_vllm_conformance.client import Client, ClientError, Response
 from pytest_vllm_conformance.failures import CheckFailure
@@ -61,6 +63,10 @@ UNSUPPORTED = re.compile(
     r"doesn't support|requires? --",
     re.IGNORECASE,
 )
+#: ...and the feature it names must be this one: a refusal about another field is a failure.
+ABOUT_FORMAT = re.compile(
+    r"response_format|json_schema|json_object|grammar|guided|structured", re.IGNORECASE
+)
 
 
 def _body(model: str, kind: str) -> dict[str, Any]:
@@ -79,8 +85,13 @@ def _body(model: str, kind: str) -> dict[str, Any]:
 
 
 def _not_supported(r: Response) -> str | None:
-    """The server's own words when it says it does not serve ``response_format``."""
+    """The server's own words when it says it does not serve ``response_format``: a 501, or
+    a 4xx saying "not supported" (or alike), each naming the feature (response_format,
+    json_schema, json_object, grammar, guided or structured decoding). Any other refusal
+    of this valid request is a failure."""
     message = r.error_message()
+    if not ABOUT_FORMAT.search(message):
+        return None
     if r.status == 501 or (400 <= r.status < 500 and UNSUPPORTED.search(message)):
         return f"HTTP {r.status}: {message}"
     return None
@@ -150,12 +161,10 @@ def _received(r: Response) -> Received:
 
 
 def _json(got: Received, kind: str) -> Any:
-    """The JSON value of the answer (judged by ``json_answer``); a well-formed refusal
-    leaves nothing to judge and skips, saying what the model said."""
+    """The JSON value of the answer (judged by ``json_answer``); a refusal of the suite's
+    harmless question is a failure of its own (``not_refused``), not a skip."""
+    structured.not_refused(got.message, values.At(path=got.path, curl=got.curl))
     content = values.maybe_field(got.message, "content", str, got.path, got.curl)
-    refusal = values.maybe_field(got.message, "refusal", str, got.path, got.curl)
-    if refusal and not content:
-        pytest.skip(f"the model refused: {untrusted.safe(refusal, 300, one_line=True)}")
     return structured.json_answer(
         content or "",
         structured.Answer(

@@ -67,6 +67,8 @@ class ResponsesAPI:
             params = self._validate(body)
         except BadRequest as exc:
             return server._error(exc)
+        if body.get("store") is True and self.on("responses_store_refused"):
+            return server._error(BadRequest("store is not supported by this server", "store"))
         answer = self._answer(body, params)
         if body.get("stream"):
             return StreamingResponse(self._events(answer), media_type="text/event-stream")
@@ -217,6 +219,8 @@ class ResponsesAPI:
         deltas = [
             {"type": "response.output_text.delta", **ids, "delta": p, "logprobs": []} for p in shown
         ]
+        if self.on("responses_no_deltas"):
+            deltas = []
         if self.on("responses_event_missing_field"):
             deltas = [{k: v for k, v in d.items() if k != "item_id"} for d in deltas]
         terminal = (
@@ -228,7 +232,12 @@ class ResponsesAPI:
             {"type": "response.output_text.done", **ids, "text": text, "logprobs": []},
             {"type": "response.content_part.done", **ids, "part": _part(text)},
             {"type": "response.output_item.done", "output_index": 0, "item": item},
-            {"type": terminal, "response": final},
+            {
+                "type": terminal,
+                "response": {**final, "output": []}
+                if self.on("responses_terminal_empty")
+                else final,
+            },
         ]
         if self.on("responses_no_terminal"):
             tail = tail[:-1]

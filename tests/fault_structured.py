@@ -87,6 +87,8 @@ def answer(server: FaultServer, body: dict[str, Any], params: dict[str, Any]) ->
         return server._error(
             BadRequest("response_format is not supported by this server", "response_format")
         )
+    if server.on("structured_unrelated_400"):
+        return server._error(BadRequest("the seed parameter is not supported", "seed"))
     kind, schema = asked
     pieces, finish = _pieces(server, kind, schema, params, other=False)
     streamed: list[str] = pieces
@@ -95,6 +97,8 @@ def answer(server: FaultServer, body: dict[str, Any], params: dict[str, Any]) ->
     if server.on("structured_finish_length"):
         finish = "length"
     refusal = REFUSAL if server.on("structured_refusal_with_content") else None
+    if server.on("structured_refused"):
+        pieces, streamed, refusal = [], [], REFUSAL
     prompt = "\n".join(str(m.get("content") or "") for m in body["messages"])
     usage = {"prompt_tokens": fm.count_tokens(prompt), "completion_tokens": len(streamed)}
     usage = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
@@ -114,7 +118,8 @@ def answer(server: FaultServer, body: dict[str, Any], params: dict[str, Any]) ->
             _events(server, base, streamed, finish, refusal, n, usage if include else None),
             media_type="text/event-stream",
         )
-    message = {"role": "assistant", "content": "".join(pieces), "refusal": refusal}
+    content = None if server.on("structured_refused") else "".join(pieces)
+    message = {"role": "assistant", "content": content, "refusal": refusal}
     choices = [
         {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
         for i in range(n)

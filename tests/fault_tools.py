@@ -122,6 +122,8 @@ async def answer(server: FaultServer, body: dict[str, Any], params: dict[str, An
         _check_tool_turns(messages)
         if server.on("tools_not_served") and mode != "none":
             raise _fail(NOT_SERVED[mode].format(name=named), "tool_choice")
+        if server.on("tool_parser_crash") and mode != "none":
+            raise BadRequest("tool parser error: function call requires a closing tag", None, 500)
     except BadRequest as exc:
         return server._error(exc)
     after_results = messages[-1].get("role") == "tool"
@@ -264,6 +266,8 @@ def _stream(
                 }
                 if name_late and k == 0:
                     piece["function"]["name"] = c["function"]["name"]
+                if "tool_stream_type_later" in faults:
+                    piece["type"] = "custom"
                 if "tool_stream_no_index" in faults:
                     del piece["index"]
                 yield chunk({"tool_calls": [piece]})

@@ -174,4 +174,18 @@ FAULTS: dict[str, str] = {
     "greedy_changed": "every answer changes alike (another model build): consistent within a "
     "run, so the determinism suite still passes, but not the baseline's",
     "slow_30ms": "every generation starts 30 ms later",
+    # review: issue 17 (the reviewer's findings 7, 8, 9, 10, 12, 13)
+    "responses_store_refused": "POST /v1/responses with store: true answers 400 'store is not "
+    "supported' (a server without storage: the storage tests must skip, saying so)",
+    "responses_no_deltas": "Responses streams send no output_text.delta (the done events carry "
+    "the text)",
+    "responses_terminal_empty": "the terminal event's Response has output [] after the streamed "
+    "text",
+    "structured_unrelated_400": "response_format requests answer 400 'the seed parameter is not "
+    "supported' (a refusal about another field: not a 'not supported' skip)",
+    "structured_refused": "response_format requests are answered with a refusal and no content",
+    "tool_stream_type_later": "a streamed call's argument deltas say type 'custom' (its first "
+    "delta says 'function')",
+    "tool_parser_crash": "tool requests answer 500 'tool parser error: function call requires a "
+    "closing tag' (a crash, not llama.cpp's --jinja refusal)",
 }

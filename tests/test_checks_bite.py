@@ -940,6 +940,57 @@ ROWS += [
 ]
 
 
+# review: issue 17 (the reviewer's findings 7, 8, 9, 10, 12, 13)
+ROWS += [
+    Bite(
+        "responses_no_store",
+        f"{RESPONSES}test_a_stored_response_can_be_retrieved",
+        responses.retrievable,
+        responses.NOT_RETRIEVABLE,
+        ["--vllm-profile=openai"],
+    ),
+    Bite(
+        "responses_no_deltas",
+        f"{RESPONSES}test_streamed_deltas_add_up_to_the_final_text[plain]",
+        responses.deltas_add_up,
+        responses.DELTAS,
+    ),
+    Bite(
+        "responses_terminal_empty",
+        f"{RESPONSES}test_streamed_deltas_add_up_to_the_final_text[truncated]",
+        responses.deltas_add_up,
+        responses.DELTAS,
+    ),
+    Bite(
+        "structured_unrelated_400",
+        f"{STRUCTURED_SCHEMA}[json_schema]",
+        checks.request_succeeded,
+        failed("POST /v1/chat/completions with response_format json_schema failed"),
+    ),
+    Bite(
+        "structured_refused",
+        f"{STRUCTURED_SCHEMA}[json_schema-stream]",
+        structured.not_refused,
+        structured.REFUSED,
+    ),
+    Bite(
+        "tool_stream_type_later",
+        f"{TOOL_STREAM}[required]",
+        tools.calls_well_formed,
+        tools.NOT_FUNCTION,
+        [],
+        (streaming.well_formed, tools.assembled),
+    ),
+    Bite(
+        "tool_parser_crash",
+        f"{TOOLS}required_gives_at_least_one_call",
+        checks.request_succeeded,
+        failed("POST /v1/chat/completions with tools failed"),
+    ),
+]
+ELSEWHERE |= {"responses_store_refused"}  # tests/test_responses_suite.py
+
+
 @pytest.fixture(autouse=True)
 def _baseline_recorded(request: pytest.FixtureRequest) -> None:
     """For a row that compares with a baseline: its baseline.json, recorded from the clean

@@ -103,3 +103,34 @@ def test_the_clean_fault_server_answers_valid_json_for_bounded_schemas(
         structured.matches_json_schema(
             value_for(schema, other), structured.JsonSchema(schema=schema)
         )
+
+
+# review: issue 17 (findings 8 and 13)
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        ({"content": None, "refusal": "I cannot help with that."}, True),
+        ({"content": "", "refusal": "No."}, True),
+        ({"content": '{"ok": true}', "refusal": None}, False),
+        ({"content": '{"ok": true}'}, False),
+        ({"content": '{"ok": true}', "refusal": "No."}, False),  # refusal_as_documented's
+    ],
+)
+def test_a_refusal_of_the_harmless_question_fails(message: dict[str, Any], refused: bool) -> None:
+    at = values.At(path="$.choices[0].message")
+    if not refused:
+        structured.not_refused(message, at)
+        return
+    with pytest.raises(CheckFailure) as caught:
+        structured.not_refused(message, at)
+    assert caught.value.title == structured.REFUSED.title
+
+
+def test_a_refusal_about_another_field_is_a_failure_not_a_skip(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
+    fault.faults = {"structured_unrelated_400"}
+    result = pytester.runpytest(f"--vllm-url={fault.url}", SUITE, "-rfs", "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 10 and "skipped" not in outcomes, result.stdout.str()
+    assert "not supported: structured outputs" not in result.stdout.str()

@@ -7,6 +7,7 @@ Each check failing on its own defect is in tests/test_checks_bite.py.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -49,6 +50,9 @@ def error(status: int, message: str) -> Response:
         ),
         (error(400, "max_tokens must be at least 1"), None),  # not about tools
         (error(500, "internal failure in tool parser"), None),  # no missing capability
+        # a crashing parser's 500 may name tools and "requires": only --jinja makes it a gap
+        (error(500, "tool parser error: function call requires a closing tag"), None),
+        (error(500, "tools are not supported"), None),
         (
             error(400, "\x1b[31mtools\x1b[0m are not supported"),
             "not supported: tool calling: \\x1b[31mtools",
@@ -188,3 +192,34 @@ def test_streamed_deltas_assemble_by_index() -> None:
         ("b", "get_time", '{"tz":"utc"}'),
     ]
     assert got.finish_reason == "tool_calls" and got.content is None
+
+
+# review: issue 17 (findings 6 and 10)
+def test_a_streamed_call_without_type_is_a_function_and_any_other_type_fails() -> None:
+    """The schema's tool-call chunk requires only ``index``: no ``type`` in any delta is a
+    function call; a non-"function" type in any delta (not only the first) is a finding."""
+    head = {"index": 0, "id": "a", "function": {"name": "get_time", "arguments": ""}}
+    rest = {"index": 0, "function": {"arguments": '{"tz":"utc"}'}}
+    offered = tools.Offered(tools=tool_requests.TOOLS)
+    untyped = tools.assembled([delta([head]), delta([rest])], Context())
+    assert untyped.calls[0].type == "function"
+    tools.calls_well_formed(untyped.calls, offered)
+    typed_later = tools.assembled(
+        [delta([{**head, "type": "function"}]), delta([{**rest, "type": "custom"}])], Context()
+    )
+    with pytest.raises(CheckFailure) as caught:
+        tools.calls_well_formed(typed_later.calls, offered)
+    assert caught.value.title == tools.NOT_FUNCTION.title
+
+
+def test_streamed_arguments_are_assembled_in_linear_time() -> None:
+    """200,000 one-character argument fragments (a hostile stream) are joined once, not
+    grown a fragment at a time (quadratic: minutes)."""
+    n = 200_000
+    head = {"index": 0, "id": "a", "type": "function", "function": {"name": "get_time"}}
+    fragment = delta([{"index": 0, "function": {"arguments": "x"}}])
+    chunks = [delta([head]), *([fragment] * n)]
+    started = time.perf_counter()
+    got = tools.assembled(chunks, Context())
+    assert time.perf_counter() - started < 10
+    assert got.calls[0].arguments == "x" * n

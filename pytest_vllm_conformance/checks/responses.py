@@ -21,7 +21,9 @@ from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.checks.registry import NO_CONTEXT, Context, Verdict, check
 from pytest_vllm_conformance.client import Response
 from pytest_vllm_conformance.failures import Findings, Severity
+from pytest_vllm_conformance.workload.responses import NOT_SERVED
 
+LIMIT = 80  # characters of a received value shown in a finding
 STATUSES = ("completed", "failed", "in_progress", "cancelled", "queued", "incomplete")
 FINISHED = ("completed", "incomplete", "failed")
 #: Terminal stream events and the status the response they carry must have.
@@ -55,6 +57,7 @@ DELTAS = Verdict("Streamed deltas do not add up to the final text", Severity.HIG
 NO_TERMINAL = Verdict("Responses stream does not end with a terminal event", Severity.HIGH)
 TERMINAL_STATUS = Verdict("Terminal event disagrees with the response status", Severity.MEDIUM)
 STORED = Verdict("Stored response differs from the one returned", Severity.MEDIUM)
+NOT_RETRIEVABLE = Verdict("A response accepted with store: true cannot be retrieved", Severity.HIGH)
 PREVIOUS = Verdict("previous_response_id did not carry the conversation", Severity.HIGH)
 
 
@@ -134,14 +137,14 @@ def _parts(item: dict[str, Any], where: str, curl: str) -> list[dict[str, Any]]:
 def text_of(body: Any, curl: str = "") -> str:
     """The text a user gets: every ``output_text`` part of every message item, joined (what
     the SDK's ``output_text`` property computes)."""
-    text = ""
+    texts: list[str] = []
     for i, item in enumerate(_items(body, curl)):
         if item.get("type") != "message":
             continue
         for k, part in enumerate(_parts(item, f"$.output[{i}]", curl)):
             if part.get("type") == "output_text":
-                text += values.field(part, "text", str, f"$.output[{i}].content[{k}]", curl)
-    return text
+                texts.append(values.field(part, "text", str, f"$.output[{i}].content[{k}]", curl))
+    return "".join(texts)
 
 
 @check(NO_TEXT, OUTPUT_TEXT, values.SHAPE)
@@ -267,6 +270,29 @@ def instructions_honoured(body: dict[str, Any], ctx: Instructions) -> None:
             expected=f"more than the {bare} input tokens of the same request without them",
             received=str(given),
             curl=ctx.curl,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stored(Context):
+    """The id of the response the server accepted with ``store: true``."""
+
+    response_id: str
+
+
+@check(NOT_RETRIEVABLE)
+def retrievable(r: Response, ctx: Stored) -> None:
+    """A response the server accepted with ``store: true`` can be read back: ``GET
+    /v1/responses/{id}`` does not answer "not found" (404), or as if the route were not
+    served (405, 501). A server without storage refuses ``store: true`` instead (a "not
+    supported" skip); one that accepts it and stores nothing misleads every client that
+    continues a conversation with ``previous_response_id``."""
+    if r.status in NOT_SERVED:
+        raise NOT_RETRIEVABLE.failure(
+            path=f"GET /v1/responses/{ctx.response_id[:LIMIT]}",
+            expected="the stored Response (the POST with store: true was accepted)",
+            received=f"HTTP {r.status}: {r.error_message()[:120]}",
+            curl=r.curl,
         )
 
 
@@ -496,18 +522,21 @@ def sequence_increases(events: list[dict[str, Any]], ctx: Context = NO_CONTEXT) 
 @check(DELTAS)
 def deltas_add_up(events: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> None:
     """Per content part, the ``output_text.delta``\\ s joined are the text of its
-    ``output_text.done``, its ``content_part.done``, its ``output_item.done`` and the final
-    Response."""
+    ``output_text.done``, its ``content_part.done``, its ``output_item.done`` and the
+    terminal event's Response. A part whose final text is not empty had deltas (a stream
+    that sends only the done text streamed nothing), and the terminal Response carries
+    every part that was streamed (an ``output: []`` after streamed text loses it)."""
     order = _Order()
-    joined: dict[tuple[int, int], str] = {}
+    pieces: dict[tuple[int, int], list[str]] = {}  # joined once: no quadratic growth
     finals: list[tuple[str, tuple[int, int], Any]] = []
+    terminal: tuple[str, dict[tuple[int, int], Any]] | None = None
     for event in events:
         kind = str(event.get("type"))
         order.step(event)  # only to map events to their item
         k = order.item(event) if kind != "response.output_item.added" else None
         c = _index(event.get("content_index")) or 0
         if kind == "response.output_text.delta" and k is not None:
-            joined[k, c] = joined.get((k, c), "") + str(event.get("delta", ""))
+            pieces.setdefault((k, c), []).append(str(event.get("delta", "")))
         elif kind == "response.output_text.done" and k is not None:
             finals.append(("output_text.done", (k, c), event.get("text")))
         elif kind == "response.content_part.done" and k is not None:
@@ -518,9 +547,20 @@ def deltas_add_up(events: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> No
             _item_texts(event.get("item"), event["output_index"], "output_item.done", finals)
         elif kind in TERMINAL and isinstance(event.get("response"), dict):
             output = event["response"].get("output")
+            texts: list[tuple[str, tuple[int, int], Any]] = []
             for n, item in enumerate(output if isinstance(output, list) else []):
-                _item_texts(item, n, f"{kind} response", finals)
+                _item_texts(item, n, f"{kind} response", texts)
+            finals += texts
+            terminal = kind, {key: text for _, key, text in texts}
+    joined = {key: "".join(parts) for key, parts in pieces.items()}
     for where, key, text in finals:
+        if key not in joined and isinstance(text, str) and text:
+            raise DELTAS.failure(
+                path=f"output item {key[0]}, content part {key[1]}",
+                expected="output_text.delta events carrying the part's text",
+                received=f"no delta, and {where} text {values.describe(text)}",
+                curl=ctx.curl,
+            )
         if key in joined and text != joined[key]:
             raise DELTAS.failure(
                 path=f"output item {key[0]}, content part {key[1]}",
@@ -528,6 +568,16 @@ def deltas_add_up(events: list[dict[str, Any]], ctx: Context = NO_CONTEXT) -> No
                 received=f"{where} text {values.describe(text)}",
                 curl=ctx.curl,
             )
+    if terminal is not None:
+        ending, carried = terminal
+        for key in sorted(set(joined) - set(carried)):
+            if joined[key]:
+                raise DELTAS.failure(
+                    path=f"output item {key[0]}, content part {key[1]}",
+                    expected=f"the deltas joined in the {ending} response: {joined[key][:80]!r}",
+                    received=f"no output_text part {key[1]} of output item {key[0]} there",
+                    curl=ctx.curl,
+                )
 
 
 def _item_texts(item: Any, k: int, where: str, out: list[tuple[str, tuple[int, int], Any]]) -> None:

@@ -15,6 +15,8 @@ every check here judges that text as the user receives it (streamed: the concate
 * valid JSON that violates the ``json_schema`` (jsonschema, imported lazily), or a
   ``json_object`` answer that is not an object;
 * a refusal that is not as the spec describes (a string, with no content beside it);
+* a refusal of the suite's harmless question (a server that refuses every ``response_format``
+  request would otherwise pass by skipping every JSON test);
 * a stream whose deltas assemble into another JSON value than the non-streamed answer.
 """
 
@@ -39,6 +41,7 @@ FINISH = Verdict("finish_reason contradicts the structured answer", Severity.MED
 SCHEMA = Verdict("Structured answer violates its json_schema", Severity.HIGH)
 NOT_OBJECT = Verdict("json_object answer is not a JSON object", Severity.HIGH)
 REFUSAL_WITH_CONTENT = Verdict("Refusal comes with content", Severity.MEDIUM)
+REFUSED = Verdict("A benign structured-output request was refused", Severity.MEDIUM)
 STREAM_DIFFERS = Verdict(
     "Streamed structured answer differs from the non-streamed one", Severity.MEDIUM
 )
@@ -190,6 +193,21 @@ def refusal_as_documented(message: Any, ctx: values.At) -> None:
             path=f"{ctx.path}.content",
             expected="null beside a refusal",
             received=f"refusal {_excerpt(refusal)} and content {_excerpt(content)}",
+            curl=ctx.curl,
+        )
+
+
+@check(values.SHAPE, REFUSED)
+def not_refused(message: Any, ctx: values.At) -> None:
+    """The suite's question ("Is grass green, and which colour is the sky?") is harmless:
+    an answer that is a refusal and no content gave the user no JSON, and is a failure."""
+    refusal = values.maybe_field(message, "refusal", str, ctx.path, ctx.curl)
+    content = values.maybe_field(message, "content", str, ctx.path, ctx.curl)
+    if refusal and not content:
+        raise REFUSED.failure(
+            path=f"{ctx.path}.refusal",
+            expected="a JSON answer to a harmless question (refusal null)",
+            received=f"refusal {_excerpt(refusal)} and no content",
             curl=ctx.curl,
         )
 

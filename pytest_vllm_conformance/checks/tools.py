@@ -17,7 +17,7 @@ only. ``"length"`` with calls is never accepted: the calls may be cut.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_vllm_conformance.checks import values
@@ -43,6 +43,10 @@ NONE_IGNORED = Verdict("tool_choice 'none' gave a tool call", Severity.HIGH)
 PARALLEL_IGNORED = Verdict("parallel_tool_calls false gave more than one call", Severity.MEDIUM)
 EMPTY = Verdict("Answer has neither content nor tool calls", Severity.HIGH)
 STREAM_NO_INDEX = Verdict("Streamed tool-call delta has no index", Severity.HIGH)
+#: A practical rule, not a schema rule: the spec's ``ChatCompletionMessageToolCallChunk``
+#: requires only ``index``, but OpenAI streams a call's ``id`` and ``function.name`` in its
+#: first delta and only argument fragments after it, and clients assemble on that (the
+#: OpenAI SDK's stream helper concatenates every repeated string field of a call).
 STREAM_HEAD = Verdict("Streamed tool call does not open with its id and name", Severity.MEDIUM)
 STREAM_DIFFERS = Verdict("Streamed tool calls differ from the non-streamed calls", Severity.HIGH)
 LIMIT = 80  # characters of a received value shown in a finding
@@ -357,13 +361,14 @@ def something_answered(turn: Turn, ctx: Context) -> None:
 
 @dataclass
 class _Open:
-    """A streamed call being assembled."""
+    """A streamed call being assembled: its argument fragments kept in a list and joined
+    once (a string grown by ``+=`` per fragment costs quadratic time on a hostile stream)."""
 
     path: str
     id: Any
     type: Any
     name: Any
-    arguments: str = ""
+    fragments: list[str] = field(default_factory=list)
 
 
 @check(STREAM_NO_INDEX, STREAM_HEAD, values.SHAPE)
@@ -371,7 +376,11 @@ def assembled(chunks: list[dict[str, Any]], ctx: Context) -> Turn:
     """Streamed chat deltas assemble into one answer: every ``tool_calls`` delta has its
     ``index``; the first delta of each index carries the call's ``id`` and function
     ``name``, later ones only argument fragments (a repeated id or name must be the same);
-    returns the assembled first choice (its calls in index order)."""
+    returns the assembled first choice (its calls in index order).
+
+    ``type`` may be absent from every delta (the schema requires only ``index``): a streamed
+    call is ``"function"`` unless some delta of it says otherwise, and then it carries the
+    first other type any delta sent (for :func:`calls_well_formed` to judge)."""
     curl = ctx.curl
     text: list[str] = []
     saw_text = False
@@ -399,9 +408,9 @@ def assembled(chunks: list[dict[str, Any]], ctx: Context) -> Turn:
         Call(
             f"$.choices[0].message.tool_calls[{i}] (streamed index {i})",
             c.id,
-            c.type,
+            "function" if c.type is None else c.type,
             c.name,
-            c.arguments,
+            "".join(c.fragments),
         )
         for i, c in sorted(open_calls.items())
     ]
@@ -430,18 +439,26 @@ def _assemble_one(
                 received=_shown(entry)[:LIMIT],
                 curl=curl,
             )
-        open_calls[index] = _Open(where, entry.get("id"), entry.get("type"), name, fragment)
+        open_calls[index] = _Open(where, entry.get("id"), _other_type(entry), name, [fragment])
         return
     call = open_calls[index]
-    for field, got, had in (("id", entry.get("id"), call.id), ("function.name", name, call.name)):
+    if call.type is None:
+        call.type = _other_type(entry)
+    for key, got, had in (("id", entry.get("id"), call.id), ("function.name", name, call.name)):
         if got is not None and got != had:
             raise STREAM_HEAD.failure(
-                path=f"{where}.{field}",
+                path=f"{where}.{key}",
                 expected=f"{_shown(had)} (as the call's first delta said)",
                 received=_shown(got),
                 curl=curl,
             )
-    call.arguments += fragment
+    call.fragments.append(fragment)
+
+
+def _other_type(entry: dict[str, Any]) -> Any:
+    """A delta's ``type`` when it is present and not ``"function"`` (None otherwise)."""
+    kind = entry.get("type")
+    return None if kind is None or kind == "function" else kind
 
 
 def _comparable(calls: Any) -> list[tuple[Any, Any]]:

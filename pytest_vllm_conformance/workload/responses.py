@@ -7,6 +7,7 @@ OpenAI's smallest ``max_output_tokens``; :data:`MAX_OUTPUT` leaves a model room 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pytest_vllm_conformance.client import Response
@@ -18,6 +19,9 @@ MAX_OUTPUT = 32
 TRUNCATE_AT = 16
 #: Statuses that say the route (or the stored-response route) is not served at all.
 NOT_SERVED = (404, 405, 501)
+#: Statuses of a refused request: a server without storage refuses ``store: true`` so.
+REFUSED = (400, 404, 405, 422, 501)
+_ABOUT_STORE = re.compile(r"\bstor(?:e|ed|age|ing)\b", re.IGNORECASE)
 
 
 def create(model: str, /, **extra: Any) -> dict[str, Any]:
@@ -38,3 +42,16 @@ def not_supported(r: Response, what: str) -> str:
     if r.status not in NOT_SERVED:
         return ""
     return f"{what} answered HTTP {r.status}: {r.error_message()}"
+
+
+def store_refused(r: Response) -> str:
+    """The evidence of a "not supported" skip for storage ("" when there is none): the
+    server refused a ``store: true`` request, saying so (its message is about storing).
+    Only a refusal counts: a server that accepts ``store: true`` claims to store, and a
+    response it then cannot find is a failure (``checks.responses.retrievable``)."""
+    if r.status not in REFUSED:
+        return ""
+    message = r.error_message()
+    if not _ABOUT_STORE.search(message):
+        return ""
+    return f"POST {PATH} with store: true answered HTTP {r.status}: {message}"

@@ -74,7 +74,10 @@ def request(model: str, choice: str | dict[str, Any], /, **extra: Any) -> dict[s
 
 #: Statuses a server without tool calling answers a tools request with: vLLM without
 #: --tool-call-parser 400, llama.cpp without jinja 500 ("tools param requires --jinja flag").
-_REFUSALS = (400, 404, 422, 500, 501)
+#: A 500 is a server error first (a crashing tool parser says "tool" too): it counts only
+#: with llama.cpp's --jinja wording.
+_REFUSALS = (400, 404, 422, 501)
+_JINJA = re.compile(r"--jinja\b")
 _ABOUT_TOOLS = re.compile(r"tool|function", re.I)
 _NOT_ON = re.compile(
     r"\brequires?\b|not (?:supported|enabled|implemented)|unsupported|--jinja|--tool-call-parser"
@@ -89,10 +92,13 @@ def not_supported(response: Response) -> str | None:
 
     Only a refusal that says so counts: its error message names tools (or functions) and
     a missing capability ("requires --tool-call-parser", "requires --jinja flag", "not
-    supported"). Any other refusal of a valid request stays a failure."""
-    if response.status not in _REFUSALS:
+    supported"); a 500 only with the ``--jinja`` wording. Any other refusal of a valid
+    request stays a failure."""
+    if response.status not in (*_REFUSALS, 500):
         return None
     message = response.error_message()
+    if response.status == 500:
+        return message if _ABOUT_TOOLS.search(message) and _JINJA.search(message) else None
     if _ABOUT_TOOLS.search(message) and _NOT_ON.search(message):
         return message
     return None
