@@ -84,8 +84,6 @@ def test_every_bundled_suite_passes_against_vllm(
         "no --vllm-api-key given",
         "one --vllm-url given",
         "needs the two-instance service started by the plugin",
-        # vLLM stores responses only with VLLM_ENABLE_RESPONSES_API_STORE=1
-        "not supported: responses storage: GET /v1/responses/{id} answered HTTP 404",
     )
     assert all(any(r in line for r in reasons) for line in skipped), skipped
 
