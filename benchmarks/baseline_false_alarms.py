@@ -13,7 +13,14 @@ Two ways to draw the pair, per level:
 - ``split``: the level's requests are shuffled and cut in two halves: two runs of half the
   size, without any request shared.
 
+``--n N`` makes each side N requests (split: two disjoint N-request draws, at most half a
+level's), which is how the false-alarm rate by N in docs/baseline.md was measured;
+``--min-requests 1`` judges every row whatever N (the rate without the comparison's minimums).
+Both sides come from ONE run: this measures within-run noise only, not the variance between
+two runs (another hour, another load on the host).
+
     python benchmarks/baseline_false_alarms.py RESULTS.json [MORE.json] [--trials 500]
+        [--how split] [--n 24] [--min-requests 1] [--tolerance ttft_p95=off]
 
 Prints the alarm rate with its 95% Wilson interval, and the keys that alarmed.
 """
@@ -27,6 +34,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from pytest_vllm_conformance.config.parsers import baseline_tolerance
 from pytest_vllm_conformance.perf.latency import LevelFigures, LevelSamples
 from pytest_vllm_conformance.report import compare
 
@@ -45,17 +53,22 @@ def _with(level: LevelFigures, rows: list[int]) -> LevelFigures:
     return dataclasses.replace(level, samples=picked)
 
 
-def pair(level: LevelFigures, how: str, rng: random.Random) -> tuple[LevelFigures, LevelFigures]:
-    """Two same-distribution versions of ``level`` (see the module's docstring)."""
+def pair(
+    level: LevelFigures, how: str, rng: random.Random, size: int | None = None
+) -> tuple[LevelFigures, LevelFigures]:
+    """Two same-distribution versions of ``level`` of ``size`` requests a side (default:
+    half the level's requests when split, all of them when resampled)."""
     assert level.samples is not None
     n = level.samples.kept
     if how == "split":
+        half = min(size or n // 2, n // 2)
         order = list(range(n))
         rng.shuffle(order)
-        return _with(level, order[: n // 2]), _with(level, order[n // 2 :])
+        return _with(level, order[:half]), _with(level, order[half : 2 * half])
+    k = size or n
     return (
-        _with(level, [rng.randrange(n) for _ in range(n)]),
-        _with(level, [rng.randrange(n) for _ in range(n)]),
+        _with(level, [rng.randrange(n) for _ in range(k)]),
+        _with(level, [rng.randrange(n) for _ in range(k)]),
     )
 
 
@@ -73,22 +86,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=500)
     ap.add_argument("--how", choices=("resample", "split"), default="resample")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="requests a side (split: at most half a level's; default: as the module says)",
+    )
+    ap.add_argument(
+        "--min-requests",
+        type=int,
+        default=None,
+        help="judge every percentile from this many requests a side (default: the "
+        "comparison's own minimums, report.compare.MIN_REQUESTS)",
+    )
+    ap.add_argument("--tolerance", default="", help="as --vllm-baseline-tolerance")
     args = ap.parse_args(argv)
+    tolerance = baseline_tolerance(args.tolerance)
+    if args.min_requests is not None:
+        compare.MIN_REQUESTS = dict.fromkeys(compare.MIN_REQUESTS, args.min_requests)
     rng = random.Random(args.seed)
     runs = [
         [lv for lv in compare.levels_of(compare.load(p)).values() if lv.samples is not None]
         for p in args.results
     ]
     alarms, keys = 0, Counter[str]()
-    rows_per_trial = 0
+    rows_per_trial = judged = 0
     for _ in range(args.trials):
         alarmed = False
-        rows_per_trial = 0
+        rows_per_trial = judged = 0
         for levels in runs:
             for level in levels:
-                old, new = pair(level, args.how, rng)
-                rows = compare.level_rows(old, new)
+                old, new = pair(level, args.how, rng, args.n)
+                rows = compare.level_rows(old, new, tolerance)
                 rows_per_trial += len(rows)
+                judged += sum(r.verdict != "not compared" for r in rows)
                 for r in rows:
                     if r.regressed:
                         alarmed = True
@@ -99,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.how}: {alarms} false alarms in {args.trials} comparisons "
         f"({alarms / args.trials:.1%}, 95% interval {low:.1%} to {high:.1%}); "
-        f"{levels} levels, {rows_per_trial} judged rows per comparison, default tolerances"
+        f"{levels} levels, {judged} of {rows_per_trial} rows judged per comparison"
+        f"{f', {args.n} requests a side' if args.n else ''}, default tolerances"
     )
     for key, n in keys.most_common(10):
         print(f"  {key}: {n}")

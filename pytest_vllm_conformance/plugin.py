@@ -206,7 +206,7 @@ def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
 #: Tests under these markers measure the server, or need it idle (cancellation reads the
 #: running gauge at 0): they hold the per-server lock alone, so nothing of the run overlaps
 #: them (xdist included); every other test with a target holds it shared.
-EXCLUSIVE_MARKERS = ("determinism", "latency", "memory", "cancellation")
+EXCLUSIVE_MARKERS = ("determinism", "latency", "memory", "cancellation", "baseline")
 
 
 @pytest.fixture(autouse=True)

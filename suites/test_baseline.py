@@ -7,11 +7,15 @@ Without ``--vllm-baseline`` every test here skips. With it:
   token ids where both runs have them); a prompt whose request changed (another text,
   max_tokens or engine) is not compared;
 - each load level the baseline measured is measured again with the baseline's request count,
-  warm-up and max_tokens, and per metric (TTFT, per-request ITL, E2E) and percentile it must
-  not be slower by more than its tolerance AND significantly (``report.compare``);
-- tests that passed in the baseline and fail now are listed as regressions (and the reverse
-  as fixes) in the terminal summary, the results JSON and the HTML report: those are
-  already failures here.
+  warm-up, max_tokens and prompt texts (where the level recorded them), while nothing else
+  of the run sends requests (the ``baseline`` marker is exclusive), and per metric (TTFT,
+  per-request ITL, E2E) and percentile it must not be slower by more than its tolerance AND
+  significantly (``report.compare``); a level whose requests differ from the baseline's
+  (max_tokens, prompts) or with too few requests for a percentile is not compared;
+- tests that passed in the baseline and fail now are listed as regressions, those that
+  passed and now find their feature not supported (or are gone from a file that ran) as
+  capabilities lost, and the reverse of a regression as a fix, in the terminal summary, the
+  results JSON and the HTML report.
 
 ``--vllm-baseline-accept`` names changes made on purpose; they are shown, not failed.
 """
@@ -111,7 +115,7 @@ def test_latency_has_not_regressed(
         pytest.skip("the baseline measured no load level (its latency suite did not run)")
     old = compare.levels_of(vllm_baseline)[baseline_level]
     perf = (vllm_baseline.get("options") or {}).get("perf") or {}
-    level = vllm_load.replay(baseline_level, perf)
+    level = vllm_load.replay(baseline_level, perf, old.workload)
     if level is None:
         pytest.skip(f"level {baseline_level!r} is of no shape this suite can measure again")
     new = LevelFigures.of(level)

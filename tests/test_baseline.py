@@ -262,3 +262,186 @@ def test_outcomes_moving_are_regressions_or_fixes() -> None:
     found = compare.compare(old, new)
     assert [(t.nodeid, t.kind) for t in found.tests] == [("a", "regression"), ("b", "fix")]
     assert found.regressed and "test regressed: a (passed -> error)" in found.regressions
+
+
+# -- review findings: levels chosen explicitly, like with like, n, bad files, lost features -----
+def _test(nodeid: str, suite: str, outcome: str = "passed", **more: Any) -> dict[str, Any]:
+    return {"nodeid": nodeid, "suite": suite, "outcome": outcome, **more}
+
+
+def _with_level(level: LevelFigures) -> list[dict[str, Any]]:
+    from pytest_vllm_conformance.report.measurements import to_json
+
+    return [to_json(level)]
+
+
+def test_the_baseline_marker_is_exclusive() -> None:
+    from pytest_vllm_conformance.plugin import EXCLUSIVE_MARKERS
+
+    assert "baseline" in EXCLUSIVE_MARKERS
+
+
+def test_the_run_judged_takes_the_replay_and_the_baseline_its_own_level() -> None:
+    own, replayed = _level([10.0] * 30), _level([99.0] * 30)
+    tests = [
+        _test("::replay[c1]", "baseline", measurements=_with_level(replayed)),
+        _test("::latency[c1]", "latency", measurements=_with_level(own)),
+    ]
+    for order in (tests, tests[::-1]):  # whatever order the reports came in
+        doc = _doc(order)
+        assert compare.levels_of(doc)["concurrency 1"] == own
+        assert compare.levels_of(doc, replayed_first=True)["concurrency 1"] == replayed
+        (row, *_) = compare.compare(doc, doc).latency
+        assert row.old_ms == 10.0 and row.new_ms == 99.0
+
+
+def test_too_few_requests_leave_a_percentile_not_compared() -> None:
+    few = compare.min_requests(50) - 1
+    rows = compare.level_rows(_level([10.0] * few), _level([50.0] * few))
+    assert {r.verdict for r in rows} == {"not compared"}
+    assert "too few requests" in rows[0].note and f"{few} on a side" in rows[0].note
+    between = compare.min_requests(50) + 1
+    assert between < compare.min_requests(95)
+    rows = compare.level_rows(_level([10.0] * between), _level([50.0] * between))
+    verdicts = {r.key: r.verdict for r in rows}
+    assert verdicts["ttft_p50"] == "regression" and verdicts["ttft_p95"] == "not compared"
+
+
+def test_levels_of_other_requests_are_not_compared() -> None:
+    from dataclasses import replace
+
+    from pytest_vllm_conformance.perf.latency import LevelWorkload
+
+    base = _level([10.0] * 50)
+    old = replace(base, workload=LevelWorkload.of(100, ["a", "b"]))
+    for workload, says in (
+        (LevelWorkload.of(16, ["a", "b"]), "max_tokens 100 vs 16"),
+        (LevelWorkload.of(100, ["a", "c"]), "another prompt set"),
+    ):
+        (row,) = compare.level_rows(old, replace(_level([50.0] * 50), workload=workload))
+        assert row.verdict == "not compared" and says in row.note
+    rows = compare.level_rows(old, replace(_level([10.0] * 50), workload=old.workload))
+    assert {r.verdict for r in rows} == {"same"}
+    unrecorded = compare.level_rows(base, replace(_level([10.0] * 50), workload=old.workload))
+    assert all("did not record" in r.note for r in unrecorded)
+    assert old.workload is not None and old.workload.replayable
+    assert not replace(old.workload, prompts=("a", "b [cut]")).replayable
+
+
+def test_the_replay_sends_the_baseline_prompts_and_max_tokens(
+    pytester: pytest.Pytester, fault: FaultServer
+) -> None:
+    mine = pytester.path / "mine.jsonl"
+    mine.write_text('{"prompt": "Tell me about ships."}\n{"prompt": "Count to ten."}\n')
+    old = record(pytester, fault, "old.json", f"--vllm-prompts={mine}")
+    (recorded,) = compare.levels_of(json.loads(old.read_text())).values()
+    assert recorded.workload is not None and recorded.workload.max_tokens == 16
+    assert recorded.workload.prompts == ("Tell me about ships.", "Count to ten.")
+    # this run: the built-in prompts and another max_tokens; the replay uses the baseline's
+    result = run_baseline(pytester, fault, old, "-k", "latency", "--vllm-latency-max-tokens=8")
+    result.assert_outcomes(passed=1)
+    doc = json.loads((pytester.path / "now.json").read_text())
+    replayed = compare.levels_of(doc, replayed_first=True)["concurrency 1"]
+    assert replayed.workload == recorded.workload
+    assert {r["verdict"] for r in doc["comparison"]["latency"]} <= {"same", "not compared"}
+    assert any(r["verdict"] == "same" for r in doc["comparison"]["latency"])
+
+
+DEEP_DOCUMENT = (
+    '{"schema": "pytest-vllm-conformance/results/1", "tests": [' + "[" * 500 + "]" * 500 + "]}"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ('{"schema": "pytest-vllm-conformance/results/1", "tests": 5}', "not a usable results"),
+        ("[" * 100_000 + "]" * 100_000, "not a readable results file (RecursionError)"),
+        (DEEP_DOCUMENT, "nested more than 64 deep"),
+        ('{"schema": "pytest-vllm-conformance/results/2"}', "not a pytest-vllm-conformance"),
+    ],
+    ids=["sparse", "deep-json", "deep-document", "another-schema"],
+)
+def test_an_unusable_document_is_one_sentence_and_exit_2(
+    pytester: pytest.Pytester,
+    fault: FaultServer,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    says: str,
+) -> None:
+    bad = pytester.path / "bad.json"
+    bad.write_text(content)
+    for argv in (["compare", str(bad), str(bad)], ["compare", str(bad), str(bad), "--html=x.html"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1 and "Traceback" not in err
+    result = pytester.runpytest(f"--vllm-url={fault.url}", f"--vllm-baseline={bad}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --vllm-baseline: *{says}*"])
+
+
+def test_compare_html_of_a_minimal_valid_document(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc: dict[str, Any] = {
+        "schema": "pytest-vllm-conformance/results/1",
+        "harness": {"name": "pytest-vllm-conformance", "version": "0"},
+        "target": dict.fromkeys(("url", "engine", "engine_version", "model", "system_fingerprint")),
+        "profile": None,
+        "options": {},
+        "started": "-",
+        "duration_s": 0,
+        "verdict": "pass",
+        "counts": {"passed": 0, "failed": 0, "skipped": 0, "error": 0},
+        "matrix": {},
+        "failures_by_title": [],
+        "tests": [],
+    }
+    assert results_errors(doc) == []
+    path = pytester.path / "min.json"
+    path.write_text(json.dumps(doc))
+    html = pytester.path / "min.html"
+    assert main(["compare", str(path), str(path), f"--html={html}"]) == 0
+    assert "Compared with the baseline" in html.read_text()
+    capsys.readouterr()
+
+
+def test_a_lost_feature_is_a_capability_regression() -> None:
+    old = _doc(
+        [
+            _test("::tools[auto]", "tools"),
+            _test("::tools[required]", "tools"),
+            _test("::schema[a]", "compliance"),
+            _test("::replay[c1]", "baseline"),
+        ]
+    )
+    new = _doc(
+        [
+            _test("::tools[auto]", "tools", "skipped", not_supported="tool calling"),
+            _test("::tools[named]", "tools"),
+        ]
+    )
+    found = compare.compare(old, new)
+    changes = {(t.nodeid, t.new, t.kind) for t in found.tests}
+    assert changes == {
+        ("::tools[auto]", "not supported: tool calling", "capability lost"),
+        ("::tools[required]", "not run", "capability lost"),
+    }  # compliance did not run at all, and the baseline suite's own tests are its file's
+    assert found.regressed
+    assert "capability lost: ::tools[auto] (passed -> not supported: tool calling)" in (
+        found.regressions
+    )
+    assert "LOST       ::tools[required] (passed -> not run)" in found.table()
+    assert {t["kind"] for t in found.as_json()["tests"]} == {"capability lost"}
+
+
+def test_no_divergence_position_from_a_stored_text_that_was_cut() -> None:
+    from pytest_vllm_conformance.workload.determinism import GreedyOutput, text_hash
+
+    full = "x" * 5000 + "tail"
+    stored = GreedyOutput("long", "r", full[:4000] + " [cut]", text_hash(full))
+    new = GreedyOutput("long", "r", "x" * 4001, text_hash("x" * 4001))
+    detail = compare.first_divergence(stored, new)
+    assert "no position" in detail and "character" not in detail
+    intact = GreedyOutput("long", "r", "x" * 3999 + "y", text_hash("x" * 3999 + "y"))
+    assert "text differs at character 3999" in compare.first_divergence(intact, new)

@@ -915,7 +915,7 @@ BASELINE_RECORD = [
     "test_determinism.py::test_a_burst_of_identical_requests_gives_one_output[short]",
     "test_latency.py::test_streamed_completions_at_each_concurrency_level",
     "--vllm-latency-concurrency=1",
-    "--vllm-latency-requests=16",
+    "--vllm-latency-requests=24",  # at least compare.MIN_REQUESTS[50] a side
     "--vllm-latency-warmup=2",
     "--vllm-latency-max-tokens=16",
     "--vllm-determinism-requests=4",

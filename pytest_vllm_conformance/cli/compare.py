@@ -5,8 +5,10 @@
 
 OLD and NEW are results files or certification bundle folders. The table: each greedy answer
 (same or where it changed), each load level's metrics (old, new, ratio, its 95% bootstrap
-interval, verdict), tests that passed in OLD and fail in NEW and the reverse. Exit status 0
-without a regression, 1 with one, 2 when a file or option is unusable. The work is in
+interval, verdict), tests that passed in OLD and fail in NEW (or lost their feature) and the
+reverse. Exit status 0 without a regression, 1 with one, 2 when a file or option is unusable
+(a file that is not a results document valid against its schema: one sentence, never a
+traceback). The work is in
 :mod:`pytest_vllm_conformance.report.compare`; this module only parses and prints.
 """
 
@@ -69,5 +71,13 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from pytest_vllm_conformance.report import html
 
-        args.html.write_text(html.render({**new, "comparison": section}), encoding="utf-8")
+        try:  # a document valid against the schema renders; this is the last guard
+            page = html.render({**new, "comparison": section})
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            print(
+                f"error: {args.new} cannot be rendered as HTML ({type(exc).__name__})",
+                file=sys.stderr,
+            )
+            return 2
+        args.html.write_text(page, encoding="utf-8")
     return 1 if found.regressed else 0

@@ -330,8 +330,9 @@ BASELINE_ACCEPT_WORDS = ("outputs", "latency")
 
 def baseline_file(raw: object, flag: str, root: Path) -> Path:
     """A results JSON file of an earlier run, or a certification bundle folder (its
-    ``results.json``); anything else is one sentence naming what is wrong."""
-    import json
+    ``results.json``) that a comparison can use (``report.compare.load``, the same test as
+    ``vllm-conformance compare``); anything else is one sentence naming what is wrong."""
+    from pytest_vllm_conformance.report import compare
 
     path = root / str(raw).strip()
     if path.is_dir():
@@ -343,16 +344,9 @@ def baseline_file(raw: object, flag: str, root: Path) -> Path:
     if not path.is_file():
         raise pytest.UsageError(f"{flag} must name a results JSON file or a bundle, got {raw!r}.")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = type(exc).__name__
-        raise pytest.UsageError(f"{flag}: {path} is not readable JSON ({reason}).") from None
-    schema = doc.get("schema") if isinstance(doc, dict) else None
-    if schema not in BASELINE_SCHEMAS or not isinstance(doc.get("tests"), list):
-        raise pytest.UsageError(
-            f"{flag}: {path} is not a pytest-vllm-conformance results file "
-            f"(schema {str(schema)[:60]!r}, expected {BASELINE_SCHEMAS[0]!r})."
-        )
+        compare.load(path)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{flag}: {exc}.") from None
     return path
 
 

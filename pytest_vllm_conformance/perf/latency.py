@@ -607,6 +607,41 @@ class LevelSamples:
         return [v for v in values if math.isfinite(v)]
 
 
+#: A level's prompt texts are kept in its workload up to this many characters in all.
+WORKLOAD_TEXT_KEPT = 64_000
+
+
+@dataclass(frozen=True)
+class LevelWorkload:
+    """What a level's requests asked for, so a later comparison measures and judges like
+    with like (:mod:`report.compare`): ``max_tokens`` (None where requests have none:
+    embeddings), the SHA-256 of the prompt (or input) texts in order, and the texts
+    themselves while they fit in :data:`WORKLOAD_TEXT_KEPT` characters (else empty), which
+    ``--vllm-baseline`` sends again."""
+
+    max_tokens: int | None
+    prompts_sha256: str
+    prompts: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, max_tokens: int | None, texts: Iterable[str]) -> LevelWorkload:
+        import hashlib
+        import json
+
+        texts = tuple(texts)
+        digest = hashlib.sha256(json.dumps(texts).encode("utf-8", "surrogatepass")).hexdigest()
+        kept = texts if sum(map(len, texts)) <= WORKLOAD_TEXT_KEPT else ()
+        return cls(max_tokens, digest, kept)
+
+    @property
+    def replayable(self) -> bool:
+        """The texts are kept and unaltered (a results file escapes and cuts odd or long
+        strings): they hash to ``prompts_sha256``."""
+        return bool(self.prompts) and self.of(None, self.prompts).prompts_sha256 == (
+            self.prompts_sha256
+        )
+
+
 @measurement("latency_level")
 @dataclass(frozen=True)
 class LevelFigures:
@@ -632,6 +667,7 @@ class LevelFigures:
     slo: tuple[SloRow, ...] = ()
     harness: str = ""  # the self-check's sentence; "" when the figures can be trusted
     samples: LevelSamples | None = None  # issue 18: the raw samples (None: an older file)
+    workload: LevelWorkload | None = None  # issue 18: None in an older file
 
     @classmethod
     def of(cls, level: Level, slo_rows: Iterable[SloRow] = ()) -> LevelFigures:

@@ -9,6 +9,7 @@ The bundled latency suite is a few calls to this; a user's own test can do the s
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -20,7 +21,7 @@ from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf import latency, selfcheck, slo
 from pytest_vllm_conformance.perf.early_stop import EarlyStop
-from pytest_vllm_conformance.perf.latency import Level
+from pytest_vllm_conformance.perf.latency import Level, LevelWorkload
 from pytest_vllm_conformance.perf.stats import table
 from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
@@ -84,7 +85,8 @@ class LoadRunner:
         self.early_stop = early_stop
         self.perf = settings.perf
         self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"))
-        self._prompts = itertools.cycle(prompts.load(settings.prompts))
+        self._texts = tuple(p.text for p in prompts.load(settings.prompts))
+        self._prompts = itertools.cycle(self._texts)
 
     # -- senders ------------------------------------------------------------------------------
     def completion_sender(self, max_tokens: int) -> latency.Send:
@@ -93,7 +95,7 @@ class LoadRunner:
         async def send(intended: float) -> latency.Finish:
             body = {
                 "model": self.target.model,
-                "prompt": next(self._prompts).text,
+                "prompt": next(self._prompts),
                 "max_tokens": max_tokens,
                 "temperature": 0,
                 "stream": True,
@@ -144,10 +146,11 @@ class LoadRunner:
                 )
         return level
 
-    def _judge(self, level: Level, embeddings: bool) -> Level:
+    def _judge(self, level: Level, embeddings: bool, workload: LevelWorkload) -> Level:
         text = level_table(level)
         rows = slo.judge(level, self.slo, embeddings)
-        measurements.record(self.request, latency.LevelFigures.of(level, rows))
+        figures = dataclasses.replace(latency.LevelFigures.of(level, rows), workload=workload)
+        measurements.record(self.request, figures)
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
         slo_met(level, Slo(limits=self.slo, embeddings=embeddings, detail=text))
         return level
@@ -163,7 +166,8 @@ class LoadRunner:
     ) -> Level:
         """Streamed /v1/completions at a concurrency level, or at an open-loop rate."""
         p = self.perf
-        send = self.completion_sender(max_tokens or p.max_tokens)
+        tokens = max_tokens or p.max_tokens
+        send = self.completion_sender(tokens)
         n = requests or p.requests
         if rate is not None:
             shape = burstiness or p.burstiness
@@ -188,7 +192,8 @@ class LoadRunner:
                 p.warmup,
                 stop=self.stop_rule(n, embeddings=False),
             )
-        return self._judge(self._run(coro, embeddings=False), embeddings=False)
+        workload = LevelWorkload.of(tokens, self._texts)
+        return self._judge(self._run(coro, embeddings=False), False, workload)
 
     def embeddings(
         self, *, batch: int = 1, concurrency: int = 8, requests: int | None = None
@@ -209,7 +214,8 @@ class LoadRunner:
             p.warmup,
             stop=self.stop_rule(n, embeddings=True),
         )
-        return self._judge(self._run(coro, embeddings=True), embeddings=True)
+        inputs = [f"{_EMBED_TEXT} ({i})" for i in range(batch)] if batch > 1 else [_EMBED_TEXT]
+        return self._judge(self._run(coro, embeddings=True), True, LevelWorkload.of(None, inputs))
 
     # issue 17: responses
     def response_sender(self, max_tokens: int) -> latency.Send:
@@ -220,7 +226,7 @@ class LoadRunner:
         async def send(intended: float) -> latency.Finish:
             body = responses.create(
                 self.target.model,
-                input=next(self._prompts).text,
+                input=next(self._prompts),
                 max_output_tokens=max_tokens,
                 stream=True,
             )
@@ -244,25 +250,27 @@ class LoadRunner:
 
             not_supported("responses api", evidence)
         n = requests or p.requests
+        tokens = max_tokens or p.max_tokens
         coro = latency.closed_loop(
             f"responses, concurrency {concurrency}",
-            self.response_sender(max_tokens or p.max_tokens),
+            self.response_sender(tokens),
             concurrency,
             n,
             p.duration_s,
             p.warmup,
             stop=self.stop_rule(n, embeddings=False),
         )
-        return self._judge(self._run(coro, embeddings=False), embeddings=False)
+        workload = LevelWorkload.of(tokens, self._texts)
+        return self._judge(self._run(coro, embeddings=False), False, workload)
 
     # issue 18: baseline
-    def replay(self, name: str, perf: Any) -> Level | None:
+    def replay(self, name: str, perf: Any, workload: LevelWorkload | None = None) -> Level | None:
         """Measure again the level an earlier run named ``name`` (as :meth:`completions`,
         :meth:`embeddings` and :meth:`responses` name theirs), with that run's request
-        count, warm-up, duration and max_tokens (``perf``: its ``PerfSettings``), recorded
-        like any level. Not judged against this run's SLO, only for failed requests and a
-        harness that could not keep up; no early stop. None: a name of no known shape."""
-        import dataclasses
+        count, warm-up, duration and max_tokens (``perf``: its ``PerfSettings``), and the
+        level's own max_tokens and prompt texts where its ``workload`` recorded them,
+        recorded like any level. Not judged against this run's SLO, only for failed requests
+        and a harness that could not keep up; no early stop. None: a name of no known shape."""
         import re
 
         shapes = {
@@ -275,9 +283,15 @@ class LoadRunner:
         if not found:
             return None
         kind, match = next(iter(found.items()))
-        saved = self.perf, self.slo, self.early_stop
-        self.perf = dataclasses.replace(self.perf, **perf_fields(perf))
+        saved = self.perf, self.slo, self.early_stop, self._texts, self._prompts
+        fields = perf_fields(perf)
+        if workload is not None and workload.max_tokens is not None and workload.max_tokens > 0:
+            fields["max_tokens"] = workload.max_tokens
+        self.perf = dataclasses.replace(self.perf, **fields)
         self.slo, self.early_stop = {"error_rate": 0.0}, False
+        if workload is not None and workload.replayable and kind != "embeddings":
+            self._texts = tuple(str(t) for t in workload.prompts)
+            self._prompts = itertools.cycle(self._texts)
         try:
             if kind == "closed":
                 return self.completions(concurrency=int(match[1]))
@@ -287,7 +301,7 @@ class LoadRunner:
                 return self.embeddings(batch=int(match[1]), concurrency=int(match[2]))
             return self.responses(concurrency=int(match[1]))
         finally:
-            self.perf, self.slo, self.early_stop = saved
+            self.perf, self.slo, self.early_stop, self._texts, self._prompts = saved
 
 
 def perf_fields(perf: Any) -> dict[str, Any]:

@@ -15,10 +15,14 @@ One comparison serves three places: the baseline suite's checks (``--vllm-baseli
   ``abs_ms``. Testing the margin, not ``ratio > 1``, is what keeps a comparison of ~30 rows
   (5 levels x 3 metrics x p50/p95) from false alarms: ``ratio > 1 + tol and interval above
   1`` alarmed in 17-21% of same-server comparisons, the margin test in ~2%
-  (``benchmarks/baseline_false_alarms.py``, docs/baseline.md). An improvement is the mirror
-  image (interval wholly below ``1 / (1 + tolerance)``); it is reported, never failed.
+  (``benchmarks/baseline_false_alarms.py``, docs/baseline.md). A percentile is judged only
+  from :data:`MIN_REQUESTS` requests a side (the false-alarm rate grows as they shrink), and
+  a level only against one of the same max_tokens and prompts (its recorded ``workload``).
+  An improvement is the mirror image (interval wholly below ``1 / (1 + tolerance)``); it is
+  reported, never failed.
 - **Conformance**: tests that passed in the old run and fail (or error) in the new one are
-  regressions; the reverse are fixes.
+  regressions, those that passed and now find their feature not supported (or are gone) are
+  capabilities lost, a regression too; failed-then-passing tests are fixes.
 
 Why a bootstrap of the percentile ratio (docs/baseline.md has the long form): the tolerance is
 stated on percentiles (p50, p95), so the test is about the same quantity; a rank test
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_vllm_conformance.config.parsers import (
     BASELINE_METRICS,
+    BASELINE_SCHEMAS,
     BASELINE_TOLERANCE_DEFAULTS,
 )
 
@@ -50,8 +55,25 @@ if TYPE_CHECKING:
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
-MIN_SAMPLES = 5  # fewer on either side: the level is not compared
+#: The fewest requests a side for a percentile to be judged; fewer: "not compared (too few
+#: requests)". The bootstrap's interval is too narrow on few requests, the more so the further
+#: into the tail: judging every row, split halves of a real run alarmed in 24-27% of
+#: comparisons at 5 requests a side, 9% at 16, 5-7% at 24, 3% at 32 to 50. With these
+#: minimums a default comparison (5 levels, p50 and p95 of 3 metrics) stayed at or below 3.8%
+#: at every size it judges (docs/baseline.md). p50 and p95 are measured; p90 takes p95's and
+#: p99 the same "two requests beyond the percentile" (not measured: the runs had 100 a level).
+MIN_REQUESTS: dict[int, int] = {50: 20, 90: 40, 95: 40, 99: 200}
+
+
+def min_requests(q: int) -> int:
+    """The fewest requests a side with which percentile ``q`` is judged."""
+    return MIN_REQUESTS.get(q, max(MIN_REQUESTS.values()))
+
+
 FAILED = ("failed", "error")
+NOT_SUPPORTED = "not supported"
+MISSING = "not run"
+MAX_DEPTH = 64  # a results document nests about 8 deep
 
 
 # -- the documents --------------------------------------------------------------------------
@@ -62,18 +84,62 @@ def _read(path: str, mtime: float) -> str:
 
 def load(path: Path) -> dict[str, Any]:
     """A results document from its file or a certification bundle folder (``results.json``);
-    ValueError with one sentence when it is none."""
+    ValueError with one sentence when it is none (:func:`validate`)."""
     if path.is_dir():
         path = path / "results.json"
     try:
         doc = json.loads(_read(str(path), path.stat().st_mtime))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: not a readable results file ({type(exc).__name__})") from None
-    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith(
-        "pytest-vllm-conformance/results/"
-    ):
-        raise ValueError(f"{path}: not a pytest-vllm-conformance results file")
+    return validate(doc, str(path))
+
+
+def validate(doc: Any, where: str) -> dict[str, Any]:
+    """``doc`` if it is a results document every reader of a comparison can use: nested at
+    most :data:`MAX_DEPTH` deep (deeper would exhaust the recursion of every JSON walker),
+    then valid against ``schemas/results-1.schema.json`` (the schema id, ``tests`` a list of
+    objects with nodeid, suite and outcome, the target's identity, the options...). Else
+    ValueError with one sentence: the same for ``--vllm-baseline`` and
+    ``vllm-conformance compare``."""
+    if not isinstance(doc, dict) or doc.get("schema") not in BASELINE_SCHEMAS:
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        raise ValueError(
+            f"{where} is not a pytest-vllm-conformance results file "
+            f"(schema {str(schema)[:60]!r}, expected {BASELINE_SCHEMAS[0]!r})"
+        )
+    if _depth(doc) > MAX_DEPTH:
+        raise ValueError(
+            f"{where} is not a usable results file (nested more than {MAX_DEPTH} deep)"
+        )
+    from jsonschema import Draft202012Validator
+
+    from pytest_vllm_conformance.report.results import SCHEMA_FILE
+
+    validator = Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    error = next(iter(validator.iter_errors(doc)), None)
+    if error is not None:
+        from pytest_vllm_conformance.untrusted import line
+
+        at = "$" + "".join(f"[{p!r}]" for p in error.absolute_path)
+        raise ValueError(
+            f"{where} is not a usable results file: at {line(at, 120)}, {line(error.message, 200)}"
+        )
     return doc
+
+
+def _depth(doc: Any) -> int:
+    """How deep ``doc`` nests (iteratively: a deep document must not exhaust the stack);
+    stops counting past :data:`MAX_DEPTH`."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, dict | list):
+            stack += [(v, depth + 1) for v in children if isinstance(v, dict | list)]
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -112,23 +178,36 @@ class Identity:
         )
 
 
-def _measurements(doc: dict[str, Any]) -> Iterable[Any]:
+def _measurements(doc: dict[str, Any], replayed: bool | None = None) -> Iterable[Any]:
+    """The run's measurements, rebuilt; ``replayed`` True: only the baseline suite's tests',
+    False: all but theirs."""
     from pytest_vllm_conformance.report.measurements import load as rebuild
 
     for test in doc.get("tests") or []:
-        if isinstance(test, dict) and isinstance(test.get("measurements"), list):
-            try:
-                yield from rebuild(test["measurements"])
-            except (KeyError, TypeError, ValueError):  # a malformed entry: that test's are lost
-                continue
+        if not isinstance(test, dict) or not isinstance(test.get("measurements"), list):
+            continue
+        if replayed is not None and (test.get("suite") == "baseline") != replayed:
+            continue
+        try:
+            yield from rebuild(test["measurements"])
+        except (KeyError, TypeError, ValueError, RecursionError):  # that test's are lost
+            continue
 
 
-def levels_of(doc: dict[str, Any]) -> dict[str, LevelFigures]:
-    """Every latency level of the run by name; a name measured twice (the latency suite,
-    then the baseline suite's replay) keeps the last."""
+def levels_of(doc: dict[str, Any], replayed_first: bool = False) -> dict[str, LevelFigures]:
+    """Every latency level of the run by name. A name measured twice, by the latency suite
+    (or a user's test) and by the baseline suite's replay, is chosen explicitly, never by
+    report order: ``replayed_first`` (the run being judged) takes the replay, measured
+    with the baseline's own settings and prompts while nothing else ran (the ``baseline``
+    marker is exclusive); otherwise (the baseline) the run's own measurement, made with
+    the settings its ``options`` record. Within one side, the last recorded wins."""
     from pytest_vllm_conformance.perf.latency import LevelFigures
 
-    return {m.name: m for m in _measurements(doc) if isinstance(m, LevelFigures)}
+    def of(replayed: bool) -> dict[str, LevelFigures]:
+        return {m.name: m for m in _measurements(doc, replayed) if isinstance(m, LevelFigures)}
+
+    own, replayed = of(False), of(True)
+    return {**own, **replayed} if replayed_first else {**replayed, **own}
 
 
 def outputs_of(doc: dict[str, Any]) -> dict[str, GreedyOutput]:
@@ -139,8 +218,15 @@ def outputs_of(doc: dict[str, Any]) -> dict[str, GreedyOutput]:
 
 
 def outcomes_of(doc: dict[str, Any]) -> dict[str, str]:
+    """Each test's outcome; a skip for a feature not supported is ``not supported: FEATURE``."""
+
+    def outcome(t: dict[str, Any]) -> str:
+        if t.get("outcome") == "skipped" and t.get("not_supported"):
+            return f"{NOT_SUPPORTED}: {t['not_supported']}"
+        return str(t.get("outcome"))
+
     return {
-        str(t["nodeid"]): str(t.get("outcome"))
+        str(t["nodeid"]): outcome(t)
         for t in doc.get("tests") or []
         if isinstance(t, dict) and "nodeid" in t
     }
@@ -163,18 +249,28 @@ class OutputRow:
 
 
 def first_divergence(old: GreedyOutput, new: GreedyOutput) -> str:
-    """Where two greedy answers part: the text's character and the token id's position."""
-    from pytest_vllm_conformance.workload.determinism import first_difference
+    """Where two greedy answers part: the text's character and the token id's position.
+
+    A character position is given only when both texts are as the server sent them (they
+    hash to their ``text_sha256``): a results file escapes and cuts long or odd text, and
+    a position in the stored form is no position in the answer."""
+    from pytest_vllm_conformance.workload.determinism import first_difference, text_hash
 
     parts = []
     if old.text_sha256 != new.text_sha256:
-        at = first_difference(old.text, new.text)
-        if old.text == new.text:
+        altered = [
+            side
+            for side, o in (("the baseline's", old), ("this run's", new))
+            if text_hash(o.text) != o.text_sha256
+        ]
+        if altered:
             parts.append(
-                "the texts differ beyond what the results file keeps "
-                f"(sha256 {old.text_sha256[:12]} vs {new.text_sha256[:12]})"
+                f"the texts differ (sha256 {old.text_sha256[:12]} vs {new.text_sha256[:12]}); "
+                f"{' and '.join(altered)} text is stored escaped or cut, so no position: "
+                f"old {old.text[:60]!r}, new {new.text[:60]!r} (as stored)"
             )
         else:
+            at = first_difference(old.text, new.text)
             parts.append(
                 f"text differs at character {at}, after {old.text[max(0, at - 30) : at]!r}: "
                 f"old {old.text[at : at + 30]!r}, new {new.text[at : at + 30]!r}"
@@ -302,6 +398,12 @@ def level_rows(
             LatencyRow(new.name, "*", nan, nan, nan, nan, nan, 0, 0, 0.0, "not compared",
                        f"{which} kept no raw samples (a results file older than issue 18)")
         ]  # fmt: skip
+    unlike, workload_note = _workloads(old, new)
+    if unlike:
+        return [
+            LatencyRow(new.name, "*", nan, nan, nan, nan, nan, old.samples.kept,
+                       new.samples.kept, 0.0, "not compared", unlike)
+        ]  # fmt: skip
     for metric in BASELINE_METRICS:
         keys = sorted(
             (k for k in tolerance if k.startswith(f"{metric}_p")),
@@ -312,21 +414,23 @@ def level_rows(
         a, b = old.samples.metric(metric), new.samples.metric(metric)
         if not a and not b:
             continue  # the level has no such figure (embeddings: no TTFT)
-        if min(len(a), len(b)) < MIN_SAMPLES:
-            rows += [
-                LatencyRow(new.name, k, nan, nan, nan, nan, nan, len(a), len(b), tolerance[k],
-                           "not compared", f"fewer than {MIN_SAMPLES} requests on a side")
-                for k in keys
-            ]  # fmt: skip
-            continue
-        qs = tuple(int(k[len(metric) + 2 :]) for k in keys)
+        n = min(len(a), len(b))
+        judged = [k for k in keys if n >= min_requests(int(k[len(metric) + 2 :]))]
+        qs = tuple(int(k[len(metric) + 2 :]) for k in judged)
         seed = zlib.crc32(f"{new.name}|{metric}".encode())
-        intervals = ratio_intervals(a, b, qs, seed)
-        for key, q in zip(keys, qs, strict=True):
+        intervals = ratio_intervals(a, b, qs, seed) if judged else {}
+        for key in keys:
+            q, tol = int(key[len(metric) + 2 :]), tolerance[key]
+            if key not in judged:
+                rows.append(
+                    LatencyRow(new.name, key, nan, nan, nan, nan, nan, len(a), len(b), tol,
+                               "not compared", f"too few requests: {n} on a side, "
+                               f"{min_requests(q)} needed for a p{q} (docs/baseline.md)")
+                )  # fmt: skip
+                continue
             was, now = _quantile(a, q), _quantile(b, q)
             ratio = now / was if was > 0 else (math.inf if now > 0 else 1.0)
             low, high = intervals[q]
-            tol = tolerance[key]
             if ratio > 1 + tol and now - was > floor and low > 1 + tol:
                 verdict = "accepted" if accepted else "regression"
             elif ratio < 1 / (1 + tol) and was - now > floor and high < 1 / (1 + tol):
@@ -334,7 +438,8 @@ def level_rows(
             else:
                 verdict = "same"
             note = "; ".join(
-                f"{side}: {lv.harness}" for side, lv in (("old", old), ("new", new)) if lv.harness
+                [f"{side}: {lv.harness}" for side, lv in (("old", old), ("new", new)) if lv.harness]
+                + ([workload_note] if workload_note else [])
             )
             rows.append(
                 LatencyRow(new.name, key, was, now, ratio, low, high, len(a), len(b), tol,
@@ -343,10 +448,30 @@ def level_rows(
     return rows
 
 
+def _workloads(old: LevelFigures, new: LevelFigures) -> tuple[str, str]:
+    """(why the level is not compared, or ""; a note, or ""): levels of the same name are
+    like only with the same max_tokens and prompt texts (where both runs recorded them)."""
+    a, b = old.workload, new.workload
+    if a is None or b is None:
+        which = "the baseline" if a is None else "the new run"
+        return "", f"{which} did not record the level's max_tokens and prompts: compared by name"
+    if a.max_tokens != b.max_tokens:
+        return f"the requests differ: max_tokens {a.max_tokens} vs {b.max_tokens}", ""
+    if a.prompts_sha256 != b.prompts_sha256:
+        return (
+            "the requests differ: another prompt set "
+            f"(sha256 {a.prompts_sha256[:12]} vs {b.prompts_sha256[:12]})",
+            "",
+        )
+    return "", ""
+
+
 # -- conformance -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TestChange:
-    """A test whose outcome moved between the runs: a regression or a fix."""
+    """A test whose outcome moved between the runs: a regression (passed, now failed or
+    errored), a capability lost (passed, now "not supported", or not run at all while other
+    tests of its suite ran), or a fix (the reverse of a regression)."""
 
     nodeid: str
     old: str
@@ -354,18 +479,43 @@ class TestChange:
 
     @property
     def kind(self) -> str:
-        return "regression" if self.new in FAILED else "fix"
+        if self.new in FAILED:
+            return "regression"
+        if self.new == MISSING or self.new.startswith(NOT_SUPPORTED):
+            return "capability lost"
+        return "fix"
+
+    @property
+    def regressed(self) -> bool:
+        return self.kind != "fix"
 
 
 def conformance(old: dict[str, Any], new: dict[str, Any]) -> list[TestChange]:
-    """Tests that passed before and fail now (regressions), and the reverse (fixes)."""
+    """Tests that passed before and fail now (regressions), that passed before and now
+    find their feature not supported or are gone (capabilities lost), and tests that
+    failed before and pass now (fixes).
+
+    A test is gone when the new run ran other tests of its suite but not it (a suite not
+    selected at all is a smaller run, not a loss); the baseline suite's own tests are left
+    out of that, since their parameters come from the baseline file."""
     was, now = outcomes_of(old), outcomes_of(new)
+    ran = {str(t.get("suite")) for t in _tests(new)} - {"baseline"}
+    suite_of = {str(t.get("nodeid")): str(t.get("suite")) for t in _tests(old)}
     out = []
-    for nodeid in sorted(set(was) & set(now)):
-        a, b = was[nodeid], now[nodeid]
-        if (a == "passed" and b in FAILED) or (a in FAILED and b == "passed"):
+    for nodeid in sorted(was):
+        a, b = was[nodeid], now.get(nodeid)
+        if b is None:
+            if a == "passed" and suite_of.get(nodeid) in ran:
+                out.append(TestChange(nodeid, a, MISSING))
+        elif (a == "passed" and (b in FAILED or b.startswith(NOT_SUPPORTED))) or (
+            a in FAILED and b == "passed"
+        ):
             out.append(TestChange(nodeid, a, b))
     return out
+
+
+def _tests(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in doc.get("tests") or [] if isinstance(t, dict)]
 
 
 # -- the whole comparison -------------------------------------------------------------------
@@ -397,6 +547,11 @@ class Comparison:
             for t in self.tests
             if t.kind == "regression"
         ]
+        out += [
+            f"capability lost: {t.nodeid} ({t.old} -> {t.new})"
+            for t in self.tests
+            if t.kind == "capability lost"
+        ]
         return out
 
     @property
@@ -416,8 +571,8 @@ class Comparison:
             return value
 
         out: dict[str, Any] = plain(dataclasses.asdict(self))
-        for row in out["tests"]:
-            row["kind"] = "regression" if row["new"] in FAILED else "fix"
+        for row, change in zip(out["tests"], self.tests, strict=True):
+            row["kind"] = change.kind
         out["regressed"] = self.regressed
         out["regressions"] = self.regressions
         return out
@@ -459,15 +614,20 @@ class Comparison:
                 lines.append(
                     "  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True))
                 )
-            for r in self.latency:
-                if r.note and r.verdict == "not compared":
-                    lines.append(f"  note: {r.level}: {r.note}")
+            notes = dict.fromkeys(f"  note: {r.level}: {r.note}" for r in self.latency if r.note)
+            lines += list(notes)
         else:
             lines.append("  no load level measured in both runs")
         regressions = [t for t in self.tests if t.kind == "regression"]
+        lost = [t for t in self.tests if t.kind == "capability lost"]
         fixes = [t for t in self.tests if t.kind == "fix"]
-        lines += ["", f"Conformance: {len(regressions)} regressions, {len(fixes)} fixes"]
+        lines += [
+            "",
+            f"Conformance: {len(regressions)} regressions, {len(lost)} capabilities lost, "
+            f"{len(fixes)} fixes",
+        ]
         lines += [f"  REGRESSION {t.nodeid} ({t.old} -> {t.new})" for t in regressions]
+        lines += [f"  LOST       {t.nodeid} ({t.old} -> {t.new})" for t in lost]
         lines += [f"  fix        {t.nodeid} ({t.old} -> {t.new})" for t in fixes]
         lines += [f"note: {n}" for n in self.notes]
         n = len(self.regressions)
@@ -499,7 +659,7 @@ def compare(
             "no greedy output of the baseline was measured again "
             "(neither the determinism nor the baseline suite ran)"
         )
-    la, lb = levels_of(old), levels_of(new)
+    la, lb = levels_of(old), levels_of(new, replayed_first=True)
     latency = tuple(
         row
         for name in la
