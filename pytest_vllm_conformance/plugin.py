@@ -212,7 +212,7 @@ EXCLUSIVE_MARKERS = ("determinism", "latency", "memory", "cancellation", "baseli
 @pytest.fixture(autouse=True)
 def _vllm_exclusive(request: pytest.FixtureRequest) -> Iterator[None]:
     """Hold a per-target file lock for every test with a target: exclusively during
-    determinism, latency, memory and cancellation tests, shared during the rest. Other
+    determinism, latency, memory, cancellation and baseline tests, shared during the rest. Other
     tests (compliance, streaming on another xdist worker) then never run during a
     measurement, and keep no request running while cancellation waits for an idle server.
 
