@@ -29,7 +29,7 @@ from typing import Any
 
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.checks.registry import Context, Verdict, check
-from pytest_vllm_conformance.client.records import TooDeep
+from pytest_vllm_conformance.client.records import loads
 from pytest_vllm_conformance.failures import Severity
 
 IGNORED = Verdict("response_format ignored: the answer is not JSON at all", Severity.HIGH)
@@ -79,16 +79,9 @@ def _excerpt(text: str) -> str:
     return shown if len(shown) <= _EXCERPT else f"{shown[: _EXCERPT - 3]}... ({len(text)} chars)"
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse(text: str) -> Any:
     """Strict JSON (no NaN or Infinity, which Python's json reads), or ValueError."""
-    try:
-        return json.loads(text, parse_constant=_no_constants)
-    except RecursionError:
-        raise TooDeep("JSON nested too deeply to read") from None
+    return loads(text, strict=True)
 
 
 @check(IGNORED, TRUNCATED, NOT_JSON, FINISH)

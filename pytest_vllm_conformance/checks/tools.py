@@ -16,12 +16,12 @@ only. ``"length"`` with calls is never accepted: the calls may be cut.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_vllm_conformance.checks import values
 from pytest_vllm_conformance.checks.registry import Context, Verdict, check
+from pytest_vllm_conformance.client.records import loads
 from pytest_vllm_conformance.failures import Findings, Severity
 
 ID_MISSING = Verdict("Tool call has no id", Severity.HIGH)
@@ -139,10 +139,6 @@ def read_turn(body: Any, curl: str = "") -> Turn:
     )
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_arguments(arguments: Any) -> tuple[bool, Any]:
     """(True, the value) when ``arguments`` is a string holding RFC 8259 JSON (Python's
     ``json`` reads ``NaN`` and ``Infinity``, which no other JSON parser does); else
@@ -150,8 +146,8 @@ def parse_arguments(arguments: Any) -> tuple[bool, Any]:
     if not isinstance(arguments, str):
         return False, None
     try:
-        return True, json.loads(arguments, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        return True, loads(arguments, strict=True)
+    except ValueError:  # TooDeep included
         return False, None
 
 

@@ -17,11 +17,16 @@ class TooDeep(ValueError):
     """JSON nested deeper than the parser's recursion allows (a hostile body)."""
 
 
-def loads(data: bytes | str) -> Any:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(data: bytes | str, strict: bool = False) -> Any:
     """``json.loads`` whose failures are all ValueError: a body nested 100,000 levels deep
-    raises RecursionError inside the C scanner, which is caught here as :class:`TooDeep`."""
+    raises RecursionError inside the C scanner, which is caught here as :class:`TooDeep`.
+    ``strict``: RFC 8259 only, refusing the ``NaN`` and ``Infinity`` Python's json reads."""
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant) if strict else json.loads(data)
     except RecursionError:
         raise TooDeep("JSON nested too deeply to read") from None
 
