@@ -13,11 +13,16 @@ Two ways to draw the pair, per level:
 - ``split``: the level's requests are shuffled and cut in two halves: two runs of half the
   size, without any request shared.
 
+- ``between``: no drawing: the files are separate runs of one unchanged server (same command,
+  same build), and every ordered pair of them (either could have been the baseline) is one
+  comparison with
+  every level the two share: the false alarms from the variance between runs (another start,
+  another minute of a shared host), which the two draws above cannot see.
+
 ``--n N`` makes each side N requests (split: two disjoint N-request draws, at most half a
 level's), which is how the false-alarm rate by N in docs/baseline.md was measured;
 ``--min-requests 1`` judges every row whatever N (the rate without the comparison's minimums).
-Both sides come from ONE run: this measures within-run noise only, not the variance between
-two runs (another hour, another load on the host).
+With ``resample`` and ``split`` both sides come from ONE run: within-run noise only.
 
     python benchmarks/baseline_false_alarms.py RESULTS.json [MORE.json] [--trials 500]
         [--how split] [--n 24] [--min-requests 1] [--tolerance ttft_p95=off]
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", type=Path)
     ap.add_argument("--trials", type=int, default=500)
-    ap.add_argument("--how", choices=("resample", "split"), default="resample")
+    ap.add_argument("--how", choices=("resample", "split", "between"), default="resample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--n",
@@ -104,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = baseline_tolerance(args.tolerance)
     if args.min_requests is not None:
         compare.MIN_REQUESTS = dict.fromkeys(compare.MIN_REQUESTS, args.min_requests)
+    if args.how == "between":
+        return between(args.results, tolerance)
     rng = random.Random(args.seed)
     runs = [
         [lv for lv in compare.levels_of(compare.load(p)).values() if lv.samples is not None]
@@ -136,6 +143,60 @@ def main(argv: list[str] | None = None) -> int:
     for key, n in keys.most_common(10):
         print(f"  {key}: {n}")
     return 0
+
+
+def between(paths: list[Path], tolerance: dict[str, float]) -> int:
+    """Every pair of real runs compared as ``vllm-conformance compare`` would (latency only)."""
+    runs = [(p.name, compare.levels_of(compare.load(p))) for p in paths]
+    alarms = comparisons = 0
+    for old_name, old in runs:
+        for new_name, new in runs:
+            if new_name == old_name:
+                continue
+            rows = [
+                r
+                for name in old
+                if name in new
+                for r in compare.level_rows(old[name], new[name], tolerance)
+            ]
+            worse = [f"{r.level} {r.key} x{r.ratio:.2f}" for r in rows if r.regressed]
+            judged = sum(r.verdict != "not compared" for r in rows)
+            comparisons += 1
+            alarms += bool(worse)
+            print(
+                f"  {old_name} -> {new_name}: {judged} rows judged, "
+                f"{'; '.join(worse) if worse else 'no regression'}"
+            )
+    if not comparisons:
+        print("between: give two or more results files")
+        return 2
+    low, high = wilson(alarms, comparisons)
+    print(quiet_tolerances(runs))
+    print(
+        f"between: {alarms} false alarms in {comparisons} comparisons of {len(runs)} runs "
+        f"({alarms / comparisons:.1%}, 95% interval {low:.1%} to {high:.1%}; the pairs share "
+        "runs, so they are not independent), default tolerances"
+    )
+    return 0
+
+
+def quiet_tolerances(runs: list[tuple[str, dict[str, LevelFigures]]]) -> str:
+    """Per key, the largest "surely slower" factor any pair showed (the ratio, or its
+    interval's low end if lower): a tolerance at or above it would have kept every pair of
+    these runs quiet. How a host calibrates its own ``--vllm-baseline-tolerance``."""
+    zero = {f"{m}_p{q}": 0.0 for m in compare.BASELINE_METRICS for q in (50, 90, 95)}
+    worst: dict[str, float] = {}
+    for old_name, old in runs:
+        for new_name, new in runs:
+            if new_name == old_name:
+                continue
+            for name in (n for n in old if n in new):
+                for r in compare.level_rows(old[name], new[name], {**zero, "abs_ms": 0.0}):
+                    if r.verdict != "not compared":
+                        worst[r.key] = max(worst.get(r.key, 0.0), min(r.ratio, r.low))
+    return "largest sure slowdown between these runs, per key: " + ", ".join(
+        f"{k} x{v:.2f}" for k, v in sorted(worst.items())
+    )
 
 
 if __name__ == "__main__":

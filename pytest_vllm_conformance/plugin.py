@@ -118,6 +118,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each test's place in its run, which a baseline comparison matches (:mod:`perf.place`)."""
+    if SESSION_KEY in item.config.stash:
+        from pytest_vllm_conformance.perf import place
+
+        place.note_test(item)
+
+
 def suites_dir() -> Path:
     """The bundled suites' folder (the repo's suites/, installed as a subpackage)."""
     spec = importlib.util.find_spec("pytest_vllm_conformance.suites")

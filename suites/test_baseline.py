@@ -6,12 +6,15 @@ Without ``--vllm-baseline`` every test here skips. With it:
   request the determinism suite sends, and its answer must equal the baseline's (text, and
   token ids where both runs have them); a prompt whose request changed (another text,
   max_tokens or engine) is not compared;
-- each load level the baseline measured is measured again with the baseline's request count,
-  warm-up, max_tokens and prompt texts (where the level recorded them), while nothing else
-  of the run sends requests (the ``baseline`` marker is exclusive), and per metric (TTFT,
-  per-request ITL, E2E) and percentile it must not be slower by more than its tolerance AND
-  significantly (``report.compare``); a level whose requests differ from the baseline's
-  (max_tokens, prompts) or with too few requests for a percentile is not compared;
+- each load level the baseline measured is judged per metric (TTFT, per-request ITL, E2E)
+  and percentile: it must not be slower by more than its tolerance AND significantly
+  (``report.compare``). The figures judged are this run's own, where its latency suite
+  measured the level (these tests run after it); else the level is measured again now with
+  the baseline's request count, warm-up, max_tokens and prompt texts, while nothing else of
+  the run sends requests (the ``baseline`` marker is exclusive). A level is judged only like
+  with like: the same requests (max_tokens, prompts) at the same place in its run
+  (``perf.place``: on a small box what ran before a level moves its figures by up to x1.3),
+  and a percentile only with enough requests;
 - tests that passed in the baseline and fail now are listed as regressions, those that
   passed and now find their feature not supported (or are gone from a file that ran) as
   capabilities lost, and the reverse of a regression as a fix, in the terminal summary, the
@@ -31,8 +34,8 @@ from pytest_vllm_conformance.checks import baseline as judge
 from pytest_vllm_conformance.checks.slo import Table, harness_sound
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
-from pytest_vllm_conformance.perf.latency import LevelFigures
 from pytest_vllm_conformance.perf.loadtest import LoadRunner
+from pytest_vllm_conformance.perf.place import history
 from pytest_vllm_conformance.report import compare, measurements
 from pytest_vllm_conformance.report.compare import Identity
 from pytest_vllm_conformance.target.discovery import Target
@@ -114,12 +117,16 @@ def test_latency_has_not_regressed(
     if baseline_level is None:
         pytest.skip("the baseline measured no load level (its latency suite did not run)")
     old = compare.levels_of(vllm_baseline)[baseline_level]
-    perf = (vllm_baseline.get("options") or {}).get("perf") or {}
-    level = vllm_load.replay(baseline_level, perf, old.workload)
-    if level is None:
-        pytest.skip(f"level {baseline_level!r} is of no shape this suite can measure again")
-    new = LevelFigures.of(level)
-    harness_sound(level, Table())  # figures that are not the server's give no verdict
+    runs = history(request.config)
+    measured = runs.levels.get(baseline_level)
+    if measured is None:  # this process did not measure it: measured again now
+        perf = (vllm_baseline.get("options") or {}).get("perf") or {}
+        if vllm_load.replay(baseline_level, perf, old.workload) is None:
+            pytest.skip(f"level {baseline_level!r} is of no shape this suite can measure again")
+        assert runs.last is not None
+        measured = runs.last
+    new = measured.figures
+    harness_sound(measured.level, Table())  # figures that are not the server's give no verdict
     rows = judge.latency_within_tolerance(
         new,
         judge.Latency(

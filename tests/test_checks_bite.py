@@ -921,6 +921,9 @@ BASELINE_RECORD = [
     "--vllm-determinism-requests=4",
     "--vllm-json=baseline.json",
 ]
+#: The recorded tests again, then the baseline suite: the latency level is judged at the same
+#: place in its run as the baseline's (a level measured elsewhere is not compared).
+BASELINE_AGAIN = [*BASELINE, *BASELINE_RECORD[:-1]]
 _BASELINE_BYTES: list[bytes] = []
 ROWS += [
     Bite(
@@ -935,7 +938,7 @@ ROWS += [
         "test_baseline.py::test_latency_has_not_regressed[concurrency 1]",
         baseline_checks.latency_within_tolerance,
         baseline_checks.LATENCY_REGRESSED.titled(level="concurrency 1"),
-        BASELINE,
+        BASELINE_AGAIN,
     ),
 ]
 
@@ -997,7 +1000,7 @@ def _baseline_recorded(request: pytest.FixtureRequest) -> None:
     fault server at the first such row (before the row switches its fault on)."""
     spec = getattr(request.node, "callspec", None)
     row = spec.params.get("row") if spec is not None else None
-    if request.node.name.startswith("test_the_check_fails") and row and row.extra == BASELINE:
+    if request.node.name.startswith("test_the_check_fails") and row and row.extra[:1] == BASELINE:
         tester: pytest.Pytester = request.getfixturevalue("pytester")
         fault: FaultServer = request.getfixturevalue("fault")
         if not _BASELINE_BYTES:
@@ -1093,7 +1096,8 @@ def test_the_check_fails_on_its_defect(
     result = pytester.runpytest(
         f"--vllm-url={fault.url}", row.node, *row.extra, "-p", "no:randomly"
     )
-    result.assert_outcomes(failed=1)
+    others = sum("::" in arg and not arg.startswith("-") for arg in row.extra)
+    result.assert_outcomes(failed=1, passed=others)  # tests a row runs first pass
     result.stdout.fnmatch_lines([f"*{pattern(row.verdict)}*"])
     assert "Traceback" not in result.stdout.str()
 

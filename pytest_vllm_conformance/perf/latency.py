@@ -617,11 +617,13 @@ class LevelWorkload:
     with like (:mod:`report.compare`): ``max_tokens`` (None where requests have none:
     embeddings), the SHA-256 of the prompt (or input) texts in order, and the texts
     themselves while they fit in :data:`WORKLOAD_TEXT_KEPT` characters (else empty), which
-    ``--vllm-baseline`` sends again."""
+    ``--vllm-baseline`` sends again; and its ``place`` in the run (:mod:`perf.place`: a
+    digest of the tests and levels this process ran before it; "" where not recorded)."""
 
     max_tokens: int | None
     prompts_sha256: str
     prompts: tuple[str, ...] = ()
+    place: str = ""
 
     @classmethod
     def of(cls, max_tokens: int | None, texts: Iterable[str]) -> LevelWorkload:

@@ -22,6 +22,7 @@ from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf import latency, selfcheck, slo
 from pytest_vllm_conformance.perf.early_stop import EarlyStop
 from pytest_vllm_conformance.perf.latency import Level, LevelWorkload
+from pytest_vllm_conformance.perf.place import Measured, history
 from pytest_vllm_conformance.perf.stats import table
 from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.target.discovery import Target
@@ -87,6 +88,7 @@ class LoadRunner:
         self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"))
         self._texts = tuple(p.text for p in prompts.load(settings.prompts))
         self._prompts = itertools.cycle(self._texts)
+        self.replaying = False  # a baseline replay: not this run's own measurement of a level
 
     # -- senders ------------------------------------------------------------------------------
     def completion_sender(self, max_tokens: int) -> latency.Send:
@@ -148,8 +150,11 @@ class LoadRunner:
 
     def _judge(self, level: Level, embeddings: bool, workload: LevelWorkload) -> Level:
         text = level_table(level)
+        runs = history(self.request.config)
+        workload = dataclasses.replace(workload, place=runs.place())
         rows = slo.judge(level, self.slo, embeddings)
         figures = dataclasses.replace(latency.LevelFigures.of(level, rows), workload=workload)
+        runs.level_measured(Measured(level, figures), self.replaying)
         measurements.record(self.request, figures)
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
         slo_met(level, Slo(limits=self.slo, embeddings=embeddings, detail=text))
@@ -284,6 +289,7 @@ class LoadRunner:
             return None
         kind, match = next(iter(found.items()))
         saved = self.perf, self.slo, self.early_stop, self._texts, self._prompts
+        self.replaying = True
         fields = perf_fields(perf)
         if workload is not None and workload.max_tokens is not None and workload.max_tokens > 0:
             fields["max_tokens"] = workload.max_tokens
@@ -302,6 +308,7 @@ class LoadRunner:
             return self.responses(concurrency=int(match[1]))
         finally:
             self.perf, self.slo, self.early_stop, self._texts, self._prompts = saved
+            self.replaying = False
 
 
 def perf_fields(perf: Any) -> dict[str, Any]:

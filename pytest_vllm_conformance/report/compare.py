@@ -329,7 +329,7 @@ class LatencyRow:
 
     def sentence(self) -> str:
         """E.g. ``concurrency 1 ttft_p50: 43.1 ms, was 12.0 ms (x3.59, 95% interval x3.2 to
-        x3.9; tolerance +10%)``."""
+        x3.9; tolerance +40%)``."""
         if self.verdict == "not compared":
             return f"{self.level} {self.key}: not compared ({self.note})"
         return (
@@ -450,7 +450,8 @@ def level_rows(
 
 def _workloads(old: LevelFigures, new: LevelFigures) -> tuple[str, str]:
     """(why the level is not compared, or ""; a note, or ""): levels of the same name are
-    like only with the same max_tokens and prompt texts (where both runs recorded them)."""
+    like only with the same max_tokens and prompt texts, measured at the same place in their
+    runs (:mod:`perf.place`), where both runs recorded them."""
     a, b = old.workload, new.workload
     if a is None or b is None:
         which = "the baseline" if a is None else "the new run"
@@ -463,6 +464,16 @@ def _workloads(old: LevelFigures, new: LevelFigures) -> tuple[str, str]:
             f"(sha256 {a.prompts_sha256[:12]} vs {b.prompts_sha256[:12]})",
             "",
         )
+    if a.place and b.place and a.place != b.place:
+        return (
+            "measured at another place in its run (after other tests or levels), where the "
+            "same server's figures differ by up to x1.3 (docs/baseline.md): run the same "
+            "selection of tests as the baseline's run (under -n a place depends on scheduling)",
+            "",
+        )
+    if not (a.place and b.place):
+        which = "the baseline" if not a.place else "the new run"
+        return "", f"{which} did not record the level's place in its run: compared by name"
     return "", ""
 
 
