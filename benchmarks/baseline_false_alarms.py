@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tolerance", default="", help="as --vllm-baseline-tolerance")
     args = ap.parse_args(argv)
     tolerance = baseline_tolerance(args.tolerance)
+    label = f"tolerance {args.tolerance}" if args.tolerance else "default tolerances"
     if args.min_requests is not None:
         compare.MIN_REQUESTS = dict.fromkeys(compare.MIN_REQUESTS, args.min_requests)
     if args.how == "between":
-        return between(args.results, tolerance)
+        return between(args.results, tolerance, label)
     rng = random.Random(args.seed)
     runs = [
         [lv for lv in compare.levels_of(compare.load(p)).values() if lv.samples is not None]
@@ -138,17 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.how}: {alarms} false alarms in {args.trials} comparisons "
         f"({alarms / args.trials:.1%}, 95% interval {low:.1%} to {high:.1%}); "
         f"{levels} levels, {judged} of {rows_per_trial} rows judged per comparison"
-        f"{f', {args.n} requests a side' if args.n else ''}, default tolerances"
+        f"{f', {args.n} requests a side' if args.n else ''}, {label}"
     )
     for key, n in keys.most_common(10):
         print(f"  {key}: {n}")
     return 0
 
 
-def between(paths: list[Path], tolerance: dict[str, float]) -> int:
+def between(paths: list[Path], tolerance: dict[str, float], label: str) -> int:
     """Every pair of real runs compared as ``vllm-conformance compare`` would (latency only)."""
-    runs = [(p.name, compare.levels_of(compare.load(p))) for p in paths]
-    alarms = comparisons = 0
+    runs = [(p.name, compare.levels_of(compare.load(p), replayed_first=True)) for p in paths]
+    alarms = comparisons = unjudged = 0
     for old_name, old in runs:
         for new_name, new in runs:
             if new_name == old_name:
@@ -161,6 +162,10 @@ def between(paths: list[Path], tolerance: dict[str, float]) -> int:
             ]
             worse = [f"{r.level} {r.key} x{r.ratio:.2f}" for r in rows if r.regressed]
             judged = sum(r.verdict != "not compared" for r in rows)
+            if not judged:  # nothing alike (another place, other requests): no comparison
+                unjudged += 1
+                print(f"  {old_name} -> {new_name}: nothing judged, left out")
+                continue
             comparisons += 1
             alarms += bool(worse)
             print(
@@ -175,7 +180,8 @@ def between(paths: list[Path], tolerance: dict[str, float]) -> int:
     print(
         f"between: {alarms} false alarms in {comparisons} comparisons of {len(runs)} runs "
         f"({alarms / comparisons:.1%}, 95% interval {low:.1%} to {high:.1%}; the pairs share "
-        "runs, so they are not independent), default tolerances"
+        f"runs, so they are not independent), {label}"
+        + (f"; {unjudged} pairs judged nothing and are left out" if unjudged else "")
     )
     return 0
 

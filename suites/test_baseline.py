@@ -8,13 +8,15 @@ Without ``--vllm-baseline`` every test here skips. With it:
   max_tokens or engine) is not compared;
 - each load level the baseline measured is judged per metric (TTFT, per-request ITL, E2E)
   and percentile: it must not be slower by more than its tolerance AND significantly
-  (``report.compare``). The figures judged are this run's own, where its latency suite
-  measured the level (these tests run after it); else the level is measured again now with
-  the baseline's request count, warm-up, max_tokens and prompt texts, while nothing else of
-  the run sends requests (the ``baseline`` marker is exclusive). A level is judged only like
-  with like: the same requests (max_tokens, prompts) at the same place in its run
-  (``perf.place``: on a small box what ran before a level moves its figures by up to x1.3),
-  and a percentile only with enough requests;
+  (``report.compare``). The figures judged are this run's own, which its latency suite
+  measured (these tests run after it). A level is judged only like with like: the same
+  requests (max_tokens, prompts) at the same place in its run (``perf.place``: on a small box
+  what ran before a level moves its figures by up to x1.3), and a percentile only with
+  enough requests; a level judged on nothing skips, saying why. A level this process did not
+  measure is measured again (the baseline's request count, warm-up, max_tokens, prompts;
+  nothing else of the run sends requests meanwhile: the ``baseline`` marker is exclusive)
+  only where that is the baseline's place, or the baseline recorded none (an older file);
+  else it skips at once;
 - tests that passed in the baseline and fail now are listed as regressions, those that
   passed and now find their feature not supported (or are gone from a file that ran) as
   capabilities lost, and the reverse of a regression as a fix, in the terminal summary, the
@@ -35,7 +37,7 @@ from pytest_vllm_conformance.checks.slo import Table, harness_sound
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
 from pytest_vllm_conformance.perf.loadtest import LoadRunner
-from pytest_vllm_conformance.perf.place import history
+from pytest_vllm_conformance.perf.place import Measured, history
 from pytest_vllm_conformance.report import compare, measurements
 from pytest_vllm_conformance.report.compare import Identity
 from pytest_vllm_conformance.target.discovery import Target
@@ -119,12 +121,20 @@ def test_latency_has_not_regressed(
     old = compare.levels_of(vllm_baseline)[baseline_level]
     runs = history(request.config)
     measured = runs.levels.get(baseline_level)
-    if measured is None:  # this process did not measure it: measured again now
+    if measured is None:  # this process did not measure it
+        there = old.workload.place if old.workload is not None else ""
+        if there and there != runs.place():
+            pytest.skip(
+                f"level {baseline_level!r} not compared: this run did not measure it where the "
+                "baseline did (its latency suite not selected, or run by another xdist "
+                "worker), and measured elsewhere in a run its figures are not like the "
+                "baseline's (docs/baseline.md); run the baseline's command"
+            )
         perf = (vllm_baseline.get("options") or {}).get("perf") or {}
-        if vllm_load.replay(baseline_level, perf, old.workload) is None:
+        level = vllm_load.replay(baseline_level, perf, old.workload)
+        if level is None or vllm_load.last_figures is None:
             pytest.skip(f"level {baseline_level!r} is of no shape this suite can measure again")
-        assert runs.last is not None
-        measured = runs.last
+        measured = Measured(level, vllm_load.last_figures)
     new = measured.figures
     harness_sound(measured.level, Table())  # figures that are not the server's give no verdict
     rows = judge.latency_within_tolerance(
@@ -138,3 +148,6 @@ def test_latency_has_not_regressed(
     )
     shown = [r.sentence() + f": {r.verdict}" for r in rows]
     request.node.add_report_section("call", "baseline", "\n".join(shown))
+    if all(r.verdict == "not compared" for r in rows):  # judged nothing: not a pass
+        why = rows[0].note if rows else "the two levels share no metric"
+        pytest.skip(f"level {baseline_level!r} not compared: {why}")

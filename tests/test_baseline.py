@@ -344,7 +344,33 @@ def test_levels_of_other_requests_are_not_compared() -> None:
     assert not replace(old.workload, prompts=("a", "b [cut]")).replayable
 
 
-def test_the_replay_sends_the_baseline_prompts_and_max_tokens(
+def test_a_level_measured_elsewhere_is_not_measured_again_nor_passed(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    fault.faults = {"slow_30ms"}
+    alone = pytester.runpytest(
+        f"--vllm-url={fault.url}",
+        "test_baseline.py::test_latency_has_not_regressed",
+        *QUICK,
+        f"--vllm-baseline={baseline}",
+        "--vllm-json=now.json",
+        "-rs",
+    )
+    alone.assert_outcomes(skipped=1)  # 30 ms slower, but nothing like the baseline to judge
+    alone.stdout.fnmatch_lines(["*not compared: this run did not measure it where the baseline*"])
+    doc = json.loads((pytester.path / "now.json").read_text())
+    assert compare.levels_of(doc) == {}  # skipped at once, no load sent
+    assert "not measured in this run" in " ".join(doc["comparison"]["notes"])
+    # the latency suite ran, but with other requests: judged on nothing, so skipped
+    fault.faults = set()
+    other = run_baseline(pytester, fault, baseline, "--vllm-latency-max-tokens=8", "-rs")
+    other.stdout.fnmatch_lines(["*not compared: the requests differ: max_tokens 16 vs 8*"])
+    doc = json.loads((pytester.path / "now.json").read_text())
+    assert doc["comparison"]["levels_not_compared"] == ["concurrency 1"]
+    other.stdout.fnmatch_lines(["baseline *; latency levels not compared: 1"])
+
+
+def test_a_baseline_without_places_is_measured_again_with_its_requests(
     pytester: pytest.Pytester, fault: FaultServer
 ) -> None:
     mine = pytester.path / "mine.jsonl"
@@ -353,26 +379,32 @@ def test_the_replay_sends_the_baseline_prompts_and_max_tokens(
     (recorded,) = compare.levels_of(json.loads(old.read_text())).values()
     assert recorded.workload is not None and recorded.workload.max_tokens == 16
     assert recorded.workload.prompts == ("Tell me about ships.", "Count to ten.")
-    # this run: only the baseline suite, the built-in prompts and another max_tokens; the
-    # replay uses the baseline's requests, but it is measured at another place in its run
+    # a file written before places were recorded: the level is measured again, compared by name
+    doc = json.loads(old.read_text())
+    for test in doc["tests"]:
+        for m in test.get("measurements") or []:
+            if m.get("workload"):
+                del m["workload"]["place"]
+    old.write_text(json.dumps(doc))
     fault.faults = {"slow_30ms"}
     result = pytester.runpytest(
         f"--vllm-url={fault.url}",
         "test_baseline.py::test_latency_has_not_regressed",
         *QUICK,
-        "--vllm-latency-max-tokens=8",
+        "--vllm-latency-max-tokens=8",  # this run's; the replay uses the baseline's
         f"--vllm-baseline={old}",
         "--vllm-json=now.json",
     )
-    result.assert_outcomes(passed=1)  # 30 ms slower, but not like with like: not judged
-    doc = json.loads((pytester.path / "now.json").read_text())
-    replayed = compare.levels_of(doc, replayed_first=True)["concurrency 1"]
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Latency regressed from the baseline at concurrency 1*"])
+    now = json.loads((pytester.path / "now.json").read_text())
+    replayed = compare.levels_of(now, replayed_first=True)["concurrency 1"]
     assert replayed.workload is not None
     assert replayed.workload.prompts == recorded.workload.prompts
     assert replayed.workload.max_tokens == 16
-    assert replayed.workload.place != recorded.workload.place != ""
-    (row,) = doc["comparison"]["latency"]
-    assert row["verdict"] == "not compared" and "another place in its run" in row["note"]
+    assert "did not record the level's place" in " ".join(
+        r["note"] for r in now["comparison"]["latency"]
+    )
 
 
 DEEP_DOCUMENT = (

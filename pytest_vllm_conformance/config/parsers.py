@@ -320,11 +320,11 @@ BASELINE_SCHEMAS = ("pytest-vllm-conformance/results/1",)
 #: between its text chunks (its ITL summary).
 BASELINE_METRICS = ("ttft", "itl", "e2e")
 BASELINE_PERCENTILES = (50, 90, 95, 99)
-#: +40% on p50 and +50% on p95 of each metric, and a regression must also exceed 1 ms: two
-#: runs of one unchanged server on a shared 2-core box differ by up to x1.37 at p50 and x1.46
-#: at p95 (docs/baseline.md, "False alarms between runs"); a quieter host sets its own.
+#: +50% on p50 and +75% on p95 of each metric, and a regression must also exceed 1 ms: two
+#: runs of one unchanged server on a shared 2-core box differ by up to x1.38 at p50 and x1.67
+#: at p95 (docs/baseline.md, "Between runs"); a steadier host measures and sets its own.
 BASELINE_TOLERANCE_DEFAULTS: dict[str, float] = {
-    **{f"{m}_p{q}": 0.40 if q == 50 else 0.50 for m in BASELINE_METRICS for q in (50, 95)},
+    **{f"{m}_p{q}": 0.50 if q == 50 else 0.75 for m in BASELINE_METRICS for q in (50, 95)},
     "abs_ms": 1.0,
 }
 BASELINE_ACCEPT_WORDS = ("outputs", "latency")

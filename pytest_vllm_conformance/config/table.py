@@ -698,7 +698,7 @@ OPTIONS += (
         "(metrics ttft, itl, e2e; q 50, 90, 95, 99; 'off' leaves a key out) and abs_ms=MS, "
         "what a regression must also exceed; a regression fails only when also significant "
         "(seeded bootstrap: the 95% interval of the percentile ratio wholly above 1 + tolerance)",
-        "ttft/itl/e2e p50 at 40% and p95 at 50%, abs_ms=1",
+        "ttft/itl/e2e p50 at 50% and p95 at 75%, abs_ms=1",
         _by_flag(parsers.baseline_tolerance),
         derive_default=lambda at: dict(parsers.BASELINE_TOLERANCE_DEFAULTS),
         ini_help="per-key latency tolerances against the baseline",

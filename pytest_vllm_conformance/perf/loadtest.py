@@ -89,6 +89,7 @@ class LoadRunner:
         self._texts = tuple(p.text for p in prompts.load(settings.prompts))
         self._prompts = itertools.cycle(self._texts)
         self.replaying = False  # a baseline replay: not this run's own measurement of a level
+        self.last_figures: latency.LevelFigures | None = None  # of the last level measured
 
     # -- senders ------------------------------------------------------------------------------
     def completion_sender(self, max_tokens: int) -> latency.Send:
@@ -154,7 +155,10 @@ class LoadRunner:
         workload = dataclasses.replace(workload, place=runs.place())
         rows = slo.judge(level, self.slo, embeddings)
         figures = dataclasses.replace(latency.LevelFigures.of(level, rows), workload=workload)
-        runs.level_measured(Measured(level, figures), self.replaying)
+        self.last_figures = figures
+        keep = self.settings.baseline is not None and not self.replaying
+        slim = dataclasses.replace(level, samples=[])  # the figures keep what is compared
+        runs.level_measured(level.name, Measured(slim, figures) if keep else None)
         measurements.record(self.request, figures)
         self.request.node.add_report_section("call", "latency", text + "\n" + slo.table(rows))
         slo_met(level, Slo(limits=self.slo, embeddings=embeddings, detail=text))

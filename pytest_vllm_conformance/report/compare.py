@@ -329,7 +329,7 @@ class LatencyRow:
 
     def sentence(self) -> str:
         """E.g. ``concurrency 1 ttft_p50: 43.1 ms, was 12.0 ms (x3.59, 95% interval x3.2 to
-        x3.9; tolerance +40%)``."""
+        x3.9; tolerance +50%)``."""
         if self.verdict == "not compared":
             return f"{self.level} {self.key}: not compared ({self.note})"
         return (
@@ -569,6 +569,15 @@ class Comparison:
     def regressed(self) -> bool:
         return bool(self.regressions)
 
+    @property
+    def levels_not_compared(self) -> list[str]:
+        """Levels of both runs judged on no row (other requests, another place in the run,
+        too few requests): a comparison that judged nothing there must say so."""
+        judged: dict[str, bool] = {}
+        for r in self.latency:
+            judged[r.level] = judged.get(r.level, False) or r.verdict != "not compared"
+        return [name for name, any_row in judged.items() if not any_row]
+
     def as_json(self) -> dict[str, Any]:
         """Plain JSON (the results document's ``comparison``): non-finite numbers as null."""
 
@@ -586,6 +595,7 @@ class Comparison:
             row["kind"] = change.kind
         out["regressed"] = self.regressed
         out["regressions"] = self.regressions
+        out["levels_not_compared"] = self.levels_not_compared
         return out
 
     def table(self) -> str:
@@ -627,6 +637,12 @@ class Comparison:
                 )
             notes = dict.fromkeys(f"  note: {r.level}: {r.note}" for r in self.latency if r.note)
             lines += list(notes)
+            if unjudged := self.levels_not_compared:
+                total = len(dict.fromkeys(r.level for r in self.latency))
+                lines.append(
+                    f"  {len(unjudged)} of {total} levels not compared (nothing judged there): "
+                    + ", ".join(unjudged)
+                )
         else:
             lines.append("  no load level measured in both runs")
         regressions = [t for t in self.tests if t.kind == "regression"]
@@ -671,6 +687,11 @@ def compare(
             "(neither the determinism nor the baseline suite ran)"
         )
     la, lb = levels_of(old), levels_of(new, replayed_first=True)
+    if missing := [name for name in la if name not in lb]:
+        notes.append(
+            f"{len(missing)} load level(s) of the baseline not measured in this run, so not "
+            f"compared: {', '.join(missing)}"
+        )
     latency = tuple(
         row
         for name in la

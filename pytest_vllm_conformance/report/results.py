@@ -432,6 +432,11 @@ def _comparison_lines(doc: dict[str, Any]) -> list[str]:
     out = [
         f"baseline {found.get('baseline')}: {len(found.get('regressions') or [])} regressions; "
         f"tests: {len(worse)} passed there and fail now, {len(fixed)} fixed"
+        + (
+            f"; latency levels not compared: {len(unjudged)}"
+            if (unjudged := found.get("levels_not_compared") or [])
+            else ""
+        )
     ]
     out += [f"  regression: {t['nodeid']} ({t['old']} -> {t['new']})" for t in worse]
     out += [f"  fixed: {t['nodeid']} ({t['old']} -> {t['new']})" for t in fixed]
