@@ -107,7 +107,7 @@ class LoadRunner:
 
     def embedding_sender(self, model: str, batch: int) -> latency.Send:
         aio = self.client.aio
-        url = self.settings.embedding_url
+        url = self.target.embedding_url
         inputs: Any = [f"{_EMBED_TEXT} ({i})" for i in range(batch)] if batch > 1 else _EMBED_TEXT
 
         async def send(intended: float) -> latency.Finish:
@@ -199,7 +199,7 @@ class LoadRunner:
         self, *, batch: int = 1, concurrency: int = 8, requests: int | None = None
     ) -> Level:
         """/v1/embeddings with ``batch`` inputs per request at a concurrency level."""
-        model = self.settings.embedding_model
+        model = self.target.embedding_model
         if not model:
             pytest.skip("no --vllm-embedding-model given: embeddings latency not measured")
         p = self.perf
