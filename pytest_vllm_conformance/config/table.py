@@ -547,7 +547,8 @@ OPTIONS: tuple[Option, ...] = (
         "KEY=VALUE,...",
         "latency and throughput limits, e.g. "
         "ttft_p95_ms=500,e2e_p99_ms=8000 ('none' drops the defaults: e2e_p95_ms=5000, "
-        "embeddings_p95_ms=500, embeddings_per_s=100, error_rate=0)",
+        "embeddings_p95_ms=500, embeddings_per_s=100, error_rate=0; for --vllm-serve=tiny, "
+        "sized for a 2-core CPU, embeddings_p95_ms=1000, embeddings_per_s=50)",
         "the defaults",
         _by_flag(parsers.slo),
         derive_default=lambda at: {},

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_vllm_conformance.checks.slo import Slo, slo_met
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.config import Settings
+from pytest_vllm_conformance.config import TINY, Settings
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf import latency, selfcheck, slo
 from pytest_vllm_conformance.perf.early_stop import EarlyStop
@@ -84,7 +84,8 @@ class LoadRunner:
         self.client, self.target, self.settings, self.request = client, target, settings, request
         self.early_stop = early_stop
         self.perf = settings.perf
-        self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"))
+        defaults = slo.TINY_SERVE_DEFAULTS if settings.serve == TINY else slo.DEFAULTS
+        self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"), defaults)
         self._texts = tuple(p.text for p in prompts.load(settings.prompts))
         self._prompts = itertools.cycle(self._texts)
 
