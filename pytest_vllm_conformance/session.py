@@ -21,13 +21,18 @@ from pytest_vllm_conformance.report import measurements
 from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.target import cpu_split
 from pytest_vllm_conformance.target.discovery import NotReady, Target, discover
-from pytest_vllm_conformance.target.local import LocalVllmServer, ServerStartError
+from pytest_vllm_conformance.target.local_deployment import LocalDeployment
+from pytest_vllm_conformance.target.process import ServerStartError
 
 if TYPE_CHECKING:
     from pytest_vllm_conformance.target.launch import ContainerDeployment
+    from pytest_vllm_conformance.target.topology import Topology
 
 WORKER_URLS_KEY = "vllm_conformance_urls"
 WORKER_CPUS_KEY = "vllm_conformance_harness_cpus"
+#: The replicas and the embedding server this controller started, for workers to test too.
+WORKER_REPLICAS_KEY = "vllm_conformance_replicas"
+WORKER_EMBEDDING_URL_KEY = "vllm_conformance_embedding_url"
 #: Secrets only the controller knows (a container's HF_TOKEN), for workers to redact too.
 WORKER_SECRETS_KEY = "vllm_conformance_secrets"
 
@@ -39,7 +44,9 @@ class ConformanceSession:
         self.config = config
         self.settings = settings
         self.urls: tuple[str, ...] = settings.urls
-        self.server: LocalVllmServer | None = None
+        self.replicas: tuple[str, ...] | None = None  # None: the URLs are the replicas
+        self.embedding_url: str | None = settings.embedding_url
+        self.local: LocalDeployment | None = None
         self.deployment: ContainerDeployment | None = None
         self.client: Client | None = None
         self.target: Target | None = None
@@ -59,9 +66,11 @@ class ConformanceSession:
         if self.config.option.collectonly:
             return
         worker_input = getattr(self.config, "workerinput", None)
-        embedding_url: str | None = None
         if worker_input is not None and WORKER_URLS_KEY in worker_input:
             self.urls = tuple(worker_input[WORKER_URLS_KEY])
+            replicas = worker_input.get(WORKER_REPLICAS_KEY)
+            self.replicas = tuple(replicas) if replicas else None
+            self.embedding_url = worker_input.get(WORKER_EMBEDDING_URL_KEY) or self.embedding_url
             if worker_input.get(WORKER_CPUS_KEY):  # xdist workers keep to the harness CPUs
                 self._pin_harness(frozenset(worker_input[WORKER_CPUS_KEY]))
             for value in worker_input.get(WORKER_SECRETS_KEY, ()):
@@ -69,19 +78,14 @@ class ConformanceSession:
                 untrusted.register(self._worker_secrets[-1])
         elif self.settings.serve is not None:
             self.cpu_plan = cpu_split.plan(self.settings.cpu_split, cpu_split.available_cpus())
-            self.server = LocalVllmServer(
-                self.settings, self._edit_command, self._say, cpus=self._server_cpus
-            )
-            try:
-                self.urls = (self.server.start(),)
-            except ServerStartError as exc:
-                raise _usage_error(exc) from None
+            self._start_local()
             self._pin_harness(self._harness_cpus)
         elif self.settings.container.image is not None:
             self.cpu_plan = cpu_split.container_plan(
                 self.settings.cpu_split, cpu_split.available_cpus(), os.environ.get("DOCKER_HOST")
             )
-            embedding_url = self._start_containers()
+            started_embedding_url = self._start_containers()
+            self.embedding_url = self.settings.embedding_url or started_embedding_url
             self._pin_harness(self._harness_cpus)
         self.client = Client(
             AsyncClient(self.urls[0], self.settings.api_key, self.settings.timeout)
@@ -94,8 +98,9 @@ class ConformanceSession:
                     model=self.settings.model,
                     ready_within_s=self.settings.ready_timeout,
                     refused_grace_s=None if self.settings.ready_timeout_given else REFUSED_GRACE_S,
-                    embedding_url=self.settings.embedding_url or embedding_url,
+                    embedding_url=self.embedding_url,
                     embedding_model=self.settings.embedding_model,
+                    replicas=self.replicas,
                 )
             )
         except NotReady as exc:
@@ -107,6 +112,8 @@ class ConformanceSession:
         """Hand xdist workers the URLs, so they test the server this process started."""
         node.workerinput[WORKER_URLS_KEY] = list(self.urls)
         node.workerinput[WORKER_CPUS_KEY] = sorted(self._harness_cpus or ())
+        node.workerinput[WORKER_REPLICAS_KEY] = list(self.replicas or ())
+        node.workerinput[WORKER_EMBEDDING_URL_KEY] = self.embedding_url
         if self.deployment is not None:
             node.workerinput[WORKER_SECRETS_KEY] = [
                 secret.reveal() for secret in self.deployment.secrets
@@ -119,11 +126,8 @@ class ConformanceSession:
         if self.client is not None:
             self.client.close()
             self.client = None
-        if self.server is not None:
-            self.server.stop()
-            untrusted.redact_file(self.server.log_path)
-            self._say(f"vllm-conformance: vLLM stopped; its log is {self.server.log_path}")
-            self.server = None
+        if self.local is not None:
+            self._stop_local(self.local)
         if self.deployment is not None:
             self.deployment.stop()
             self._say(
@@ -138,6 +142,35 @@ class ConformanceSession:
         self._worker_secrets = []
         if self.settings.api_key is not None:
             untrusted.unregister(self.settings.api_key)
+
+    def _start_local(self) -> None:
+        """Start --vllm-serve's processes: the generation server(s), the embedding server,
+        the router; every one is stopped again if any fails to start."""
+        self.local = LocalDeployment(
+            self.settings, self._say, self._edit_command, cpus=self._server_cpus
+        )
+        try:
+            started = self.local.start()
+        except ServerStartError as exc:
+            self._stop_local(self.local)
+            raise _usage_error(exc) from None
+        except BaseException:  # Ctrl-C, SIGTERM: stopped already; say where the logs are
+            self._stop_local(self.local)
+            raise
+        self.urls = (started.url,)
+        self.replicas = started.replicas
+        self.embedding_url = started.embedding_url or self.settings.embedding_url
+
+    def _stop_local(self, local: LocalDeployment) -> None:
+        """Stop every local process (again: safe), redact and name each log."""
+        self.local = None
+        local.stop()
+        for process in local.processes:
+            if process.spawned_at:  # it ran, so its log is this run's
+                untrusted.redact_file(process.log_path)
+                self._say(
+                    f"vllm-conformance: {process.label} stopped; its log is {process.log_path}"
+                )
 
     def _start_containers(self) -> str | None:
         """Start --vllm-image's containers; return the embeddings URL of a split topology."""
@@ -182,9 +215,29 @@ class ConformanceSession:
     @property
     def server_pid(self) -> int | None:
         """The main process of a server this run started (a process or a local container)."""
-        if self.server is not None and self.server.proc is not None:
-            return self.server.proc.pid
+        if self.local is not None:
+            return self.local.pid
         return self.deployment.pid if self.deployment is not None else None
+
+    @property
+    def topology(self) -> Topology | None:
+        """The two-instance service this run started (local or containers), or None."""
+        if self.settings.container.topology != "split":
+            return None
+        return self.local if self.local is not None else self.deployment
+
+    def started_properties(self) -> list[tuple[str, str]]:
+        """What this run started, for the header and the JUnit properties: the topology,
+        the generation replicas and the embedding model (nothing for a server found)."""
+        if self.local is None and self.deployment is None:
+            return []
+        s = self.settings
+        props = [("vllm_topology", s.container.topology)]
+        if self.local is not None:
+            props.append(("vllm_serve_replicas", str(s.serve_replicas)))
+        if self.embedding_url is not None or s.container.topology == "split":
+            props.append(("vllm_embedding_model", s.embedding_model or ""))
+        return props
 
     # -- reporting ---------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -199,6 +252,11 @@ class ConformanceSession:
         if len(t.replicas) > 1:
             lines.append(
                 "vllm-conformance: replicas " + ", ".join(redact_url(u) for u in t.replicas)
+            )
+        if started := self.started_properties():
+            lines.append(
+                "vllm-conformance: started "
+                + ", ".join(f"{name.removeprefix('vllm_')} {value}" for name, value in started)
             )
         if self.cpu_plan is not None:
             lines.append(f"vllm-conformance: CPU split: {self.cpu_plan.describe()}")

@@ -1,7 +1,8 @@
 """The two-instance service: one endpoint routing by path, and health that covers both engines.
 
 These tests stop and start backends, so they run only against the topology the plugin
-started itself (``--vllm-image=IMAGE --vllm-topology=split``), and last of all. That /health
+started itself (``--vllm-serve=tiny --vllm-topology=split``: local processes behind a local
+HAProxy; ``--vllm-image=IMAGE --vllm-topology=split``: containers), and last of all. That /health
 is 200 with both engines up is the launcher's start condition for the router, so no test
 here repeats it.
 """
@@ -15,7 +16,7 @@ from pytest_vllm_conformance.checks.topology import Poll, Watch
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.target.discovery import Target
 from pytest_vllm_conformance.target.health import health_until
-from pytest_vllm_conformance.target.launch import ContainerDeployment
+from pytest_vllm_conformance.target.topology import Topology
 
 pytestmark = pytest.mark.topology
 
@@ -25,7 +26,7 @@ NOTICE_WITHIN_S = 10.0
 
 @pytest.mark.parametrize("endpoint", ["/v1/embeddings", "/v1/completions", "/v1/chat/completions"])
 def test_each_route_reaches_its_backend(
-    vllm_topology: ContainerDeployment, vllm_client: Client, vllm_target: Target, endpoint: str
+    vllm_topology: Topology, vllm_client: Client, vllm_target: Target, endpoint: str
 ) -> None:
     model = vllm_target.embedding_model if endpoint == "/v1/embeddings" else vllm_target.model
     body: dict[str, object] = {"model": model}
@@ -44,7 +45,7 @@ def test_each_route_reaches_its_backend(
 
 @pytest.mark.parametrize("backend", ["embed", "gen"])
 def test_health_follows_each_backend_down_and_up(
-    vllm_topology: ContainerDeployment, vllm_client: Client, backend: str
+    vllm_topology: Topology, vllm_client: Client, backend: str
 ) -> None:
     server = vllm_topology.backends[backend]
     name = "embedding" if backend == "embed" else "generation"

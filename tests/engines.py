@@ -27,6 +27,7 @@ from pytest_vllm_conformance.client import AsyncClient, Client, ClientError
 from pytest_vllm_conformance.config import TINY, Settings
 from pytest_vllm_conformance.target import cpu_split, tiny_model
 from pytest_vllm_conformance.target.local import (
+    EMBED_ARGS,
     LocalVllmServer,
     ServerStartError,
     free_port,
@@ -34,7 +35,8 @@ from pytest_vllm_conformance.target.local import (
 )
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "reports" / "test-engines"
-EMBED_ARGS = ("--runner", "pooling", "--convert", "embed")
+#: the vLLM servers this session started, by URL (what a test pauses: tests/test_local_split.py)
+STARTED: dict[str, LocalVllmServer] = {}
 #: The engines' CPUs and the measuring tests' CPUs, split as the plugin splits them for a server
 #: it starts (--vllm-cpu-split=auto): a harness sharing its cores with an engine is descheduled
 #: mid-stream, and its own self-check then rightly calls its latency figures client-limited.
@@ -93,10 +95,13 @@ def vllm_tiny(env_var: str = "VLLM_TEST_URL", embed: bool = False) -> Iterator[s
         settings, say=lambda line: print(line, file=sys.stderr), cpus=ENGINE_CPUS
     )
     try:
-        yield server.start()
+        url = server.start()
+        STARTED[url] = server
+        yield url
     except ServerStartError as exc:
         pytest.fail(str(exc), pytrace=False)
     finally:
+        STARTED.pop(server.url, None)
         server.stop()
 
 

@@ -153,3 +153,12 @@ def test_a_window_without_a_finite_fit_could_not_be_sampled() -> None:
         memory.sampling_problem(memory.MemoryRun("rss", 0.0, run.samples[:9]), run.server_fit())
         == "9 samples"
     )
+
+
+def test_the_tiny_model_on_its_cpu_box_has_embeddings_limits_of_its_size() -> None:
+    """--vllm-serve=tiny's embedding server (2 cores): 161 inputs/s and p95 279 ms measured."""
+    tiny = slo.limits({}, None, slo.TINY_SERVE_DEFAULTS)
+    assert (tiny["embeddings_p95_ms"], tiny["embeddings_per_s"]) == (1000, 50)
+    assert {k: v for k, v in tiny.items() if not k.startswith("embeddings")} == {
+        k: v for k, v in slo.DEFAULTS.items() if not k.startswith("embeddings")
+    }

@@ -51,7 +51,40 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
             "ERROR: use one of --vllm-url, --vllm-serve and --vllm-image.",
         ),
         (["--vllm-image=i"], "ERROR: --vllm-image needs --vllm-model=MODEL, the model the image*"),
-        (["--vllm-topology=split"], "ERROR: --vllm-topology=split needs --vllm-image=IMAGE."),
+        (
+            ["--vllm-topology=split"],
+            "ERROR: --vllm-topology=split needs --vllm-serve=MODEL or --vllm-image=IMAGE.",
+        ),
+        (
+            ["--vllm-serve=tiny", "--vllm-topology=split", "--vllm-serve-embedding=off"],
+            "ERROR: --vllm-topology=split with --vllm-serve needs its embedding server: "
+            "--vllm-serve-embedding=MODEL (auto starts one only for --vllm-serve=tiny*",
+        ),
+        (
+            ["--vllm-serve=/models/m", "--vllm-topology=split"],
+            "ERROR: --vllm-topology=split with --vllm-serve needs its embedding server*",
+        ),
+        (
+            ["--vllm-serve=tiny", "--vllm-serve-replicas=0"],
+            "ERROR: --vllm-serve-replicas must be a whole number of at least 1, got '0'.",
+        ),
+        (
+            ["--vllm-url=http://a:1", "--vllm-serve-replicas=2"],
+            "ERROR: --vllm-serve-replicas needs --vllm-serve=MODEL (replicas found elsewhere: "
+            "pass --vllm-url once for each).",
+        ),
+        (
+            ["--vllm-serve-embedding=/models/e"],
+            "ERROR: --vllm-serve-embedding needs --vllm-serve=MODEL.",
+        ),
+        (
+            [
+                "--vllm-serve=tiny",
+                "--vllm-embedding-url=http://e:1",
+                "--vllm-serve-embedding=tiny",
+            ],
+            "ERROR: use one of --vllm-embedding-url and --vllm-serve-embedding.",
+        ),
         (
             ["--vllm-image=i", "--vllm-model=m", "--vllm-topology=split"],
             "ERROR: --vllm-topology=split needs --vllm-embedding-model=MODEL"
@@ -108,6 +141,35 @@ def test_bad_values_are_one_usage_error(
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert len(errors) == 1 and errors[0].startswith(message.rstrip("*")), errors
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "embedding", "name", "replicas"),
+    [
+        (["--vllm-serve=tiny"], "tiny", "tiny-embed", 1),
+        (["--vllm-serve=tiny", "--vllm-serve-embedding=off"], None, None, 1),
+        (["--vllm-serve=tiny", "--vllm-embedding-url=http://e:1"], None, None, 1),
+        (["--vllm-serve=/m", "--vllm-serve-replicas=3"], None, None, 3),
+        (["--vllm-serve=/m", "--vllm-serve-embedding=/e"], "/e", "/e", 1),
+        (["--vllm-serve=tiny", "--vllm-embedding-model=emb"], "tiny", "emb", 1),
+        (["--vllm-url=http://a:1"], None, None, 1),
+    ],
+)
+def test_what_serve_starts_besides_the_generation_server(
+    pytester: pytest.Pytester,
+    args: list[str],
+    embedding: str | None,
+    name: str | None,
+    replicas: int,
+) -> None:
+    """--vllm-serve=tiny brings its embedding server unless told otherwise; the embedding
+    model under test is the name the started one serves."""
+    read = read_settings(pytester.parseconfigure(*args))
+    assert (read.serve_embedding, read.embedding_model, read.serve_replicas) == (
+        embedding,
+        name,
+        replicas,
+    )
 
 
 def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:

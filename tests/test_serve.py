@@ -55,9 +55,9 @@ def test_serve_runs_the_suites_and_keeps_the_log(
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
         [
-            "vllm-conformance: starting vLLM for fault-model on http*",
-            "vllm-conformance: vLLM ready after * s",
-            "*vllm-conformance: vLLM stopped; its log is *vllm-server.log",
+            "vllm-conformance: starting vLLM server for fault-model on http*",
+            "vllm-conformance: vLLM server ready after * s",
+            "*vllm-conformance: vLLM server stopped; its log is *vllm-server.log",
         ]
     )
     log = (pytester.path / "reports" / "vllm-server.log").read_text()

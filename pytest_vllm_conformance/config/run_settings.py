@@ -71,6 +71,8 @@ class Settings:
     api_key: Secret | None = None
     model: str | None = None
     embedding_url: str | None = None
+    serve_embedding: str | None = None  # the started embedding server's model; None: none
+    serve_replicas: int = 1
     embedding_model: str | None = None
     timeout: float = table.DEFAULT_TIMEOUT_S
     ready_timeout: float = table.DEFAULT_READY_TIMEOUT_S
@@ -157,18 +159,31 @@ def _present(value: Any) -> bool:
 
 def _check_together(values: dict[str, Any]) -> None:
     """The rules that join several options."""
-    image = values["container.image"]
+    image, serve = values["container.image"], values["serve"]
     topology = values["container.topology"]
-    if topology == "split" and not image:
-        raise pytest.UsageError("--vllm-topology=split needs --vllm-image=IMAGE.")
-    if sum(map(bool, (values["urls"], values["serve"], image))) > 1:
+    if sum(map(bool, (values["urls"], serve, image))) > 1:
         raise pytest.UsageError("use one of --vllm-url, --vllm-serve and --vllm-image.")
+    if topology == "split" and not (image or serve):
+        raise pytest.UsageError(
+            "--vllm-topology=split needs --vllm-serve=MODEL or --vllm-image=IMAGE."
+        )
+    if values["serve_replicas"] > 1 and not serve:
+        raise pytest.UsageError(
+            "--vllm-serve-replicas needs --vllm-serve=MODEL (replicas found elsewhere: "
+            "pass --vllm-url once for each)."
+        )
+    if topology == "split" and serve and values["serve_embedding"] is None:
+        raise pytest.UsageError(
+            "--vllm-topology=split with --vllm-serve needs its embedding server: "
+            "--vllm-serve-embedding=MODEL (auto starts one only for --vllm-serve=tiny "
+            "without --vllm-embedding-url)."
+        )
     if image and not values["model"]:
         raise pytest.UsageError(
             "--vllm-image needs --vllm-model=MODEL, the model the image "
             "is to serve (a Hugging Face id or a path in the image)."
         )
-    if topology == "split" and not values["embedding_model"]:
+    if topology == "split" and image and not values["embedding_model"]:
         raise pytest.UsageError(
             "--vllm-topology=split needs --vllm-embedding-model=MODEL for its embedding server."
         )

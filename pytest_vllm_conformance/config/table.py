@@ -24,6 +24,8 @@ SUITE_MODES = ("auto", "on", "off")
 TOPOLOGIES = ("single", "split")
 #: ``--vllm-serve=tiny`` builds a tiny random-weight model instead of loading one
 TINY = "tiny"
+#: the name the embedding server of ``--vllm-serve=tiny`` serves its model under
+TINY_EMBED = "tiny-embed"
 API_KEY_ENV_VARS = ("VLLM_API_KEY", "OPENAI_API_KEY")
 #: without --vllm-ready-timeout, a refused connection (nothing listening) gives up this soon
 REFUSED_GRACE_S = 2.0
@@ -131,6 +133,27 @@ def _gpu_share(raw: Any, at: Reading) -> tuple[float, ...]:
     return parsers.gpu_shares(raw, at.flag, 2 if at.values["container.topology"] == "split" else 1)
 
 
+def _serve_embedding(raw: Any, at: Reading) -> str | None:
+    """The embedding server's model, or None for none: 'auto' is the tiny model when the
+    generation server is the tiny one and no --vllm-embedding-url points elsewhere."""
+    value = str(raw).strip()
+    serve, elsewhere = at.values["serve"], at.values["embedding_url"]
+    if value == "auto":
+        return TINY if serve == TINY and not elsewhere else None
+    if value == "off":
+        return None
+    if serve is None:
+        raise pytest.UsageError(f"{at.flag} needs --vllm-serve=MODEL.")
+    if elsewhere:
+        raise pytest.UsageError(f"use one of --vllm-embedding-url and {at.flag}.")
+    return value
+
+
+def _served_embedding(model: str | None) -> str | None:
+    """The model name the started embedding server answers to."""
+    return TINY_EMBED if model == TINY else model
+
+
 OPTIONS: tuple[Option, ...] = (
     # -- the target ---------------------------------------------------------------------------
     Option(
@@ -235,11 +258,37 @@ OPTIONS: tuple[Option, ...] = (
         empty_means_unset=True,
     ),
     Option(
+        "serve-embedding",
+        "serve_embedding",
+        "MODEL",
+        "with --vllm-serve, also start a vLLM embedding server (pooling runner) for MODEL; "
+        f"'auto' starts one on the tiny model for --vllm-serve={TINY} unless "
+        "--vllm-embedding-url is given, 'off' starts none",
+        "auto",
+        _serve_embedding,
+        derive_default=lambda at: _serve_embedding("auto", at),
+        ini_help="model of the started embedding server, auto or off",
+        empty_means_unset=True,
+    ),
+    Option(
+        "serve-replicas",
+        "serve_replicas",
+        "N",
+        "with --vllm-serve, start N identical generation servers (same arguments and seed, "
+        "each its own port): the replicas the determinism suite compares",
+        "1",
+        _by_flag(parsers.integer),
+        1,
+        ini_help="identical generation servers started",
+    ),
+    Option(
         "embedding-model",
         "embedding_model",
         "NAME",
         "model used for embeddings",
-        "none, embeddings tests skip with a reason",
+        f"the started embedding server's ('{TINY_EMBED}' for the tiny model), else none: "
+        "embeddings tests skip with a reason",
+        derive_default=lambda at: _served_embedding(at.values["serve_embedding"]),
         ini_help="model used for embeddings",
         empty_means_unset=True,
     ),
@@ -498,7 +547,8 @@ OPTIONS: tuple[Option, ...] = (
         "KEY=VALUE,...",
         "latency and throughput limits, e.g. "
         "ttft_p95_ms=500,e2e_p99_ms=8000 ('none' drops the defaults: e2e_p95_ms=5000, "
-        "embeddings_p95_ms=500, embeddings_per_s=100, error_rate=0)",
+        "embeddings_p95_ms=500, embeddings_per_s=100, error_rate=0; for --vllm-serve=tiny, "
+        "sized for a 2-core CPU, embeddings_p95_ms=1000, embeddings_per_s=50)",
         "the defaults",
         _by_flag(parsers.slo),
         derive_default=lambda at: {},
@@ -581,9 +631,10 @@ OPTIONS: tuple[Option, ...] = (
         "topology",
         "container.topology",
         "NAME",
-        "'single': one container; 'split': an "
-        "embedding and a generation container behind an HAProxy router that aggregates "
-        "/health (needs --vllm-embedding-model)",
+        "'single': one server; 'split': an "
+        "embedding and a generation server behind an HAProxy router that routes by path and "
+        "aggregates /health: containers with --vllm-image (needs --vllm-embedding-model), "
+        "local processes and a local haproxy with --vllm-serve (needs its embedding server)",
         "single",
         lambda raw, at: parsers.choice(raw, at.flag, TOPOLOGIES),
         "single",

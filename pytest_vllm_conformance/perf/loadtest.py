@@ -17,7 +17,7 @@ import pytest
 
 from pytest_vllm_conformance.checks.slo import Slo, slo_met
 from pytest_vllm_conformance.client import Client
-from pytest_vllm_conformance.config import Settings
+from pytest_vllm_conformance.config import TINY, Settings
 from pytest_vllm_conformance.failures import CheckFailure
 from pytest_vllm_conformance.perf import latency, selfcheck, slo
 from pytest_vllm_conformance.perf.early_stop import EarlyStop
@@ -85,7 +85,8 @@ class LoadRunner:
         self.client, self.target, self.settings, self.request = client, target, settings, request
         self.early_stop = early_stop
         self.perf = settings.perf
-        self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"))
+        defaults = slo.TINY_SERVE_DEFAULTS if settings.serve == TINY else slo.DEFAULTS
+        self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"), defaults)
         self._texts = tuple(p.text for p in prompts.load(settings.prompts))
         self._prompts = itertools.cycle(self._texts)
         self.replaying = False  # a baseline replay: not this run's own measurement of a level
@@ -110,7 +111,7 @@ class LoadRunner:
 
     def embedding_sender(self, model: str, batch: int) -> latency.Send:
         aio = self.client.aio
-        url = self.settings.embedding_url
+        url = self.target.embedding_url
         inputs: Any = [f"{_EMBED_TEXT} ({i})" for i in range(batch)] if batch > 1 else _EMBED_TEXT
 
         async def send(intended: float) -> latency.Finish:
@@ -208,7 +209,7 @@ class LoadRunner:
         self, *, batch: int = 1, concurrency: int = 8, requests: int | None = None
     ) -> Level:
         """/v1/embeddings with ``batch`` inputs per request at a concurrency level."""
-        model = self.settings.embedding_model
+        model = self.target.embedding_model
         if not model:
             pytest.skip("no --vllm-embedding-model given: embeddings latency not measured")
         p = self.perf

@@ -38,11 +38,26 @@ DEFAULTS: dict[str, float] = {
 }
 
 
-def limits(configured: dict[str, float] | None, marker: pytest.Mark | None) -> dict[str, float]:
-    """The limits for one test: defaults, then the options, then its marker.
+#: ``--vllm-serve=tiny``'s embedding server on a 2-core CPU box, measured through the split
+#: topology's router (issue 19): p95 140 ms and 161 inputs/s one input per request, p95 279 ms
+#: and 949 inputs/s 16 per request, both at 16 users. Its limits keep a 2-3x margin on that;
+#: the classic targets above would leave 1.6x on the rate and 1.8x on the batched p95.
+TINY_SERVE_DEFAULTS: dict[str, float] = {
+    **DEFAULTS,
+    "embeddings_p95_ms": 1000.0,
+    "embeddings_per_s": 50.0,
+}
+
+
+def limits(
+    configured: dict[str, float] | None,
+    marker: pytest.Mark | None,
+    defaults: dict[str, float] = DEFAULTS,
+) -> dict[str, float]:
+    """The limits for one test: ``defaults``, then the options, then its marker.
 
     ``configured`` is what --vllm-slo gave: ``{}`` when not given, None for ``none``."""
-    out = {} if configured is None else {**DEFAULTS, **configured}
+    out = {} if configured is None else {**defaults, **configured}
     for key, value in marker.kwargs.items() if marker else ():
         if not valid_key(key):
             raise pytest.UsageError(f"@pytest.mark.latency: unknown SLO key {key!r}.")

@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vllm_conformance.secrets import Secret
 from pytest_vllm_conformance.target import health
-from pytest_vllm_conformance.target.local import indented_tail
+from pytest_vllm_conformance.target.process import indented_tail
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -271,24 +270,6 @@ class ContainerServer:
         container, self.container = self.container, None
         with contextlib.suppress(Exception):
             container.get_wrapped_container().remove(force=True, v=True)
-
-
-@contextlib.contextmanager
-def interrupts_as_keyboard() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so a killed run still removes its containers."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def start_reaper() -> None:

@@ -110,8 +110,12 @@ async def discover(
     refused_grace_s: float | None = None,
     embedding_url: str | None = None,
     embedding_model: str | None = None,
+    replicas: tuple[str, ...] | None = None,
 ) -> Target:
     """Wait for every URL, check the key, pick the model, run the canary, identify the engine.
+
+    ``replicas``: the servers the replica test compares, when not ``urls`` themselves (the
+    split topology tests its router, and compares the generation servers behind it).
 
     Every answer read here is validated; should one still trip the harness (a shape no
     check foresaw), that is the one-line start-up error too, never INTERNALERROR."""
@@ -124,6 +128,7 @@ async def discover(
             refused_grace_s=refused_grace_s,
             embedding_url=embedding_url,
             embedding_model=embedding_model,
+            replicas=replicas,
         )
     except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise NotReady(
@@ -142,8 +147,10 @@ async def _discover(
     refused_grace_s: float | None,
     embedding_url: str | None,
     embedding_model: str | None,
+    replicas: tuple[str, ...] | None,
 ) -> Target:
-    for url in (*urls, *([embedding_url] if embedding_url else [])):
+    others = [u for u in (*(replicas or ()), embedding_url) if u and u not in urls]
+    for url in (*urls, *others):
         await wait_ready(client, url, ready_within_s, refused_grace_s)
     url = urls[0]
     try:
@@ -168,7 +175,7 @@ async def _discover(
         model=chosen,
         engine=identify_engine(dict(zip(PROBED_PATHS, probes, strict=True)), canary),
         endpoints=endpoints,
-        replicas=urls,
+        replicas=replicas or urls,
         embedding_url=embedding_url,
         embedding_model=embedding_model,
         canary_ms=canary_ms,

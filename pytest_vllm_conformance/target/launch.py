@@ -28,11 +28,11 @@ from pytest_vllm_conformance.target.container import (
     ContainerSpec,
     ContainerStartError,
     docker_engine_problem,
-    interrupts_as_keyboard,
     resolve_gpus,
     start_reaper,
 )
 from pytest_vllm_conformance.target.cpu_split import server_environment
+from pytest_vllm_conformance.target.process import interrupts_as_keyboard
 
 if TYPE_CHECKING:
     from testcontainers.core.network import Network
