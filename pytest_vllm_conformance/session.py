@@ -123,11 +123,11 @@ class ConformanceSession:
         if self._affinity_before is not None:  # an in-process run (pytester) ends unpinned
             cpu_split.pin_process(self._affinity_before)
             self._affinity_before = None
+        if self.local is not None:  # first: a SIGTERM now must not skip the stop
+            self._stop_local(self.local)
         if self.client is not None:
             self.client.close()
             self.client = None
-        if self.local is not None:
-            self._stop_local(self.local)
         if self.deployment is not None:
             self.deployment.stop()
             self._say(

@@ -127,7 +127,7 @@ def test_replicas_give_the_same_output(
     vllm_client: Client, vllm_target: Target, vllm_settings: Settings
 ) -> None:
     if len(vllm_target.replicas) < 2:
-        pytest.skip("one --vllm-url given: pass several to compare replicas")
+        pytest.skip("one server: pass --vllm-url once per replica, or --vllm-serve-replicas=N")
     for p in prompts.load(vllm_settings.prompts):
         answers = [
             _one(vllm_client, greedy(vllm_target, p.text, p.max_tokens), i, url)

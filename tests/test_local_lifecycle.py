@@ -79,12 +79,16 @@ def start_run() -> Iterator[list[Run]]:
     runs: list[Run] = []
     yield runs
     for run in runs:  # a failed test still leaves nothing behind
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.proc.pid, signal.SIGKILL)  # its own session: pytest and the builder
+        run.proc.wait()
         for pid in marked_processes(run.mark):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+                group = os.getpgid(pid)
+                if group == os.getpgrp():  # never this test run's own group
+                    os.kill(pid, signal.SIGKILL)
+                else:
+                    os.killpg(group, signal.SIGKILL)
 
 
 def _start(runs: list[Run], tmp_path: Path, *args: str) -> Run:
@@ -101,6 +105,7 @@ def _start(runs: list[Run], tmp_path: Path, *args: str) -> Run:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # killed as a group, never with this run's own group
     )
     runs.append(Run(proc, mark, out, []))
     return runs[-1]
@@ -123,7 +128,7 @@ def test_ctrl_c_once_the_split_topology_is_up_stops_every_process(
     # two vLLM servers with their engine cores, and HAProxy, each carrying the run's id
     assert len(ours) >= 5, run.text
     run.proc.send_signal(signal.SIGINT)
-    run.finish()
+    assert run.finish() == pytest.ExitCode.INTERRUPTED, run.text
     _nothing_left(run)
     for log in ("vllm-server.log", "vllm-embed-server.log", "haproxy.log"):
         assert (run.out / log).stat().st_size > 0, log

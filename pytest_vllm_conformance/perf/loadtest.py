@@ -85,7 +85,8 @@ class LoadRunner:
         self.client, self.target, self.settings, self.request = client, target, settings, request
         self.early_stop = early_stop
         self.perf = settings.perf
-        defaults = slo.TINY_SERVE_DEFAULTS if settings.serve == TINY else slo.DEFAULTS
+        # the embeddings limits sized for the tiny embedding server the plugin starts, only
+        defaults = slo.TINY_SERVE_DEFAULTS if settings.serve_embedding == TINY else slo.DEFAULTS
         self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"), defaults)
         self._texts = tuple(p.text for p in prompts.load(settings.prompts))
         self._prompts = itertools.cycle(self._texts)

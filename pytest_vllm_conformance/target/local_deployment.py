@@ -78,6 +78,10 @@ class ReplicaSet:
             server.pause()
 
     def resume(self, timeout_s: float) -> None:
+        """Every replica continued first, then each waited for: one that does not come
+        back leaves none of the others stopped."""
+        for server in self.servers:
+            server.thaw()
         for server in self.servers:
             server.resume(timeout_s)
 

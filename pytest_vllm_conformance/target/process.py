@@ -66,14 +66,20 @@ def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
     for SIGTERM should pytest die without stopping it (Linux). The kernel sends it when the
     spawning *thread* ends, so only a spawn from the main thread asks for it."""
     pin = cpu_split.child_affinity(cpus)
-    on_main_thread = threading.current_thread() is threading.main_thread()
+    prctl = None
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(Exception):  # resolved here: no dlsym after fork
+            prctl = ctypes.CDLL(None).prctl
+    parent = os.getpid()
 
     def setup() -> None:
         if pin is not None:
             pin()
-        if on_main_thread:
+        if prctl is not None:
             with contextlib.suppress(Exception):
-                ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+                prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+            if os.getppid() != parent:  # pytest died before the request took effect
+                os._exit(1)
 
     return setup
 
@@ -171,9 +177,13 @@ class LocalProcess:
         keeps its port, and answers nothing until resumed."""
         self._signal(signal.SIGSTOP)
 
+    def thaw(self) -> None:
+        """Let the paused group run again (SIGCONT), without waiting for it."""
+        self._signal(signal.SIGCONT)
+
     def resume(self, timeout_s: float) -> None:
         """Thaw the group and wait until ``/health`` answers 200 again."""
-        self._signal(signal.SIGCONT)
+        self.thaw()
         if not health.wait_healthy(self.url, timeout_s, self.raise_if_exited):
             raise ServerStartError(
                 f"the {self.label} at {self.url} was not healthy within {timeout_s:g} s "

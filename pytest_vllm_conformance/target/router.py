@@ -61,12 +61,19 @@ def render_loopback(config: str, port: int, backends: Mapping[str, Sequence[int]
     return "\n".join(out) + "\n"
 
 
+def haproxy_path() -> str | None:
+    """HAProxy's path: on PATH, or in the sbin folders Debian installs it to (not on a
+    normal user's PATH)."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which(HAPROXY, path=search)
+
+
 def haproxy_problem() -> str | None:
     """None when HAProxy can be run, else the sentence saying how to get it."""
-    if shutil.which(HAPROXY) is None:
+    if haproxy_path() is None:
         return (
             "--vllm-topology=split with --vllm-serve runs HAProxy as its router, and "
-            "haproxy is not on PATH; install it (apt-get install haproxy) or use "
+            "haproxy is not on PATH nor in /usr/sbin; install it (apt-get install haproxy) or use "
             "--vllm-topology=single."
         )
     return None
@@ -114,4 +121,4 @@ class LocalRouter(LocalProcess):
             f"vllm-conformance: starting the {self.label} on {self.url} "
             f"(config: {self.config_path}, log: {self.log_path})"
         )
-        self.run([HAPROXY, "-db", "-f", str(self.config_path)], env, cpus)
+        self.run([haproxy_path() or HAPROXY, "-db", "-f", str(self.config_path)], env, cpus)
