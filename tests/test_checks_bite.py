@@ -1035,7 +1035,7 @@ def test_the_clean_fault_server_passes_every_suite(
     skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
     allowed = (
         "the vllm profile allows this",
-        "one --vllm-url given",
+        "one server: pass --vllm-url once per replica",
         "needs the two-instance service started by the plugin",
         "no --vllm-baseline given",  # issue 18: baseline
     )

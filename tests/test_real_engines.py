@@ -82,7 +82,7 @@ def test_every_bundled_suite_passes_against_vllm(
     reasons = (
         "the vllm profile allows this",
         "no --vllm-api-key given",
-        "one --vllm-url given",
+        "one server: pass --vllm-url once per replica",
         "needs the two-instance service started by the plugin",
         "no --vllm-baseline given",
     )
