@@ -74,6 +74,9 @@ def test_every_bundled_suite_passes_against_vllm(
         "-p",
         "no:randomly",
         *CPU_PERF,
+        # the exact set of failures is the point here, not the harness self-check (held by
+        # test_selfcheck): on 2 cores its event loop ran 2.07 ms late at p99 once in CI
+        "--vllm-latency-harness-tolerance=50",
     )
     result.stdout.fnmatch_lines(["*vllm-conformance: * (vllm 0.32.0), model tiny, profile vllm"])
     _no_harness_errors(result)
