@@ -618,7 +618,7 @@ class LevelWorkload:
     embeddings), the SHA-256 of the prompt (or input) texts in order, and the texts
     themselves while they fit in :data:`WORKLOAD_TEXT_KEPT` characters (else empty), which
     ``--vllm-baseline`` sends again; and its ``place`` in the run (:mod:`perf.place`: a
-    digest of the tests and levels this process ran before it; "" where not recorded)."""
+    digest of the test files and levels this process ran before it; "" where not recorded)."""
 
     max_tokens: int | None
     prompts_sha256: str
