@@ -15,9 +15,11 @@ Two ways to draw the pair, per level:
 
 - ``between``: no drawing: the files are separate runs of one unchanged server (same command,
   same build), and every ordered pair of them (either could have been the baseline) is one
-  comparison with
-  every level the two share: the false alarms from the variance between runs (another start,
-  another minute of a shared host), which the two draws above cannot see.
+  comparison with every level the two share: the false alarms from the variance between
+  runs (another start, another minute of a shared host), which the two draws above cannot
+  see. Runs made with ``--vllm-baseline-confirm=always`` hold a second measurement of every
+  level, and a slowdown counts only where the second repeats it, as the baseline suite
+  decides (``--first-only``: the first alone, as ``--vllm-baseline-confirm=off``).
 
 ``--n N`` makes each side N requests (split: two disjoint N-request draws, at most half a
 level's), which is how the false-alarm rate by N in docs/baseline.md was measured;
@@ -26,6 +28,7 @@ With ``resample`` and ``split`` both sides come from ONE run: within-run noise o
 
     python benchmarks/baseline_false_alarms.py RESULTS.json [MORE.json] [--trials 500]
         [--how split] [--n 24] [--min-requests 1] [--tolerance ttft_p95=off]
+    python benchmarks/baseline_false_alarms.py --how between RUN1.json RUN2.json ... [--first-only]
 
 Prints the alarm rate with its 95% Wilson interval, and the keys that alarmed.
 """
@@ -105,13 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         "comparison's own minimums, report.compare.MIN_REQUESTS)",
     )
     ap.add_argument("--tolerance", default="", help="as --vllm-baseline-tolerance")
+    ap.add_argument(
+        "--first-only",
+        action="store_true",
+        help="between: judge the first measurements alone (as --vllm-baseline-confirm=off)",
+    )
     args = ap.parse_args(argv)
     tolerance = baseline_tolerance(args.tolerance)
     label = f"tolerance {args.tolerance}" if args.tolerance else "default tolerances"
     if args.min_requests is not None:
         compare.MIN_REQUESTS = dict.fromkeys(compare.MIN_REQUESTS, args.min_requests)
     if args.how == "between":
-        return between(args.results, tolerance, label)
+        return between(args.results, tolerance, label, not args.first_only)
     rng = random.Random(args.seed)
     runs = [
         [lv for lv in compare.levels_of(compare.load(p)).values() if lv.samples is not None]
@@ -146,21 +154,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def between(paths: list[Path], tolerance: dict[str, float], label: str) -> int:
-    """Every pair of real runs compared as ``vllm-conformance compare`` would (latency only)."""
-    runs = [(p.name, compare.levels_of(compare.load(p), replayed_first=True)) for p in paths]
-    alarms = comparisons = unjudged = 0
+def between(paths: list[Path], tolerance: dict[str, float], label: str, confirm: bool) -> int:
+    """Every pair of real runs compared as ``vllm-conformance compare`` would (latency only):
+    a slowdown stands only where the new run's second measurement of the level (runs made
+    with ``--vllm-baseline-confirm=always``) repeats it, unless ``confirm`` is False."""
+    runs = [(_label(p), compare.measured_twice(compare.load(p))) for p in paths]
+    alarms = comparisons = unjudged = withdrawn = once = 0
     for old_name, old in runs:
         for new_name, new in runs:
             if new_name == old_name:
                 continue
+            if confirm and any(again is None for _, again in new.values()):
+                once += 1  # what the suite would measure again is not in the file
+                continue
             rows = [
                 r
-                for name in old
-                if name in new
-                for r in compare.level_rows(old[name], new[name], tolerance)
+                for name, (first, again) in new.items()
+                if name in old
+                for r in compare.judged_level(
+                    old[name][0], first, again if confirm else None, tolerance
+                )
             ]
             worse = [f"{r.level} {r.key} x{r.ratio:.2f}" for r in rows if r.regressed]
+            passing = [
+                f"{r.level} {r.key} x{r.ratio:.2f}" for r in rows if r.verdict == "not confirmed"
+            ]
             judged = sum(r.verdict != "not compared" for r in rows)
             if not judged:  # nothing alike (another place, other requests): no comparison
                 unjudged += 1
@@ -168,22 +186,40 @@ def between(paths: list[Path], tolerance: dict[str, float], label: str) -> int:
                 continue
             comparisons += 1
             alarms += bool(worse)
+            withdrawn += bool(passing) and not worse
             print(
                 f"  {old_name} -> {new_name}: {judged} rows judged, "
                 f"{'; '.join(worse) if worse else 'no regression'}"
+                + (f" (not confirmed: {'; '.join(passing)})" if passing else "")
             )
     if not comparisons:
         print("between: give two or more results files")
         return 2
     low, high = wilson(alarms, comparisons)
-    print(quiet_tolerances(runs))
+    print(quiet_tolerances([(name, {k: v[0] for k, v in levels.items()}) for name, levels in runs]))
     print(
         f"between: {alarms} false alarms in {comparisons} comparisons of {len(runs)} runs "
         f"({alarms / comparisons:.1%}, 95% interval {low:.1%} to {high:.1%}; the pairs share "
-        f"runs, so they are not independent), {label}"
+        f"runs, so they are not independent), {label}, "
+        + (
+            f"second measurements used ({withdrawn} comparisons alarmed on the first alone)"
+            if confirm
+            else "first measurements alone"
+        )
         + (f"; {unjudged} pairs judged nothing and are left out" if unjudged else "")
+        + (
+            f"; {once} pairs left out: their new run measured its levels once (make it with "
+            "--vllm-baseline-confirm=always, or pass --first-only)"
+            if once
+            else ""
+        )
     )
     return 0
+
+
+def _label(path: Path) -> str:
+    """The run's name: its file, or its folder for an output dir's ``results.json``."""
+    return path.parent.name if path.name == "results.json" else path.name
 
 
 def quiet_tolerances(runs: list[tuple[str, dict[str, LevelFigures]]]) -> str:

@@ -17,6 +17,11 @@ Without ``--vllm-baseline`` every test here skips. With it:
   nothing else of the run sends requests meanwhile: the ``baseline`` marker is exclusive)
   only where that is the baseline's place, or the baseline recorded none (an older file);
   else it skips at once;
+- a level whose measurement is slower beyond its tolerance is measured a second time, here,
+  and the regression stands only if the second is too (``--vllm-baseline-confirm``: auto;
+  always, every level; off, never): on a shared host a few seconds of other work slow a
+  whole short level, which a second measurement minutes later does not repeat, while a
+  slower server is slower both times (docs/baseline.md has the measured rates);
 - tests that passed in the baseline and fail now are listed as regressions, those that
   passed and now find their feature not supported (or are gone from a file that ran) as
   capabilities lost, and the reverse of a regression as a fix, in the terminal summary, the
@@ -36,6 +41,7 @@ from pytest_vllm_conformance.checks import baseline as judge
 from pytest_vllm_conformance.checks.slo import Table, harness_sound
 from pytest_vllm_conformance.client import Client
 from pytest_vllm_conformance.config import Settings
+from pytest_vllm_conformance.perf.latency import LevelFigures
 from pytest_vllm_conformance.perf.loadtest import LoadRunner
 from pytest_vllm_conformance.perf.place import Measured, history
 from pytest_vllm_conformance.report import compare, measurements
@@ -121,6 +127,8 @@ def test_latency_has_not_regressed(
     old = compare.levels_of(vllm_baseline)[baseline_level]
     runs = history(request.config)
     measured = runs.levels.get(baseline_level)
+    perf = (vllm_baseline.get("options") or {}).get("perf") or {}
+    own = measured is not None
     if measured is None:  # this process did not measure it
         there = old.workload.place if old.workload is not None else ""
         if there and there != runs.place():
@@ -130,19 +138,23 @@ def test_latency_has_not_regressed(
                 "worker), and measured elsewhere in a run its figures are not like the "
                 "baseline's (docs/baseline.md); run the baseline's command"
             )
-        perf = (vllm_baseline.get("options") or {}).get("perf") or {}
-        level = vllm_load.replay(baseline_level, perf, old.workload)
-        if level is None or vllm_load.last_figures is None:
-            pytest.skip(f"level {baseline_level!r} is of no shape this suite can measure again")
-        measured = Measured(level, vllm_load.last_figures)
-    new = measured.figures
+        measured = _measure(vllm_load, baseline_level, perf, old)
     harness_sound(measured.level, Table())  # figures that are not the server's give no verdict
+    tolerance, accept = vllm_settings.baseline_tolerance, vllm_settings.baseline_accept
+    again = None
+    if own and _measure_again(
+        vllm_settings.baseline_confirm, old, measured.figures, tolerance, accept
+    ):
+        second = _measure(vllm_load, baseline_level, perf, old)
+        harness_sound(second.level, Table())
+        again = second.figures
     rows = judge.latency_within_tolerance(
-        new,
+        measured.figures,
         judge.Latency(
             old=old,
-            tolerance=vllm_settings.baseline_tolerance,
-            accept=vllm_settings.baseline_accept,
+            tolerance=tolerance,
+            accept=accept,
+            again=again,
             **_identities(vllm_baseline, vllm_identity),
         ),
     )
@@ -151,3 +163,25 @@ def test_latency_has_not_regressed(
     if all(r.verdict == "not compared" for r in rows):  # judged nothing: not a pass
         why = rows[0].note if rows else "the two levels share no metric"
         pytest.skip(f"level {baseline_level!r} not compared: {why}")
+
+
+def _measure_again(
+    when: str, old: LevelFigures, new: LevelFigures, tolerance: dict[str, float], accept: Any
+) -> bool:
+    """``--vllm-baseline-confirm``: always, never (off), or (auto) where the first measurement
+    is slower than the baseline beyond its tolerance."""
+    if when == "off":
+        return False
+    rows = compare.level_rows(old, new, dict(tolerance), accept)
+    if when == "always":
+        return any(r.verdict != "not compared" for r in rows)
+    return any(r.verdict in compare.SLOWER for r in rows)
+
+
+def _measure(load: LoadRunner, name: str, perf: dict[str, Any], old: LevelFigures) -> Measured:
+    """The level measured now with the baseline's settings and requests (recorded as this
+    test's measurement, which a comparison takes as the run's second measurement of it)."""
+    level = load.replay(name, perf, old.workload)
+    if level is None or load.last_figures is None:
+        pytest.skip(f"level {name!r} is of no shape this suite can measure again")
+    return Measured(level, load.last_figures)

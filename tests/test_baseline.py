@@ -64,7 +64,11 @@ def baseline(pytester: pytest.Pytester, fault: FaultServer) -> Path:
 
 
 def run_baseline(
-    pytester: pytest.Pytester, fault: FaultServer, path: Path, *args: str
+    pytester: pytest.Pytester,
+    fault: FaultServer,
+    path: Path,
+    *args: str,
+    plugins: list[object] | None = None,
 ) -> pytest.RunResult:
     """The recorded tests again and the baseline suite: the latency suite measures its level
     at the same place in the run as the baseline's, and the baseline suite judges that."""
@@ -78,6 +82,7 @@ def run_baseline(
         "-p",
         "no:randomly",
         *args,
+        plugins=plugins or [],
     )
 
 
@@ -136,13 +141,67 @@ def test_a_server_30_ms_slower_fails_on_latency_at_concurrency_1(
     result.stdout.fnmatch_lines(
         [
             "*Latency regressed from the baseline at concurrency 1*",
-            "*concurrency 1 ttft_p50: * ms, was * ms (x*, +* ms; 95% interval x* to x*;*",
+            "*concurrency 1 ttft_p50: * ms, was * ms (x*, +* ms; 95% interval x* to x*;*"
+            "; measured again later in the run: x*",
+            "*slower in both measurements of the level, the second made at the end of the run*",
         ]
     )
     doc = json.loads((pytester.path / "now.json").read_text())
     worse = [r for r in doc["comparison"]["latency"] if r["verdict"] == "regression"]
     assert {"ttft_p50", "e2e_p50"} <= {r["key"] for r in worse}
     assert all(r["new_ms"] - r["old_ms"] > 25 for r in worse if r["key"].startswith("ttft"))
+
+
+class PassesWhenTheBaselineSuiteStarts:
+    """A slowdown of the host that passes: the fault server is slow while the latency suite
+    measures, and itself again by the time the baseline suite measures a second time."""
+
+    def __init__(self, fault: FaultServer) -> None:
+        self.fault = fault
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.path.name == "test_baseline.py":
+            self.fault.faults = set()
+
+
+def test_a_slowdown_the_second_measurement_does_not_repeat_is_shown_not_failed(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    fault.faults = {"slow_30ms"}
+    passing = PassesWhenTheBaselineSuiteStarts(fault)
+    result = run_baseline(pytester, fault, baseline, plugins=[passing])
+    result.assert_outcomes(passed=recorded(baseline) + 6)
+    result.stdout.fnmatch_lines(
+        [
+            "*slowdowns not confirmed by a second measurement: *",
+            "*not confirmed: concurrency 1 ttft_p50: * ms, was * ms (x*; NOT CONFIRMED, "
+            "measured again later in the run: x*",
+        ]
+    )
+    doc = json.loads((pytester.path / "now.json").read_text())
+    assert not results_errors(doc)
+    rows = {r["key"]: r for r in doc["comparison"]["latency"]}
+    assert rows["ttft_p50"]["verdict"] == "not confirmed" and rows["ttft_p50"]["ratio"] > 2
+    assert rows["ttft_p50"]["again_ratio"] < 1.5
+    # the first measurement alone (--vllm-baseline-confirm=off) calls it a regression
+    fault.faults = {"slow_30ms"}
+    alone = run_baseline(
+        pytester, fault, baseline, "--vllm-baseline-confirm=off", plugins=[passing]
+    )
+    alone.assert_outcomes(passed=recorded(baseline) + 5, failed=1)
+    alone.stdout.fnmatch_lines(["*not measured a second time (--vllm-baseline-confirm=off)*"])
+
+
+def test_always_measures_every_level_twice(
+    pytester: pytest.Pytester, fault: FaultServer, baseline: Path
+) -> None:
+    result = run_baseline(pytester, fault, baseline, "--vllm-baseline-confirm=always")
+    result.assert_outcomes(passed=recorded(baseline) + 6)
+    doc = json.loads((pytester.path / "now.json").read_text())
+    _, again = compare.measured_twice(doc)["concurrency 1"]
+    assert again is not None and again.samples is not None and again.samples.kept == 24
+    judged = [r for r in doc["comparison"]["latency"] if r["verdict"] != "not compared"]
+    assert judged and all(r["again_ratio"] is not None for r in judged)
 
 
 def test_conformance_regressions_and_fixes_are_listed(
@@ -287,7 +346,7 @@ def test_the_baseline_marker_is_exclusive() -> None:
     assert "baseline" in EXCLUSIVE_MARKERS
 
 
-def test_the_run_judged_takes_the_replay_and_the_baseline_its_own_level() -> None:
+def test_the_baseline_is_its_own_level_and_a_replay_the_judged_run_s_second() -> None:
     own, replayed = _level([10.0] * 30), _level([99.0] * 30)
     tests = [
         _test("::replay[c1]", "baseline", measurements=_with_level(replayed)),
@@ -296,9 +355,38 @@ def test_the_run_judged_takes_the_replay_and_the_baseline_its_own_level() -> Non
     for order in (tests, tests[::-1]):  # whatever order the reports came in
         doc = _doc(order)
         assert compare.levels_of(doc)["concurrency 1"] == own
-        assert compare.levels_of(doc, replayed_first=True)["concurrency 1"] == replayed
+        assert compare.measured_twice(doc)["concurrency 1"] == (own, replayed)
         (row, *_) = compare.compare(doc, doc).latency
-        assert row.old_ms == 10.0 and row.new_ms == 99.0
+        assert row.old_ms == row.new_ms == 10.0 and row.verdict == "same"
+        assert row.again_ratio == pytest.approx(9.9)  # shown, and no verdict of its own
+    only = _doc([_test("::replay[c1]", "baseline", measurements=_with_level(replayed))])
+    assert compare.measured_twice(only)["concurrency 1"] == (replayed, None)
+
+
+@pytest.mark.parametrize(
+    ("second", "verdict"),
+    [(99.0, "regression"), (10.5, "not confirmed"), (None, "regression")],
+    ids=["slower-twice", "slower-once", "measured-once"],
+)
+def test_a_slowdown_stands_only_when_the_second_measurement_repeats_it(
+    second: float | None, verdict: str
+) -> None:
+    old = _doc([_test("::latency[c1]", "latency", measurements=_with_level(_level([10.0] * 30)))])
+    tests = [_test("::latency[c1]", "latency", measurements=_with_level(_level([99.0] * 30)))]
+    if second is not None:
+        again = _with_level(_level([second] * 30))
+        tests.append(_test("::replay[c1]", "baseline", measurements=again))
+    found = compare.compare(old, _doc(tests))
+    assert {r.verdict for r in found.latency if r.key == "ttft_p50"} == {verdict}
+    assert found.regressed == (verdict == "regression")
+    assert bool(found.not_confirmed) == (verdict == "not confirmed")
+    said = found.table()
+    if second is None:
+        assert "slower but not measured a second time, so not confirmed" in said
+    else:
+        assert "measured again later in the run: x" in " ".join(r.sentence() for r in found.latency)
+        head = next(line for line in said.splitlines() if line.strip().startswith("level"))
+        assert "again" in head  # the table's column
 
 
 def test_too_few_requests_leave_a_percentile_not_compared() -> None:
@@ -398,7 +486,7 @@ def test_a_baseline_without_places_is_measured_again_with_its_requests(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*Latency regressed from the baseline at concurrency 1*"])
     now = json.loads((pytester.path / "now.json").read_text())
-    replayed = compare.levels_of(now, replayed_first=True)["concurrency 1"]
+    replayed, _ = compare.measured_twice(now)["concurrency 1"]
     assert replayed.workload is not None
     assert replayed.workload.prompts == recorded.workload.prompts
     assert replayed.workload.max_tokens == 16

@@ -46,6 +46,9 @@ class Outputs(Baseline):
 class Latency(Baseline):
     old: LevelFigures
     tolerance: Mapping[str, float] = field(default_factory=dict)
+    #: the level measured a second time later in the run (``--vllm-baseline-confirm``), which
+    #: a regression must repeat to stand; None: the first measurement alone decides
+    again: LevelFigures | None = None
 
 
 def _servers(ctx: Baseline) -> str:
@@ -75,11 +78,12 @@ def same_output(new: GreedyOutput, ctx: Outputs) -> OutputRow:
 @check(LATENCY_REGRESSED)
 def latency_within_tolerance(new: LevelFigures, ctx: Latency) -> list[LatencyRow]:
     """No metric of the level is slower than the baseline's by more than its tolerance AND
-    significantly (the 95% bootstrap interval of the percentile ratio wholly above 1 + tolerance);
-    returns every row (improvements, accepted regressions and all)."""
-    from pytest_vllm_conformance.report.compare import level_rows
+    significantly (the 95% bootstrap interval of the percentile ratio wholly above 1 + tolerance),
+    in the first measurement and, where one was made, in the second; returns every row
+    (improvements, accepted regressions, slowdowns not confirmed and all)."""
+    from pytest_vllm_conformance.report.compare import judged_level
 
-    rows = level_rows(ctx.old, new, dict(ctx.tolerance), ctx.accept)
+    rows = judged_level(ctx.old, new, ctx.again, dict(ctx.tolerance), ctx.accept)
     worse = [r for r in rows if r.regressed]
     if worse:
         raise LATENCY_REGRESSED.titled(level=new.name).failure(
@@ -89,6 +93,11 @@ def latency_within_tolerance(new: LevelFigures, ctx: Latency) -> list[LatencyRow
             ),
             received="; ".join(r.sentence() for r in worse),
             detail="\n".join(r.sentence() for r in rows)
+            + (
+                "\nslower in both measurements of the level, the second made at the end of the run"
+                if ctx.again is not None
+                else "\nnot measured a second time (--vllm-baseline-confirm=off)"
+            )
             + f"\n{_servers(ctx)}\naccept it on purpose with --vllm-baseline-accept=latency",
         )
     return rows

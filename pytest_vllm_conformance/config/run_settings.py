@@ -100,6 +100,7 @@ class Settings:
     baseline_tolerance: dict[str, float] = field(
         default_factory=lambda: dict(BASELINE_TOLERANCE_DEFAULTS)
     )
+    baseline_confirm: str = "auto"  # auto, always, off: when a level is measured again
 
     @property
     def has_target(self) -> bool:

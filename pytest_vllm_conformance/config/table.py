@@ -22,6 +22,7 @@ from pytest_vllm_conformance.config import parsers
 PROFILES = ("auto", "openai", "vllm", "batch-invariant")
 SUITE_MODES = ("auto", "on", "off")
 TOPOLOGIES = ("single", "split")
+BASELINE_CONFIRM = ("auto", "always", "off")
 #: ``--vllm-serve=tiny`` builds a tiny random-weight model instead of loading one
 TINY = "tiny"
 #: the name the embedding server of ``--vllm-serve=tiny`` serves its model under
@@ -753,6 +754,19 @@ OPTIONS += (
         _by_flag(parsers.baseline_tolerance),
         derive_default=lambda at: dict(parsers.BASELINE_TOLERANCE_DEFAULTS),
         ini_help="per-key latency tolerances against the baseline",
+    ),
+    Option(
+        "baseline-confirm",
+        "baseline_confirm",
+        "WHEN",
+        "measure a latency level a second time, at the end of the run, before calling it "
+        "regressed: 'auto' where its first measurement regressed (a regression stands only "
+        "when both did; a passing slowdown of the host does not), 'always' every level (both "
+        "shown), 'off' never (the first measurement alone decides)",
+        "auto",
+        lambda raw, at: parsers.choice(raw, at.flag, BASELINE_CONFIRM),
+        "auto",
+        ini_help="when a latency level is measured a second time",
     ),
 )
 

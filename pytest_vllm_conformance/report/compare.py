@@ -19,7 +19,10 @@ One comparison serves three places: the baseline suite's checks (``--vllm-baseli
   from :data:`MIN_REQUESTS` requests a side (the false-alarm rate grows as they shrink), and
   a level only against one of the same max_tokens and prompts (its recorded ``workload``).
   An improvement is the mirror image (interval wholly below ``1 / (1 + tolerance)``); it is
-  reported, never failed.
+  reported, never failed. Where the new run measured a level a second time (the baseline
+  suite does so where the first measurement regressed), a regression stands only when the
+  second measurement regressed too; otherwise it is "not confirmed", shown, not failed
+  (:func:`confirmed_rows`).
 - **Conformance**: tests that passed in the old run and fail (or error) in the new one are
   regressions, those that passed and now find their feature not supported (or are gone) are
   capabilities lost, a regression too; failed-then-passing tests are fixes.
@@ -194,20 +197,29 @@ def _measurements(doc: dict[str, Any], replayed: bool | None = None) -> Iterable
             continue
 
 
-def levels_of(doc: dict[str, Any], replayed_first: bool = False) -> dict[str, LevelFigures]:
-    """Every latency level of the run by name. A name measured twice, by the latency suite
-    (or a user's test) and by the baseline suite's replay, is chosen explicitly, never by
-    report order: ``replayed_first`` (the run being judged) takes the replay, measured
-    with the baseline's own settings and prompts while nothing else ran (the ``baseline``
-    marker is exclusive); otherwise (the baseline) the run's own measurement, made with
-    the settings its ``options`` record. Within one side, the last recorded wins."""
+def levels_of(doc: dict[str, Any]) -> dict[str, LevelFigures]:
+    """Every latency level of the run by name, as a baseline: the run's own measurement (the
+    latency suite's, or a user's test), made with the settings its ``options`` record; a level
+    only the baseline suite measured, its. Within one side, the last recorded wins."""
+    return {name: first for name, (first, _) in measured_twice(doc).items()}
+
+
+def measured_twice(doc: dict[str, Any]) -> dict[str, tuple[LevelFigures, LevelFigures | None]]:
+    """Per level name, the run being judged: (its measurement, the baseline suite's second
+    measurement of it or None). Chosen by who measured, never by report order. A level
+    only the baseline suite measured (the run did not, and an older baseline recorded no
+    place) is its first measurement, with no second."""
     from pytest_vllm_conformance.perf.latency import LevelFigures
 
     def of(replayed: bool) -> dict[str, LevelFigures]:
         return {m.name: m for m in _measurements(doc, replayed) if isinstance(m, LevelFigures)}
 
     own, replayed = of(False), of(True)
-    return {**own, **replayed} if replayed_first else {**replayed, **own}
+    out: dict[str, tuple[LevelFigures, LevelFigures | None]] = {
+        name: (first, replayed.get(name)) for name, first in own.items()
+    }
+    out.update((name, (level, None)) for name, level in replayed.items() if name not in own)
+    return out
 
 
 def outputs_of(doc: dict[str, Any]) -> dict[str, GreedyOutput]:
@@ -320,24 +332,42 @@ class LatencyRow:
     n_old: int
     n_new: int
     tolerance: float
-    verdict: str  # regression, improvement, same, accepted, not compared
+    verdict: str  # regression, improvement, same, accepted, not confirmed, not compared
     note: str = ""
+    #: the second measurement of the level in the new run (:func:`confirmed_rows`): its ratio
+    #: new/old and the ratio's 95% interval; NaN where the run made none
+    again_ratio: float = math.nan
+    again_low: float = math.nan
+    again_high: float = math.nan
 
     @property
     def regressed(self) -> bool:
         return self.verdict == "regression"
 
+    @property
+    def measured_again(self) -> bool:
+        return math.isfinite(self.again_ratio)
+
     def sentence(self) -> str:
         """E.g. ``concurrency 1 ttft_p50: 43.1 ms, was 12.0 ms (x3.59, 95% interval x3.2 to
-        x3.9; tolerance +50%)``."""
+        x3.9; tolerance +50%)``, then what a second measurement found, where made."""
         if self.verdict == "not compared":
             return f"{self.level} {self.key}: not compared ({self.note})"
-        return (
+        text = (
             f"{self.level} {self.key}: {self.new_ms:.4g} ms, was {self.old_ms:.4g} ms "
             f"(x{self.ratio:.3g}, {self.new_ms - self.old_ms:+.4g} ms; 95% interval "
             f"x{self.low:.3g} to x{self.high:.3g}; tolerance +{self.tolerance:.0%}, "
             f"{self.n_old} vs {self.n_new} requests)"
         )
+        if not self.measured_again:
+            return text
+        again = (
+            f"measured again later in the run: x{self.again_ratio:.3g} (95% interval "
+            f"x{self.again_low:.3g} to x{self.again_high:.3g})"
+        )
+        if self.verdict == "not confirmed":
+            return f"{text}; NOT CONFIRMED, {again}"
+        return f"{text}; {again}"
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -385,8 +415,11 @@ def level_rows(
     new: LevelFigures,
     tolerance: dict[str, float] | None = None,
     accept: Iterable[str] = (),
+    places: bool = True,
 ) -> list[LatencyRow]:
-    """Each tolerance key of the level judged: regression, improvement or the same."""
+    """Each tolerance key of the level judged: regression, improvement or the same.
+    ``places`` False: a level measured at another place in its run is judged anyway (a
+    second measurement, which can only withdraw a regression: :func:`confirmed_rows`)."""
     tolerance = dict(BASELINE_TOLERANCE_DEFAULTS if tolerance is None else tolerance)
     floor = tolerance.pop("abs_ms", 0.0)
     accepted = "latency" in set(accept)
@@ -398,7 +431,7 @@ def level_rows(
             LatencyRow(new.name, "*", nan, nan, nan, nan, nan, 0, 0, 0.0, "not compared",
                        f"{which} kept no raw samples (a results file older than issue 18)")
         ]  # fmt: skip
-    unlike, workload_note = _workloads(old, new)
+    unlike, workload_note = _workloads(old, new, places)
     if unlike:
         return [
             LatencyRow(new.name, "*", nan, nan, nan, nan, nan, old.samples.kept,
@@ -448,7 +481,7 @@ def level_rows(
     return rows
 
 
-def _workloads(old: LevelFigures, new: LevelFigures) -> tuple[str, str]:
+def _workloads(old: LevelFigures, new: LevelFigures, places: bool = True) -> tuple[str, str]:
     """(why the level is not compared, or ""; a note, or ""): levels of the same name are
     like only with the same max_tokens and prompt texts, measured at the same place in their
     runs (:mod:`perf.place`), where both runs recorded them."""
@@ -464,6 +497,8 @@ def _workloads(old: LevelFigures, new: LevelFigures) -> tuple[str, str]:
             f"(sha256 {a.prompts_sha256[:12]} vs {b.prompts_sha256[:12]})",
             "",
         )
+    if not places:
+        return "", ""
     if a.place and b.place and a.place != b.place:
         return (
             "measured at another place in its run (after other tests or levels), where the "
@@ -475,6 +510,57 @@ def _workloads(old: LevelFigures, new: LevelFigures) -> tuple[str, str]:
         which = "the baseline" if not a.place else "the new run"
         return "", f"{which} did not record the level's place in its run: compared by name"
     return "", ""
+
+
+#: verdicts a second measurement must repeat to stand (:func:`confirmed_rows`)
+SLOWER = ("regression", "accepted")
+
+
+def confirmed_rows(first: list[LatencyRow], again: list[LatencyRow] | None) -> list[LatencyRow]:
+    """A regression stands only when a second measurement of the level, made later in the
+    same run (the baseline suite measures a level again where its first measurement
+    regressed, ``--vllm-baseline-confirm``), regressed too; else its verdict is "not
+    confirmed". On a shared host a few seconds of other work can slow a whole short level
+    (concurrency 50 lasts ~3 s here) by x1.7 (docs/baseline.md); the same passing slowdown
+    twice is far rarer than once, and a slower server is slower both times. Each row keeps
+    the second ratio and interval; ``again`` None (no second measurement) keeps ``first``."""
+    if again is None:
+        return first
+    by_key = {r.key: r for r in again if r.verdict != "not compared"}
+    out = []
+    for row in first:
+        if (second := by_key.get(row.key)) is None or row.verdict == "not compared":
+            out.append(row)
+            continue
+        verdict = row.verdict
+        if verdict in SLOWER and second.verdict not in SLOWER:
+            verdict = "not confirmed"
+        out.append(
+            dataclasses.replace(
+                row,
+                verdict=verdict,
+                again_ratio=second.ratio,
+                again_low=second.low,
+                again_high=second.high,
+            )
+        )
+    return out
+
+
+def judged_level(
+    old: LevelFigures,
+    first: LevelFigures,
+    again: LevelFigures | None,
+    tolerance: dict[str, float] | None = None,
+    accept: Iterable[str] = (),
+) -> list[LatencyRow]:
+    """The level's rows: ``first`` (the new run's measurement) judged against ``old``, each
+    slower verdict then held against ``again``, the same level measured later in the run
+    (judged whatever its place: it can only withdraw a verdict)."""
+    rows = level_rows(old, first, tolerance, accept)
+    if again is None:
+        return rows
+    return confirmed_rows(rows, level_rows(old, again, tolerance, accept, places=False))
 
 
 # -- conformance -----------------------------------------------------------------------------
@@ -578,6 +664,11 @@ class Comparison:
             judged[r.level] = judged.get(r.level, False) or r.verdict != "not compared"
         return [name for name, any_row in judged.items() if not any_row]
 
+    @property
+    def not_confirmed(self) -> list[str]:
+        """One sentence per slowdown a second measurement did not repeat: shown, not failed."""
+        return [r.sentence() for r in self.latency if r.verdict == "not confirmed"]
+
     def as_json(self) -> dict[str, Any]:
         """Plain JSON (the results document's ``comparison``): non-finite numbers as null."""
 
@@ -596,6 +687,7 @@ class Comparison:
         out["regressed"] = self.regressed
         out["regressions"] = self.regressions
         out["levels_not_compared"] = self.levels_not_compared
+        out["not_confirmed"] = self.not_confirmed
         return out
 
     def table(self) -> str:
@@ -614,10 +706,12 @@ class Comparison:
         lines += [
             "",
             f"Latency (tolerance {tol}; a regression: the 95% bootstrap interval of new/old "
-            "wholly above 1 + tolerance)",
+            "wholly above 1 + tolerance, in both measurements where the new run measured "
+            "the level twice)",
         ]
         if self.latency:
-            head = ("level", "metric", "old ms", "new ms", "ratio", "95% interval", "verdict")
+            head = ("level", "metric", "old ms", "new ms", "ratio", "95% interval", "again",
+                    "verdict")  # fmt: skip
             body = [
                 (
                     r.level,
@@ -626,6 +720,7 @@ class Comparison:
                     _num(r.new_ms),
                     f"x{r.ratio:.3g}" if math.isfinite(r.ratio) else "-",
                     f"x{r.low:.3g}..x{r.high:.3g}" if math.isfinite(r.low) else "-",
+                    f"x{r.again_ratio:.3g}" if r.measured_again else "-",
                     r.verdict.upper() if r.verdict in ("regression", "accepted") else r.verdict,
                 )
                 for r in self.latency
@@ -686,7 +781,7 @@ def compare(
             "no greedy output of the baseline was measured again "
             "(neither the determinism nor the baseline suite ran)"
         )
-    la, lb = levels_of(old), levels_of(new, replayed_first=True)
+    la, lb = levels_of(old), measured_twice(new)
     if missing := [name for name in la if name not in lb]:
         notes.append(
             f"{len(missing)} load level(s) of the baseline not measured in this run, so not "
@@ -696,8 +791,15 @@ def compare(
         row
         for name in la
         if name in lb
-        for row in level_rows(la[name], lb[name], tolerance, accept)
+        for row in judged_level(la[name], *lb[name], tolerance, accept)
     )
+    if once := sorted({r.level for r in latency if r.verdict in SLOWER and not r.measured_again}):
+        notes.append(
+            f"slower but not measured a second time, so not confirmed: {', '.join(once)} (the "
+            "new run measured no level again: it ran without --vllm-baseline, or with "
+            "--vllm-baseline-confirm=off; a second measurement withdraws a passing slowdown "
+            "of the host, docs/baseline.md)"
+        )
     return Comparison(
         Identity.of(old),
         Identity.of(new),

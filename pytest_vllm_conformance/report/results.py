@@ -437,9 +437,15 @@ def _comparison_lines(doc: dict[str, Any]) -> list[str]:
             if (unjudged := found.get("levels_not_compared") or [])
             else ""
         )
+        + (
+            f"; slowdowns not confirmed by a second measurement: {len(passing)}"
+            if (passing := found.get("not_confirmed") or [])
+            else ""
+        )
     ]
     out += [f"  regression: {t['nodeid']} ({t['old']} -> {t['new']})" for t in worse]
     out += [f"  fixed: {t['nodeid']} ({t['old']} -> {t['new']})" for t in fixed]
+    out += [f"  not confirmed: {r}" for r in passing]
     out += [
         f"  {r}" for r in found.get("regressions") or [] if not str(r).startswith("test regressed")
     ]
