@@ -18,7 +18,7 @@ Two ways to draw the pair, per level:
   comparison with every level the two share: the false alarms from the variance between
   runs (another start, another minute of a shared host), which the two draws above cannot
   see. Runs made with ``--vllm-baseline-confirm=always`` hold a second measurement of every
-  level, and a slowdown counts only where the second repeats it, as the baseline suite
+  level, and a slowdown counts unless the second is within the tolerance, as the baseline suite
   decides (``--first-only``: the first alone, as ``--vllm-baseline-confirm=off``).
 
 ``--n N`` makes each side N requests (split: two disjoint N-request draws, at most half a
@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tolerance", default="", help="as --vllm-baseline-tolerance")
     ap.add_argument(
+        "--slower",
+        type=float,
+        default=1.0,
+        help="between: make the new run's requests this many times slower (the gate's power)",
+    )
+    ap.add_argument(
         "--first-only",
         action="store_true",
         help="between: judge the first measurements alone (as --vllm-baseline-confirm=off)",
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_requests is not None:
         compare.MIN_REQUESTS = dict.fromkeys(compare.MIN_REQUESTS, args.min_requests)
     if args.how == "between":
-        return between(args.results, tolerance, label, not args.first_only)
+        return between(args.results, tolerance, label, not args.first_only, args.slower)
     rng = random.Random(args.seed)
     runs = [
         [lv for lv in compare.levels_of(compare.load(p)).values() if lv.samples is not None]
@@ -154,27 +160,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def between(paths: list[Path], tolerance: dict[str, float], label: str, confirm: bool) -> int:
+def _slower(level: LevelFigures | None, factor: float) -> LevelFigures | None:
+    """``level`` with every request ``factor`` times slower (an injected regression)."""
+    if level is None or level.samples is None or factor == 1:
+        return level
+    s = level.samples
+    scaled = [tuple(x * factor for x in v) for v in (s.ttft_ms, s.e2e_ms, s.itl_mean_ms)]
+    return dataclasses.replace(level, samples=LevelSamples(s.seen, s.kept, s.seed, *scaled))
+
+
+def between(
+    paths: list[Path], tolerance: dict[str, float], label: str, confirm: bool, slower: float = 1
+) -> int:
     """Every pair of real runs compared as ``vllm-conformance compare`` would (latency only):
     a slowdown stands only where the new run's second measurement of the level (runs made
-    with ``--vllm-baseline-confirm=always``) repeats it, unless ``confirm`` is False."""
+    with ``--vllm-baseline-confirm=always``) is not within the tolerance, unless ``confirm``
+    is False.
+    ``slower`` > 1 makes every request of the new run that much slower (both measurements):
+    the alarms are then detections, counted per level too (the gate's power)."""
     runs = [(_label(p), compare.measured_twice(compare.load(p))) for p in paths]
+    levels_judged = levels_caught = 0
     alarms = comparisons = unjudged = withdrawn = once = 0
-    for old_name, old in runs:
-        for new_name, new in runs:
-            if new_name == old_name:
+    for i, (old_name, old) in enumerate(runs):
+        for j, (new_name, new) in enumerate(runs):
+            if i == j:
                 continue
             if confirm and any(again is None for _, again in new.values()):
                 once += 1  # what the suite would measure again is not in the file
                 continue
-            rows = [
-                r
-                for name, (first, again) in new.items()
-                if name in old
-                for r in compare.judged_level(
-                    old[name][0], first, again if confirm else None, tolerance
+            rows = []
+            for name, (first, again) in new.items():
+                if name not in old:
+                    continue
+                found = compare.judged_level(
+                    old[name][0],
+                    _slower(first, slower) or first,
+                    _slower(again, slower) if confirm else None,
+                    tolerance,
                 )
-            ]
+                rows += found
+                if any(r.verdict != "not compared" for r in found):
+                    levels_judged += 1
+                    levels_caught += any(r.regressed for r in found)
             worse = [f"{r.level} {r.key} x{r.ratio:.2f}" for r in rows if r.regressed]
             passing = [
                 f"{r.level} {r.key} x{r.ratio:.2f}" for r in rows if r.verdict == "not confirmed"
@@ -196,6 +223,13 @@ def between(paths: list[Path], tolerance: dict[str, float], label: str, confirm:
         print("between: give two or more results files")
         return 2
     low, high = wilson(alarms, comparisons)
+    if slower != 1:
+        print(
+            f"every request x{slower:g} slower: caught in {alarms} of {comparisons} comparisons; "
+            f"{levels_caught} of {levels_judged} levels judged called regressed "
+            f"({levels_caught / max(levels_judged, 1):.1%})"
+        )
+        return 0
     print(quiet_tolerances([(name, {k: v[0] for k, v in levels.items()}) for name, levels in runs]))
     print(
         f"between: {alarms} false alarms in {comparisons} comparisons of {len(runs)} runs "

@@ -46,9 +46,11 @@ class Outputs(Baseline):
 class Latency(Baseline):
     old: LevelFigures
     tolerance: Mapping[str, float] = field(default_factory=dict)
-    #: the level measured a second time later in the run (``--vllm-baseline-confirm``), which
-    #: a regression must repeat to stand; None: the first measurement alone decides
+    #: the level measured a second time later in the run (``--vllm-baseline-confirm``): a
+    #: regression within the tolerance there is withdrawn; None: the first alone decides
     again: LevelFigures | None = None
+    #: why a regression may stand on the first measurement alone (the row's note says more)
+    unconfirmed: str = "--vllm-baseline-confirm=off"
 
 
 def _servers(ctx: Baseline) -> str:
@@ -92,11 +94,13 @@ def latency_within_tolerance(new: LevelFigures, ctx: Latency) -> list[LatencyRow
                 f"{r.key} at most +{r.tolerance:.0%} over {r.old_ms:.4g} ms" for r in worse
             ),
             received="; ".join(r.sentence() for r in worse),
-            detail="\n".join(r.sentence() for r in rows)
+            detail="\n".join(r.sentence() + (f" [{r.note}]" if r.note else "") for r in rows)
+            + "\n"
             + (
-                "\nslower in both measurements of the level, the second made at the end of the run"
-                if ctx.again is not None
-                else "\nnot measured a second time (--vllm-baseline-confirm=off)"
+                "slower beyond the tolerance in both measurements of the level, the second "
+                "made at the end of the run"
+                if all(r.measured_again for r in worse)
+                else f"not confirmed by a second measurement: {ctx.unconfirmed}"
             )
             + f"\n{_servers(ctx)}\naccept it on purpose with --vllm-baseline-accept=latency",
         )

@@ -760,9 +760,9 @@ OPTIONS += (
         "baseline_confirm",
         "WHEN",
         "measure a latency level a second time, at the end of the run, before calling it "
-        "regressed: 'auto' where its first measurement regressed (a regression stands only "
-        "when both did; a passing slowdown of the host does not), 'always' every level (both "
-        "shown), 'off' never (the first measurement alone decides)",
+        "regressed: 'auto' where its first measurement regressed (the regression stands "
+        "unless the second is within the tolerance: a passing slowdown of the host is not "
+        "repeated), 'always' every level (both shown), 'off' never (the first alone decides)",
         "auto",
         lambda raw, at: parsers.choice(raw, at.flag, BASELINE_CONFIRM),
         "auto",

@@ -670,6 +670,9 @@ class LevelFigures:
     harness: str = ""  # the self-check's sentence; "" when the figures can be trusted
     samples: LevelSamples | None = None  # issue 18: the raw samples (None: an older file)
     workload: LevelWorkload | None = None  # issue 18: None in an older file
+    #: the baseline suite's second measurement of a level, which a comparison holds a
+    #: regression against (``report.compare.measured_twice``); not a figure of the run's own
+    second: bool = False
 
     @classmethod
     def of(cls, level: Level, slo_rows: Iterable[SloRow] = ()) -> LevelFigures:

@@ -90,7 +90,9 @@ class LoadRunner:
         self.slo = slo.limits(self.perf.slo, request.node.get_closest_marker("latency"), defaults)
         self._texts = tuple(p.text for p in prompts.load(settings.prompts))
         self._prompts = itertools.cycle(self._texts)
-        self.replaying = False  # a baseline replay: not this run's own measurement of a level
+        #: "" (this run's own measurement), "first" (the baseline suite measures a level this
+        #: process did not) or "second" (its second measurement of a level, to confirm)
+        self.replaying = ""
         self.last_figures: latency.LevelFigures | None = None  # of the last level measured
 
     # -- senders ------------------------------------------------------------------------------
@@ -156,7 +158,11 @@ class LoadRunner:
         runs = history(self.request.config)
         workload = dataclasses.replace(workload, place=runs.place())
         rows = slo.judge(level, self.slo, embeddings)
-        figures = dataclasses.replace(latency.LevelFigures.of(level, rows), workload=workload)
+        figures = dataclasses.replace(
+            latency.LevelFigures.of(level, rows),
+            workload=workload,
+            second=self.replaying == "second",
+        )
         self.last_figures = figures
         keep = self.settings.baseline is not None and not self.replaying
         slim = dataclasses.replace(level, samples=[])  # the figures keep what is compared
@@ -275,13 +281,16 @@ class LoadRunner:
         return self._judge(self._run(coro, embeddings=False), False, workload)
 
     # issue 18: baseline
-    def replay(self, name: str, perf: Any, workload: LevelWorkload | None = None) -> Level | None:
+    def replay(
+        self, name: str, perf: Any, workload: LevelWorkload | None = None, second: bool = False
+    ) -> Level | None:
         """Measure again the level an earlier run named ``name`` (as :meth:`completions`,
         :meth:`embeddings` and :meth:`responses` name theirs), with that run's request
         count, warm-up, duration and max_tokens (``perf``: its ``PerfSettings``), and the
         level's own max_tokens and prompt texts where its ``workload`` recorded them,
-        recorded like any level. Not judged against this run's SLO, only for failed requests
-        and a harness that could not keep up; no early stop. None: a name of no known shape."""
+        recorded like any level (``second``: flagged as the second measurement of a level
+        measured already). Not judged against this run's SLO, only for failed requests and a
+        harness that could not keep up; no early stop. None: a name of no known shape."""
         import re
 
         shapes = {
@@ -295,7 +304,7 @@ class LoadRunner:
             return None
         kind, match = next(iter(found.items()))
         saved = self.perf, self.slo, self.early_stop, self._texts, self._prompts
-        self.replaying = True
+        self.replaying = "second" if second else "first"
         fields = perf_fields(perf)
         if workload is not None and workload.max_tokens is not None and workload.max_tokens > 0:
             fields["max_tokens"] = workload.max_tokens
@@ -314,7 +323,7 @@ class LoadRunner:
             return self.responses(concurrency=int(match[1]))
         finally:
             self.perf, self.slo, self.early_stop, self._texts, self._prompts = saved
-            self.replaying = False
+            self.replaying = ""
 
 
 def perf_fields(perf: Any) -> dict[str, Any]:

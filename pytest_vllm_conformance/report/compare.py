@@ -20,8 +20,8 @@ One comparison serves three places: the baseline suite's checks (``--vllm-baseli
   a level only against one of the same max_tokens and prompts (its recorded ``workload``).
   An improvement is the mirror image (interval wholly below ``1 / (1 + tolerance)``); it is
   reported, never failed. Where the new run measured a level a second time (the baseline
-  suite does so where the first measurement regressed), a regression stands only when the
-  second measurement regressed too; otherwise it is "not confirmed", shown, not failed
+  suite does so where the first measurement regressed), a regression stands unless the
+  second measurement is within the tolerance; then it is "not confirmed", shown, not failed
   (:func:`confirmed_rows`).
 - **Conformance**: tests that passed in the old run and fail (or error) in the new one are
   regressions, those that passed and now find their feature not supported (or are gone) are
@@ -199,27 +199,33 @@ def _measurements(doc: dict[str, Any], replayed: bool | None = None) -> Iterable
 
 def levels_of(doc: dict[str, Any]) -> dict[str, LevelFigures]:
     """Every latency level of the run by name, as a baseline: the run's own measurement (the
-    latency suite's, or a user's test), made with the settings its ``options`` record; a level
-    only the baseline suite measured, its. Within one side, the last recorded wins."""
-    return {name: first for name, (first, _) in measured_twice(doc).items()}
+    latency suite's, or a user's test), made with the settings its ``options`` record, else
+    the baseline suite's (first) measurement of it; never a second measurement. Within one
+    side, the last recorded wins."""
+    own, replays, _ = _levels(doc)
+    return {**replays, **own}
 
 
 def measured_twice(doc: dict[str, Any]) -> dict[str, tuple[LevelFigures, LevelFigures | None]]:
-    """Per level name, the run being judged: (its measurement, the baseline suite's second
-    measurement of it or None). Chosen by who measured, never by report order. A level
-    only the baseline suite measured (the run did not, and an older baseline recorded no
-    place) is its first measurement, with no second."""
+    """Per level name, the run being judged: (what its baseline suite judged, the second
+    measurement of it or None). What the suite judged is its own measurement where it made
+    one (a level this process did not measure: an older baseline without places, or another
+    xdist worker's), else the run's; the second is the one flagged ``second``. Chosen by
+    role, never by report order."""
+    own, replays, seconds = _levels(doc)
+    return {name: (first, seconds.get(name)) for name, first in {**own, **replays}.items()}
+
+
+def _levels(
+    doc: dict[str, Any],
+) -> tuple[dict[str, LevelFigures], dict[str, LevelFigures], dict[str, LevelFigures]]:
+    """(the run's own levels, the baseline suite's first measurements, its second ones)."""
     from pytest_vllm_conformance.perf.latency import LevelFigures
 
-    def of(replayed: bool) -> dict[str, LevelFigures]:
-        return {m.name: m for m in _measurements(doc, replayed) if isinstance(m, LevelFigures)}
-
-    own, replayed = of(False), of(True)
-    out: dict[str, tuple[LevelFigures, LevelFigures | None]] = {
-        name: (first, replayed.get(name)) for name, first in own.items()
-    }
-    out.update((name, (level, None)) for name, level in replayed.items() if name not in own)
-    return out
+    own = {m.name: m for m in _measurements(doc, False) if isinstance(m, LevelFigures)}
+    suite = [m for m in _measurements(doc, True) if isinstance(m, LevelFigures)]
+    replays = {m.name: m for m in suite if not m.second}
+    return own, replays, {m.name: m for m in suite if m.second}
 
 
 def outputs_of(doc: dict[str, Any]) -> dict[str, GreedyOutput]:
@@ -512,28 +518,37 @@ def _workloads(old: LevelFigures, new: LevelFigures, places: bool = True) -> tup
     return "", ""
 
 
-#: verdicts a second measurement must repeat to stand (:func:`confirmed_rows`)
+#: verdicts a second measurement within the tolerance withdraws (:func:`confirmed_rows`)
 SLOWER = ("regression", "accepted")
 
 
-def confirmed_rows(first: list[LatencyRow], again: list[LatencyRow] | None) -> list[LatencyRow]:
-    """A regression stands only when a second measurement of the level, made later in the
+def confirmed_rows(
+    first: list[LatencyRow], again: list[LatencyRow] | None, floor: float = 0.0
+) -> list[LatencyRow]:
+    """A slower verdict stands unless a second measurement of the level, made later in the
     same run (the baseline suite measures a level again where its first measurement
-    regressed, ``--vllm-baseline-confirm``), regressed too; else its verdict is "not
-    confirmed". On a shared host a few seconds of other work can slow a whole short level
-    (concurrency 50 lasts ~3 s here) by x1.7 (docs/baseline.md); the same passing slowdown
-    twice is far rarer than once, and a slower server is slower both times. Each row keeps
-    the second ratio and interval; ``again`` None (no second measurement) keeps ``first``."""
+    regressed, ``--vllm-baseline-confirm``), is within the tolerance (its ratio at most
+    ``1 + tolerance``, or a slowdown of at most ``floor`` ms): then it is "not confirmed".
+    On a shared host a few seconds of other work can slow a whole short level (concurrency
+    50 lasts ~3 s here) by x1.7 (docs/baseline.md); the same passing slowdown twice is far
+    rarer than once, and a slower server is slower both times. The second need not be
+    significant on its own: it only has to show the slowdown again. Each row keeps the
+    second ratio and interval; ``again`` None (no second measurement) keeps ``first``."""
     if again is None:
         return first
-    by_key = {r.key: r for r in again if r.verdict != "not compared"}
+    by_key = {r.key: r for r in again}
     out = []
     for row in first:
-        if (second := by_key.get(row.key)) is None or row.verdict == "not compared":
+        second = by_key.get(row.key)
+        if row.verdict == "not compared" or second is None:
             out.append(row)
             continue
+        if second.verdict == "not compared":
+            out.append(_noted(row, f"the second measurement judged nothing ({second.note})"))
+            continue
         verdict = row.verdict
-        if verdict in SLOWER and second.verdict not in SLOWER:
+        within = second.ratio <= 1 + row.tolerance or second.new_ms - second.old_ms <= floor
+        if verdict in SLOWER and within:
             verdict = "not confirmed"
         out.append(
             dataclasses.replace(
@@ -556,11 +571,28 @@ def judged_level(
 ) -> list[LatencyRow]:
     """The level's rows: ``first`` (the new run's measurement) judged against ``old``, each
     slower verdict then held against ``again``, the same level measured later in the run
-    (judged whatever its place: it can only withdraw a verdict)."""
+    (judged whatever its place: it can only withdraw a verdict). A second measurement whose
+    requests failed or whose harness could not keep up confirms nothing: the first decides,
+    and the rows say why."""
     rows = level_rows(old, first, tolerance, accept)
     if again is None:
         return rows
-    return confirmed_rows(rows, level_rows(old, again, tolerance, accept, places=False))
+    if unusable := _unusable(again):
+        why = f"the second measurement is unusable ({unusable}): the first decides"
+        return [_noted(r, why) if r.verdict in SLOWER else r for r in rows]
+    floor = dict(BASELINE_TOLERANCE_DEFAULTS if tolerance is None else tolerance).get("abs_ms", 0)
+    return confirmed_rows(rows, level_rows(old, again, tolerance, accept, places=False), floor)
+
+
+def _unusable(level: LevelFigures) -> str:
+    """Why a measurement's figures are not the server's, or ""."""
+    if level.error_rate > 0:
+        return f"{level.error_rate:.0%} of its requests failed"
+    return level.harness
+
+
+def _noted(row: LatencyRow, note: str) -> LatencyRow:
+    return dataclasses.replace(row, note="; ".join(n for n in (row.note, note) if n))
 
 
 # -- conformance -----------------------------------------------------------------------------
@@ -795,10 +827,12 @@ def compare(
     )
     if once := sorted({r.level for r in latency if r.verdict in SLOWER and not r.measured_again}):
         notes.append(
-            f"slower but not measured a second time, so not confirmed: {', '.join(once)} (the "
-            "new run measured no level again: it ran without --vllm-baseline, or with "
-            "--vllm-baseline-confirm=off; a second measurement withdraws a passing slowdown "
-            "of the host, docs/baseline.md)"
+            f"regressed on one measurement, with no second to confirm it: {', '.join(once)}. "
+            "The new run measured these levels once (it ran without --vllm-baseline, with "
+            "--vllm-baseline-confirm=off, or with other tolerances than this comparison's, so "
+            "they did not regress there), or its second measurement judged nothing or was "
+            "unusable (the row's note says). A second measurement withdraws a passing "
+            "slowdown of the host (docs/baseline.md)"
         )
     return Comparison(
         Identity.of(old),

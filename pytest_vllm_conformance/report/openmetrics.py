@@ -81,7 +81,7 @@ class _Collector:
         )
         for t in doc["tests"]:
             for m in load(t.get("measurements") or []):
-                if isinstance(m, LevelFigures):
+                if isinstance(m, LevelFigures) and not m.second:  # once per level and labels
                     level = untrusted.line(m.name)
                     for metric, summary in m.stats.items():
                         for stat, value in summary.as_dict().items():
