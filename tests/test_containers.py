@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_conformance.target.launch import default_router_config
-from tests.docker_engine import BASE_IMAGE, ENGINE_IMAGE, docker_host, ensure_images, labelled
+from tests.docker_engine import (
+    BASE_IMAGE,
+    ENGINE_IMAGE,
+    docker_host,
+    ensure_images,
+    labelled,
+    remove,
+)
 from tests.test_real_engines import CPU_PERF
 
 IMAGE_ARGS = (
@@ -45,10 +52,12 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def env(docker: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def env(docker: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("DOCKER_HOST", docker)
     monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-    return docker
+    yield docker
+    # a test that failed with a container left must not fail the next ones for it too
+    remove(docker, *labelled(docker))
 
 
 def ours(host: str) -> list[str]:
@@ -345,7 +354,12 @@ def test_an_interrupted_start_removes_the_container(
         time.sleep(0.2)
     time.sleep(1)  # inside the wait for /health
     proc.send_signal(sig)
-    out = proc.communicate(timeout=60)[0].decode()
+    try:
+        out = proc.communicate(timeout=120)[0].decode()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out = proc.communicate()[0].decode()
+        pytest.fail(f"still running 120 s after {sig.name}:\n{out}", pytrace=False)
     assert proc.returncode != 0, out
     assert "Traceback" not in out, out
     assert ours(env) == []
