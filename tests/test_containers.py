@@ -25,6 +25,7 @@ from tests.docker_engine import (
     labelled,
     remove,
 )
+from tests.test_local_lifecycle import ctrl_c_as_in_a_terminal
 from tests.test_real_engines import CPU_PERF
 
 IMAGE_ARGS = (
@@ -347,6 +348,7 @@ def test_an_interrupted_start_removes_the_container(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "DOCKER_HOST": env, "TESTCONTAINERS_RYUK_DISABLED": "true"},
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 60
     while not ours(env):
