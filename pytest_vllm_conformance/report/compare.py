@@ -738,8 +738,8 @@ class Comparison:
         lines += [
             "",
             f"Latency (tolerance {tol}; a regression: the 95% bootstrap interval of new/old "
-            "wholly above 1 + tolerance, in both measurements where the new run measured "
-            "the level twice)",
+            "wholly above 1 + tolerance, unless a second measurement of the level is within "
+            "the tolerance)",
         ]
         if self.latency:
             head = ("level", "metric", "old ms", "new ms", "ratio", "95% interval", "again",
